@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from qwenvl_data.errors import BadInput, UsageError
-from qwenvl_data.schemas import first_error, load_schema
+from qwenvl_data.schema import first_error, load_schema
 from qwenvl_data.shards import iter_tar_samples
 
 SCHEMA_KEY = b"qwenvl.schema"
