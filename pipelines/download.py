@@ -1,0 +1,225 @@
+"""`qwenvl-data download`: the filter's clean pairs -> webdataset shards of (image, caption).
+
+    qwenvl-data download --input OUT/filter/pairs --output OUT/download [--allow-addresses 127.0.0.1]
+
+img2dataset does the fetching, resizing and tar writing (its Reader, Resizer, Downloader and
+distributors); this job assembles them with our three seams (pipelines/download_parts.py), then:
+- drops exact duplicate images across all shards (same sha256 of the downloaded bytes; the sample
+  with the smallest key stays; reason `duplicate_image`),
+- writes `OUT/failures/{shard}.parquet` (every pair that is not a sample, with its reason),
+- checks that samples + failures = input pairs, and writes `OUT/download.json` (counts per reason,
+  source and language; the input path, so `qwenvl-data report` can show the filter funnel beside it).
+Resume: a shard whose `{shard}_stats.json` exists is done; a rerun downloads only the others.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from qwenvl_data.config import load_section
+from qwenvl_data.errors import BadInput, UsageError
+from qwenvl_data.images import ImageLimits
+from qwenvl_data.netguard import AddressPolicy, parse_allow
+from qwenvl_data.pipelines.download_dedup import drop_duplicates
+from qwenvl_data.pipelines.download_parts import failure_reason
+
+OOM_SHARDS = 6  # shard names 000000.tar (docs/CONTRACTS.md)
+PAIR_COLUMNS = ("uid", "source", "lang", "caption", "url")
+FAILURE_SCHEMA = pa.schema([("uid", pa.string()), ("source", pa.string()), ("lang", pa.string()),
+                            ("url", pa.string()), ("caption", pa.string()), ("shard", pa.string()),
+                            ("key", pa.string()), ("reason", pa.string()), ("error_message", pa.string())],
+                           metadata={b"qwenvl.schema": b"download_failure"})
+
+
+def add_arguments(p):
+    p.add_argument("--input", required=True, help="directory of pair parquet files (filter OUT/pairs)")
+    p.add_argument("--output", required=True, help="output directory for shards")
+    p.add_argument("--config", help="YAML file with a download: section overriding configs/download.yaml")
+    p.add_argument("--engine", choices=("local", "ray", "spark"), default="local",
+                   help="img2dataset distributor: local processes (default), ray or spark")
+    p.add_argument("--ray-address", help="Ray cluster address (engine ray); default: a local Ray")
+    p.add_argument("--image-size", type=int, help="stored image size (shorter side), default 512")
+    p.add_argument("--encode-format", choices=("jpg", "png", "webp"))
+    p.add_argument("--processes", type=int, help="worker processes (default: CPU count)")
+    p.add_argument("--threads", type=int, help="concurrent downloads per process")
+    p.add_argument("--timeout", type=float, help="seconds per connect/read")
+    p.add_argument("--samples-per-shard", type=int)
+    p.add_argument("--allow-addresses", metavar="IP|CIDR,...",
+                   help="non-public addresses that may be fetched (test servers, intranet mirrors)")
+
+
+def settings(args) -> dict:
+    cfg = load_section("download", args.config)
+    for flag in ("image_size", "encode_format", "processes", "threads", "timeout", "samples_per_shard"):
+        if getattr(args, flag, None) is not None:
+            cfg[flag] = getattr(args, flag)
+    if args.allow_addresses:
+        cfg["allow_addresses"] = list(cfg.get("allow_addresses") or []) + args.allow_addresses.split(",")
+    if int(cfg["image_size"]) < 1 or int(cfg["samples_per_shard"]) < 1:
+        raise UsageError("image_size and samples_per_shard must be positive")
+    return cfg
+
+
+def input_files(input_dir: str) -> tuple[list[Path], int]:
+    """The pair parquet files and their total rows; a missing column is named with its file."""
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise UsageError(f"--input {input_dir}: not a directory of pair parquet files")
+    files = sorted(root.glob("*.parquet"))
+    if not files:
+        raise UsageError(f"--input {input_dir}: no .parquet files")
+    total = 0
+    for f in files:
+        try:
+            meta = pq.ParquetFile(f)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
+            raise BadInput(f"{f}: not a readable parquet file ({type(e).__name__}: {e})") from None
+        missing = [c for c in PAIR_COLUMNS if c not in meta.schema_arrow.names]
+        if missing:
+            raise BadInput(f"{f}: missing pair column(s) {', '.join(missing)} (schemas/pair.schema.json)")
+        total += meta.metadata.num_rows
+    return files, total
+
+
+def done_shards(output: Path) -> set[int]:
+    """Shards img2dataset finished: stats json readable, tar and parquet under their final names."""
+    done = set()
+    for stats in output.glob("*_stats.json"):
+        sid = stats.name.split("_", 1)[0]
+        try:
+            json.loads(stats.read_text())
+        except ValueError:
+            continue  # killed while writing the stats: redo the shard
+        if sid.isdigit() and (output / f"{sid}.tar").exists() and (output / f"{sid}.parquet").exists():
+            done.add(int(sid))
+    return done
+
+
+def run_img2dataset(cfg: dict, input_dir: str, output: Path, engine: str, ray_address: str | None):
+    """Assemble img2dataset's own parts around our seams and run its distributor."""
+    from img2dataset import distributor as dist
+    from img2dataset.reader import Reader
+
+    from qwenvl_data.pipelines.download_parts import AtomicShardWriter, CheckedResizer, GuardedDownloader
+
+    for stale in output.glob(".tmp-*"):
+        stale.unlink()
+    tmp = output / "_tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    columns = ["uid", "source", "lang"]
+    reader = Reader(str(Path(input_dir).resolve()), "parquet", "url", "caption", None, None, columns,
+                    int(cfg["samples_per_shard"]), done_shards(output), str(tmp.resolve()))
+    limits = ImageLimits(cfg.get("max_pixels"), cfg.get("min_image_side"), cfg.get("max_aspect_ratio"))
+    resizer = CheckedResizer(
+        limits, image_size=int(cfg["image_size"]), resize_mode=cfg["resize_mode"],
+        resize_only_if_bigger=bool(cfg["resize_only_if_bigger"]), encode_format=cfg["encode_format"],
+        encode_quality=int(cfg["encode_quality"]))
+    policy = AddressPolicy(parse_allow(cfg.get("allow_addresses")), cfg.get("max_bytes"), float(cfg["timeout"]))
+    directives = cfg.get("disallowed_header_directives") or None
+    downloader = GuardedDownloader(
+        policy, sample_writer_class=AtomicShardWriter, resizer=resizer, thread_count=int(cfg["threads"]),
+        save_caption=True, extract_exif=False, output_folder=str(output.resolve()),
+        column_list=reader.column_list, timeout=float(cfg["timeout"]),
+        number_sample_per_shard=int(cfg["samples_per_shard"]), oom_shard_count=OOM_SHARDS,
+        compute_hash="sha256", verify_hash_type=None, encode_format=cfg["encode_format"],
+        retries=int(cfg["retries"]), user_agent_token=cfg.get("user_agent_token"),
+        disallowed_header_directives=directives)
+    processes = int(cfg.get("processes") or os.cpu_count() or 1)
+    retry = int(cfg["max_shard_retry"])
+    if engine == "local":
+        dist.multiprocessing_distributor(processes, downloader, reader, None, retry)
+    elif engine == "ray":
+        import ray
+        if not ray.is_initialized():
+            ray.init(address=ray_address, **({} if ray_address else {"num_cpus": processes}))
+        dist.ray_distributor(processes, downloader, reader, None, retry)
+    else:
+        try:
+            import pyspark  # noqa: F401
+        except ImportError:
+            raise UsageError("--engine spark needs pyspark (pip install pyspark)") from None
+        dist.pyspark_distributor(processes, downloader, reader, 1000, retry)
+    for leftover in tmp.glob("*"):
+        leftover.unlink()
+    tmp.rmdir()
+
+
+def write_failures(output: Path, shard: str, table: pa.Table) -> pa.Table:
+    """OUT/failures/{shard}.parquet: the shard's pairs that are not samples, with their reason."""
+    bad = table.filter(pc.not_equal(table["status"], "success"))
+    reasons = [failure_reason(m) for m in bad["error_message"].to_pylist()]
+    out = pa.table({
+        **{c: bad[c].cast(pa.string()) for c in ("uid", "source", "lang", "url", "caption")},
+        "shard": pa.array([shard] * bad.num_rows, pa.string()), "key": bad["key"],
+        "reason": pa.array(reasons, pa.string()), "error_message": bad["error_message"],
+    }, schema=FAILURE_SCHEMA)
+    folder = output / "failures"
+    folder.mkdir(exist_ok=True)
+    tmp = folder / f".tmp-{shard}.parquet"
+    pq.write_table(out, tmp)
+    os.replace(tmp, folder / f"{shard}.parquet")
+    return out
+
+
+def _counts(table: pa.Table, by: list[str]) -> list[dict]:
+    return table.group_by(by).aggregate([([], "count_all")]).to_pylist() if table.num_rows else []
+
+
+def summarise(output: Path, input_dir: str, n_in: int, cfg: dict, engine: str, seconds: float) -> dict:
+    shards = sorted(p.name.split("_", 1)[0] for p in output.glob("*_stats.json"))
+    cols = ["uid", "source", "lang", "url", "caption", "key", "status", "error_message", "sha256"]
+    tables = {s: pq.read_table(output / f"{s}.parquet", columns=cols) for s in shards}
+    if cfg.get("dedup_sha256"):
+        tables = drop_duplicates(output, tables)
+    fails = pa.concat_tables([write_failures(output, s, t) for s, t in tables.items()]) if tables \
+        else FAILURE_SCHEMA.empty_table()
+    samples = pa.concat_tables([t.filter(pc.equal(t["status"], "success")) for t in tables.values()]) \
+        if tables else None
+    n_ok = samples.num_rows if samples is not None else 0
+    if n_ok + fails.num_rows != n_in:
+        raise BadInput(f"{output}: {n_ok} samples + {fails.num_rows} failures != {n_in} input pairs in "
+                       f"{input_dir}: some shards did not finish (see the errors above); rerun the same "
+                       f"command to resume them")
+    sources: dict[str, dict] = {}
+    for row in _counts(samples, ["source", "lang"]) if samples is not None else []:
+        s = sources.setdefault(row["source"], {"samples": 0, "failed": {}, "samples_by_lang": {}})
+        s["samples"] += row["count_all"]
+        s["samples_by_lang"][row["lang"]] = row["count_all"]
+    for row in _counts(fails, ["source", "reason"]):
+        s = sources.setdefault(row["source"], {"samples": 0, "failed": {}, "samples_by_lang": {}})
+        s["failed"][row["reason"]] = row["count_all"]
+    for s in sources.values():
+        s["in"] = s["samples"] + sum(s["failed"].values())
+    reasons = {r["reason"]: r["count_all"] for r in _counts(fails, ["reason"])}
+    summary = {
+        "stage": "download", "input": str(Path(input_dir).resolve()), "engine": engine,
+        "in": n_in, "samples": n_ok, "failed": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        "success_pct": round(100.0 * n_ok / n_in, 2) if n_in else 0.0, "shards": len(shards),
+        "sources": sources, "seconds": round(seconds, 2),
+        "image_size": cfg["image_size"], "encode_format": cfg["encode_format"],
+    }
+    tmp = output / ".tmp-download.json"
+    tmp.write_text(json.dumps(summary, indent=1, ensure_ascii=False))
+    os.replace(tmp, output / "download.json")
+    return summary
+
+
+def run(args) -> int:
+    cfg = settings(args)
+    files, n_in = input_files(args.input)
+    parse_allow(cfg.get("allow_addresses"))  # a bad range is a usage error before any work
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    run_img2dataset(cfg, args.input, output, args.engine, args.ray_address)
+    s = summarise(output, args.input, n_in, cfg, args.engine, time.time() - start)
+    failed = ", ".join(f"{k} {v}" for k, v in s["failed"].items()) or "none"
+    print(f"download: {s['samples']}/{s['in']} pairs -> samples ({s['success_pct']}%) in {s['shards']} "
+          f"shards under {output}; failed: {failed}; {s['seconds']} s")
+    return 0
