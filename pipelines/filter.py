@@ -1,0 +1,148 @@
+"""`qwenvl-data filter`: web image-text pairs → a clean English+Chinese pair corpus.
+
+    qwenvl-data filter --input 'laion/*.parquet' --source laion --output out/filter
+    qwenvl-data filter --input a.parquet b.parquet --config my.yaml --engine beam -- --runner=DataflowRunner ...
+
+Writes OUT/pairs/*.parquet (kept), OUT/rejects/*.parquet (every dropped row with its reasons),
+OUT/funnel.json and OUT/funnel.md (per source: in, dropped per rule, kept, kept % and languages).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import fsspec
+
+from qwenvl_data import funnel
+from qwenvl_data.config import _read_yaml, deep_merge, default_section
+from qwenvl_data.errors import BadInput, UsageError
+from qwenvl_data.rules import PairRules, RULES
+from qwenvl_data.sources import layouts_from_config, source_for_path
+from qwenvl_data.pipelines.engines import ENGINES, EngineOptions, get_engine
+from qwenvl_data.pipelines.filter_job import Chunk, FilterJob, open_parquet, read_counts
+
+ROWS_PER_PARTITION = 262_144
+
+
+def add_arguments(p: argparse.ArgumentParser):
+    p.add_argument("--input", nargs="+", required=True, metavar="PATH",
+                   help="parquet files, globs or fsspec URLs")
+    p.add_argument("--output", required=True, metavar="DIR")
+    p.add_argument("--source", help="source layout of every input (laion, datacomp, coyo, cc3m, ...)")
+    p.add_argument("--config", help="YAML overriding configs/filter.yaml (sections filter:, sources:, paths:)")
+    p.add_argument("--engine", choices=ENGINES, default="local")
+    p.add_argument("--workers", type=int, default=0, help="processes / Ray CPUs (default: all cores)")
+    p.add_argument("--ray-address", help="join this Ray cluster instead of starting a local Ray")
+    p.add_argument("--skip-bad-files", action="store_true",
+                   help="list unreadable files in the funnel as bad_file and go on")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("beam_args", nargs=argparse.REMAINDER,
+                   help="after `--`: Beam pipeline options (e.g. --runner=DataflowRunner ...)")
+
+
+def load_config(user: str | None) -> dict:
+    """The three sections the filter reads (filter, sources, paths), defaults merged with the user's."""
+    defaults = {"filter": default_section("filter"), "sources": _sources_defaults(), "paths": {}}
+    if user:
+        data = _read_yaml(user)
+        for key in defaults:
+            if data.get(key) is not None:
+                if not isinstance(data[key], dict):
+                    raise UsageError(f"{user}: section '{key}' must be a mapping")
+                defaults[key] = deep_merge(defaults[key], data[key])
+    return defaults
+
+
+def _sources_defaults() -> dict:
+    import yaml
+    from importlib import resources
+    text = resources.files("qwenvl_data.configs").joinpath("filter.yaml").read_text(encoding="utf-8")
+    return (yaml.safe_load(text) or {}).get("sources", {})
+
+
+def expand_inputs(patterns: list[str]) -> list[str]:
+    paths: list[str] = []
+    for pat in patterns:
+        fs, _ = fsspec.core.url_to_fs(pat)
+        proto = pat.split("://", 1)[0] + "://" if "://" in pat else ""
+        if any(ch in pat for ch in "*?["):
+            hits = sorted(fs.glob(pat.split("://", 1)[-1] if proto else pat))
+            if not hits:
+                raise UsageError(f"{pat}: no file matches")
+            paths += [proto + h if proto else h for h in hits]
+        elif fs.isdir(pat.split("://", 1)[-1] if proto else pat):
+            hits = sorted(fs.glob((pat.rstrip("/") + "/**/*.parquet").split("://", 1)[-1]))
+            paths += [proto + h if proto else h for h in hits]
+        elif fs.exists(pat.split("://", 1)[-1] if proto else pat):
+            paths.append(pat)
+        else:
+            raise UsageError(f"{pat}: no such file")
+    return paths
+
+
+def plan(paths, cfg, explicit_source, skip_bad) -> tuple[list[Chunk], list[dict]]:
+    layouts = layouts_from_config(cfg["sources"])
+    chunks, bad = [], []
+    stems: dict[str, int] = {}
+    for path in paths:
+        source = source_for_path(path, explicit_source, cfg["paths"], layouts)
+        try:
+            pf = open_parquet(path)
+            meta = pf.metadata
+        except Exception as e:
+            msg = f"not a readable parquet file ({type(e).__name__}: {str(e)[:160]})"
+            if not skip_bad:
+                raise BadInput(f"{path}: {msg}") from None
+            bad.append({"path": path, "error": msg})
+            continue
+        columns = layouts[source].resolve(pf.schema_arrow.names, path)
+        stem = Path(path.split("://", 1)[-1]).stem
+        stems[stem] = stems.get(stem, 0) + 1
+        if stems[stem] > 1:  # two inputs with one file name: keep their uids apart
+            stem = f"{stem}~{stems[stem] - 1}"
+        offset = 0
+        for rg in range(meta.num_row_groups):
+            n = meta.row_group(rg).num_rows
+            chunks.append(Chunk(len(chunks), path, source, stem, rg, offset, n, tuple(sorted(columns.items()))))
+            offset += n
+    return chunks, bad
+
+
+def run(args) -> int:
+    beam_args = [a for a in (args.beam_args or []) if a != "--"]
+    if beam_args and args.engine != "beam":
+        raise UsageError(f"unexpected arguments {beam_args[:3]} (pipeline options after -- need --engine beam)")
+    cfg = load_config(args.config)
+    rules = PairRules.from_config(cfg["filter"])
+    paths = expand_inputs(args.input)
+    chunks, bad = plan(paths, cfg, args.source, args.skip_bad_files)
+    out = Path(args.output)
+    for sub in ("pairs", "rejects", "_work"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    total_rows = sum(c.num_rows for c in chunks)
+    num_partitions = max(2, math.ceil(total_rows / ROWS_PER_PARTITION))
+    job = FilterJob(rules, layouts_from_config(cfg["sources"]), str(out), num_partitions,
+                    list(cfg["filter"].get("source_order") or []))
+    options = EngineOptions(args.workers, args.ray_address, beam_args, not args.no_progress and sys.stderr.isatty())
+    t0 = time.perf_counter()
+    if chunks:
+        get_engine(args.engine).run(job, chunks, options)
+    seconds = time.perf_counter() - t0
+    counts = read_counts(out)
+    for c in chunks:  # a source whose every row was read shows up even with zero rows
+        counts.setdefault(c.source, {})
+    result = funnel.finalise(counts, RULES, bad_files=bad, engine=args.engine, seconds=round(seconds, 3),
+                             rows_per_s=round(total_rows / seconds) if seconds > 0 and total_rows else 0)
+    if result["total"]["in"] != total_rows:
+        raise funnel.ConservationError(f"read {total_rows} rows but the funnel counts {result['total']['in']}")
+    shutil.rmtree(out / "_work", ignore_errors=True)
+    (out / "pairs").mkdir(exist_ok=True)
+    (out / "rejects").mkdir(exist_ok=True)
+    funnel.write(result, out)
+    print(funnel.to_markdown(result))
+    return 0

@@ -1,0 +1,84 @@
+"""URL deduplication (rule 11): normalised URL, stable hash partitioning, winner per URL.
+
+The engines shuffle candidates by `partition_of(url_norm, n)` so that every copy of a URL meets in one
+partition; `pick_winners` then keeps one row per URL inside a partition. No global set of URLs exists.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_URL_PARTS = r"^\s*(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<host>[^/?#\s]*)(?P<rest>[^#]*)"
+
+
+def normalise_url(urls: pa.Array) -> pa.Array:
+    """Lower-case scheme and host, drop default ports, the fragment and surrounding whitespace;
+    an empty path becomes '/'. The path and query keep their case (they are case-sensitive)."""
+    parts = pc.extract_regex(urls, _URL_PARTS)
+    scheme = pc.utf8_lower(pc.struct_field(parts, "scheme"))
+    host = pc.replace_substring_regex(pc.utf8_lower(pc.struct_field(parts, "host")), r":(80|443)$", "")
+    host = pc.replace_substring_regex(host, r"\.$", "")
+    rest = pc.utf8_rtrim_whitespace(pc.struct_field(parts, "rest"))
+    rest = pc.if_else(pc.equal(pc.utf8_length(rest), 0), "/", rest)
+    return pc.binary_join_element_wise(scheme, "://", host, rest, "")
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def stable_hash(strings: pa.Array) -> np.ndarray:
+    """A 64-bit polynomial hash of each string's UTF-8 bytes, vectorised and identical on every machine
+    and process (Python's hash() is salted per process, so it cannot partition across workers)."""
+    arr = pc.fill_null(strings, "").cast(pa.large_string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    n = len(arr)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
+    start, end = offsets[:-1], offsets[1:]
+    lengths = end - start
+    total = int(lengths.sum())
+    h = np.zeros(n, dtype=np.uint64)
+    if total:
+        body = data[offsets[0]:offsets[-1]].astype(np.uint64) + np.uint64(1)
+        rel = np.arange(total, dtype=np.int64) - np.repeat(start - offsets[0], lengths)
+        powers = np.cumprod(np.full(int(lengths.max()), 1099511628211, dtype=np.uint64), dtype=np.uint64)
+        nz = lengths > 0
+        with np.errstate(over="ignore"):
+            sums = np.add.reduceat(body * powers[rel], (start - offsets[0])[nz])
+        h[nz] = sums
+    with np.errstate(over="ignore"):
+        h ^= lengths.astype(np.uint64)
+        h *= _MIX
+        h ^= h >> np.uint64(29)
+        h *= _MIX
+        h ^= h >> np.uint64(32)
+    return h
+
+
+def partition_of(url_norm: pa.Array, num_partitions: int) -> np.ndarray:
+    return (stable_hash(url_norm) % np.uint64(num_partitions)).astype(np.int32)
+
+
+def pick_winners(t: pa.Table, source_rank: dict[str, int]) -> np.ndarray:
+    """Boolean mask over `t` (columns url_norm, caption, source, uid): True for the one row kept per URL —
+    the longest cleaned caption, then the source earlier in the configured order, then the smaller uid."""
+    if t.num_rows == 0:
+        return np.zeros(0, dtype=bool)
+    cap_len = pc.utf8_length(t["caption"])
+    ranks = np.array([source_rank.get(s, len(source_rank)) for s in t["source"].unique().to_pylist()])
+    src_idx = pc.index_in(t["source"], t["source"].unique())
+    rank = pa.array(ranks[src_idx.to_numpy(zero_copy_only=False)])
+    key = pa.table({"u": t["url_norm"], "l": cap_len, "r": rank, "id": t["uid"]})
+    order = pc.sort_indices(key, sort_keys=[("u", "ascending"), ("l", "descending"),
+                                            ("r", "ascending"), ("id", "ascending")])
+    urls = t["url_norm"].take(order).combine_chunks()
+    first = np.ones(len(urls), dtype=bool)
+    if len(urls) > 1:
+        first[1:] = pc.not_equal(urls[1:], urls[:-1]).to_numpy(zero_copy_only=False)
+    keep = np.zeros(t.num_rows, dtype=bool)
+    keep[order.to_numpy()] = first
+    return keep

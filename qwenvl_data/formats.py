@@ -1,0 +1,167 @@
+"""Qwen-VL text formats: the one place for prompt and target strings and ChatML rendering.
+
+- Task samples (schema "task"/"ocr") hold `prompt` (the text after `</img>`) and `target` exactly as
+  in the paper's Box B.1; `train_segments` turns one into the training shard's `segments`.
+- Between prompt and target the training text puts one space when the prompt ends in words
+  (`...English:` + ` the flowers`) and nothing when the target opens with a tag (`<ref>x</ref><box>`);
+  the space belongs to the target, so it carries loss like the words it precedes.
+- Stage 3 renders ChatML per DESIGN.md: loss on each assistant answer and its `<|im_end|>` only.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+
+from .boxes import format_box, format_ref
+
+IMG_TOKENS = 256                   # visual embeddings that replace the span between <img> and </img>
+DEFAULT_SYSTEM = "You are a helpful assistant."
+TASKS = ("caption", "vqa", "grounding", "ref_grounding", "grounded_caption", "ocr", "text")
+
+CAPTION_PROMPT = {"en": "Generate the caption in English:", "zh": "Generate the caption in Chinese:"}
+GROUNDING_PROMPT = "Generate the caption in English with grounding:"
+OCR_PROMPT = "OCR with grounding:"
+
+# Target separators per task: a space after a prompt that ends in a word or colon, none before a tag.
+_SEPARATOR = {"caption": " ", "vqa": " ", "grounding": " ", "grounded_caption": " ",
+              "ref_grounding": "", "ocr": "", "text": ""}
+
+_IMG_RE = re.compile(r"<img>(.*?)</img>", re.S)
+
+
+def image_tag(ref: str) -> str:
+    return f"<img>{ref}</img>"
+
+
+def caption_prompt(lang: str) -> str:
+    return CAPTION_PROMPT[lang]
+
+
+def vqa_prompt(question: str) -> str:
+    return f" {question.strip()} Answer:"
+
+
+def ref_grounding_prompt(expression: str) -> str:
+    return format_ref(expression)
+
+
+def boxes_text(boxes) -> str:
+    return "".join(format_box(b) for b in boxes)
+
+
+def region_caption_prompt(bins) -> str:
+    return f"{format_ref('This')}{format_box(bins)} is"
+
+
+def multiple_choice_question(question: str, choices: list[str]) -> str:
+    """AI2D-style: the choices written into the question, lettered A, B, C, ..."""
+    letters = "ABCDEFGHIJ"
+    opts = " ".join(f"({letters[i]}) {c}" for i, c in enumerate(choices))
+    return f"{question.strip()} Options: {opts}"
+
+
+def task_text(prompt: str, target: str, task: str) -> tuple[str, str]:
+    """The (prefix-after-image, loss text) pair of a stage-1/2 sample."""
+    sep = _SEPARATOR[task] if target and not target.startswith("<") else ""
+    return prompt, sep + target
+
+
+def train_segments(task: str, prompt: str, target: str, images: list[str]) -> list[dict]:
+    """Stage 1/2 segments: image tags + prompt carry no loss; the target does. Text: all loss."""
+    prefix = "".join(image_tag(m) for m in images)
+    prompt, target = task_text(prompt, target, task)
+    segments = []
+    if prefix or prompt:
+        segments.append({"text": prefix + prompt, "loss": False})
+    segments.append({"text": target, "loss": True})
+    return segments
+
+
+def rename_images(text: str, names: list[str]) -> tuple[str, list[str]]:
+    """Replace each `<img>path</img>` in order by the next member name; return the text + the paths."""
+    paths: list[str] = []
+
+    def sub(m):
+        paths.append(m.group(1))
+        return image_tag(names[len(paths) - 1]) if len(paths) <= len(names) else m.group(0)
+    return _IMG_RE.sub(sub, text), paths
+
+
+def image_refs(text: str) -> list[str]:
+    return _IMG_RE.findall(text)
+
+
+def picture_prefix(names: list[str], start: int = 1) -> str:
+    """`Picture 1: <img>a</img>\\nPicture 2: <img>b</img>\\n` (numbered in conversation order)."""
+    return "".join(f"Picture {start + i}: {image_tag(n)}\n" for i, n in enumerate(names))
+
+
+def chat_segments(turns: list[tuple[str, str]], system: str = DEFAULT_SYSTEM) -> list[dict]:
+    """ChatML segments of [(role, text)] with role user|assistant; loss on answers + <|im_end|>."""
+    segs = [{"text": f"<|im_start|>system\n{system}<|im_end|>\n", "loss": False}]
+    for role, text in turns:
+        if role == "user":
+            segs.append({"text": f"<|im_start|>user\n{text}<|im_end|>\n", "loss": False})
+        elif role == "assistant":
+            segs.append({"text": "<|im_start|>assistant\n", "loss": False})
+            segs.append({"text": f"{text}<|im_end|>", "loss": True})
+            segs.append({"text": "\n", "loss": False})
+        else:
+            raise ValueError(f"unknown role {role!r} (expected user or assistant)")
+    return _merge(segs)
+
+
+def _merge(segments: list[dict]) -> list[dict]:
+    """Join neighbours with the same loss flag: the same text, fewer segments."""
+    out: list[dict] = []
+    for s in segments:
+        if out and out[-1]["loss"] == s["loss"]:
+            out[-1] = {"text": out[-1]["text"] + s["text"], "loss": s["loss"]}
+        else:
+            out.append(dict(s))
+    return out
+
+
+# Stage-3 instructions for task samples turned into chat turns ({x} is filled per task).
+CHAT_INSTRUCTIONS = {
+    "caption": {"en": "Describe the image in English.", "zh": "用中文描述这张图片。"},
+    "grounding": {"en": "Describe the image in English and ground the objects you mention.",
+                  "zh": "用英文描述这张图片，并给出所提到物体的位置。"},
+    "ref_grounding": {"en": "Give the bounding box of {x} in the image.", "zh": "框出图中{x}的位置"},
+    "grounded_caption": {"en": "Describe the region {x} of the image.", "zh": "描述图中{x}区域的内容"},
+    "ocr": {"en": "Read all the text in the image and give the position of each line.",
+            "zh": "识别图中所有文字，并给出每行文字的位置。"},
+}
+
+
+def pick_lang(uid: str, zh_fraction: float) -> str:
+    """A stable per-sample choice of instruction language (the same uid always gets the same one)."""
+    h = int.from_bytes(hashlib.sha1(uid.encode("utf-8")).digest()[:4], "big") / 2 ** 32
+    return "zh" if h < zh_fraction else "en"
+
+
+def task_to_chat(sample: dict, instruction_lang: str) -> tuple[str, str]:
+    """A task sample -> (user text without picture prefix, assistant answer)."""
+    task, prompt, target = sample["task"], sample["prompt"], sample["target"]
+    if task == "vqa":  # the question is already an instruction in its own language
+        question = prompt.strip()
+        question = question[:-len("Answer:")].rstrip() if question.endswith("Answer:") else question
+        return question, target
+    if task == "caption":
+        lang = sample.get("lang", "en")
+        return CHAT_INSTRUCTIONS["caption"][lang if lang in ("en", "zh") else "en"], target
+    if task == "ref_grounding":
+        expr = _between(prompt, "<ref>", "</ref>")
+        return CHAT_INSTRUCTIONS[task][instruction_lang].format(x=expr), f"{format_ref(expr)}{target}"
+    if task == "grounded_caption":
+        box = prompt[prompt.find("<box>"):prompt.find("</box>") + len("</box>")]
+        return CHAT_INSTRUCTIONS[task][instruction_lang].format(x=box), target
+    if task in ("grounding", "ocr"):
+        return CHAT_INSTRUCTIONS[task][instruction_lang], target
+    raise ValueError(f"task {task!r} has no chat form")
+
+
+def _between(text: str, a: str, b: str) -> str:
+    i = text.find(a)
+    j = text.find(b, i + len(a))
+    return text[i + len(a):j] if i >= 0 and j >= 0 else text
