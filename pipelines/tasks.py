@@ -1,0 +1,67 @@
+"""`qwenvl-data tasks --dataset NAME --input DIR --output DIR`: one dataset -> task-sample shards.
+
+    qwenvl-data tasks --dataset refcoco --input data/refcoco --images data/coco --output out/tasks/refcoco
+
+Writes `OUT/{dataset}-{000000}.tar` (+ `.parquet`, `.json`), `OUT/{dataset}-stats.json` (in, out,
+rejected by reason, samples by task and language) and `OUT/{dataset}-rejects.jsonl`. A rerun skips the
+shards a previous run finished. The job fails if in != out + rejected.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from qwenvl_data.config import load_section
+from qwenvl_data.errors import BadInput, UsageError
+from qwenvl_data.shards import clean_stale_temps
+from qwenvl_data.tasks import CONVERTERS, converter
+from qwenvl_data.tasks.common import TaskSink
+
+# which config section each dataset reads
+_CFG = {"refcoco": "refcoco", "refcoco+": "refcoco", "refcocog": "refcoco", "grit": "grit", "text": "text"}
+
+
+def add_arguments(p):
+    p.add_argument("--dataset", required=True, choices=sorted(CONVERTERS), help="dataset to convert")
+    p.add_argument("--input", required=True, help="the dataset's folder, as downloaded")
+    p.add_argument("--output", required=True, help="folder for the task shards")
+    p.add_argument("--images", help="image root (default: --input; RefCOCO: INPUT/images)")
+    p.add_argument("--config", help="YAML with a 'tasks:' section overriding configs/tasks.yaml")
+    p.add_argument("--shard-size", type=int, help="samples per shard")
+
+
+def convert_dataset(dataset: str, input_dir, output_dir, images_dir=None, cfg: dict | None = None,
+                    shard_size: int | None = None) -> dict:
+    """Convert one dataset; returns the stats written to {dataset}-stats.json."""
+    cfg = cfg if cfg is not None else load_section("tasks")
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise UsageError(f"{input_dir}: no such folder (--input)")
+    if images_dir is None:
+        images_dir = input_dir / "images" if dataset.startswith("refcoco") else input_dir
+    size = int(shard_size or cfg.get("shard_size") or 1000)
+    if size < 1:
+        raise UsageError(f"shard size must be >= 1, got {size}")
+    clean_stale_temps(output_dir) if Path(output_dir).exists() else None
+    sink = TaskSink(output_dir, dataset, size)
+    t0 = time.time()
+    try:
+        sink.add_all(converter(dataset)(input_dir, dataset, Path(images_dir), cfg.get(_CFG.get(dataset, ""), {}) or {}))
+    except (KeyError, TypeError, AttributeError) as e:
+        sink.abort()
+        raise BadInput(f"{dataset}: {input_dir}: unexpected record layout "
+                       f"({type(e).__name__}: {e}); is this the {dataset} download?") from None
+    except BaseException:
+        sink.abort()
+        raise
+    return sink.finish(round(time.time() - t0, 3))
+
+
+def run(args) -> int:
+    cfg = load_section("tasks", args.config)
+    stats = convert_dataset(args.dataset, args.input, args.output, args.images, cfg, args.shard_size)
+    rej = ", ".join(f"{k} {v}" for k, v in sorted(stats["rejected"].items())) or "none"
+    print(f"{args.dataset}: {stats['in']} in, {stats['out']} samples, rejected: {rej}")
+    print(json.dumps(stats["by_task"], sort_keys=True))
+    return 0
