@@ -1,0 +1,123 @@
+"""The three Ray Data stages of clip-score; module-level so Ray can ship them to workers.
+
+1. `read_and_preprocess` (CPU tasks, one input shard per call): decode each sample's image safely,
+   apply the model's eval transform, and yield blocks of `read_batch` rows holding float16 pixels,
+   so no block grows with the shard.
+2. `ScoreActor` (actor pool; one GPU each when the cluster has GPUs): batched image and caption
+   embeddings, cosine similarity. Pixels are dropped here; only small score rows travel on.
+3. `write_kept_shard` (CPU tasks, one output shard per call): copy the kept samples of one input
+   shard into an output shard (ShardWriter: atomic, skipped when already done) with `clip_score`
+   and `clip_model` added to each sample json.
+"""
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+import pyarrow as pa
+
+from qwenvl_data import clip
+from qwenvl_data.images import ImageRejected, decode_rgb
+from qwenvl_data.shards import ShardWriter, iter_tar_samples, shard_done
+
+IMAGE_EXTS = ("jpg", "png", "webp", "jpeg")
+SCORED = pa.schema([("shard", pa.string()), ("key", pa.string()), ("uid", pa.string()),
+                    ("source", pa.string()), ("lang", pa.string()), ("clip_score", pa.float32()),
+                    ("error", pa.string())])
+
+
+@functools.lru_cache(maxsize=4)
+def _transform(name: str):
+    return clip.image_preprocess(name)
+
+
+def _sample_fields(key: str, files: dict) -> tuple[dict, bytes | None]:
+    meta = json.loads(files["json"]) if "json" in files else {}
+    image = next((files[e] for e in IMAGE_EXTS if e in files), None)
+    caption = files["txt"].decode("utf-8") if "txt" in files else meta.get("caption")
+    return {"key": key, "uid": meta.get("uid") or key, "source": meta.get("source") or "unknown",
+            "lang": meta.get("lang") or "en", "caption": caption or ""}, image
+
+
+def read_and_preprocess(batch: pa.Table, models: dict, read_batch: int, max_pixels: int | None):
+    """One row (shard, path) in; blocks of preprocessed samples out."""
+    for shard, path in zip(batch["shard"].to_pylist(), batch["path"].to_pylist()):
+        rows: list[dict] = []
+        for key, files in iter_tar_samples(path):
+            row, image = _sample_fields(key, files)
+            row["shard"] = shard
+            row["model"] = "zh" if row["lang"] == "zh" and models.get("zh") else "default"
+            row["pixels"], row["error"] = None, None
+            if image is None:
+                row["error"] = "no_image"
+            elif not row["caption"]:
+                row["error"] = "no_caption"
+            else:
+                try:
+                    tensor = _transform(models[row["model"]])(decode_rgb(image, max_pixels))
+                    row["pixels"] = tensor.numpy().astype(np.float16).tobytes()
+                except ImageRejected as e:
+                    row["error"] = e.reason
+            rows.append(row)
+            if len(rows) == read_batch:
+                yield pa.Table.from_pylist(rows)
+                rows = []
+        if rows:
+            yield pa.Table.from_pylist(rows)
+
+
+class ScoreActor:
+    """Holds the model(s) for the life of the actor; scores one batch per call."""
+
+    def __init__(self, models: dict, checkpoints: dict, device: str, precision: str, threads: int):
+        import torch
+
+        if device == "cpu":
+            torch.set_num_threads(max(1, threads))
+        self.scorers = {role: clip.ClipScorer(name, checkpoints[role], device, precision)
+                        for role, name in models.items() if name}
+        self.sizes = {role: clip.image_size(name) for role, name in models.items() if name}
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        n = batch.num_rows
+        scores = np.full(n, np.nan, dtype=np.float32)
+        roles = batch["model"].to_pylist()
+        pixels = batch["pixels"].to_pylist()
+        captions = batch["caption"].to_pylist()
+        for role, scorer in self.scorers.items():
+            idx = [i for i in range(n) if roles[i] == role and pixels[i] is not None]
+            if not idx:
+                continue
+            s = self.sizes[role]
+            arr = np.frombuffer(b"".join(pixels[i] for i in idx), np.float16).reshape(len(idx), 3, s, s)
+            scores[idx] = scorer.scores(arr.astype(np.float32), [captions[i] for i in idx])
+        out = {c: batch[c] for c in ("shard", "key", "uid", "source", "lang", "error")}
+        out["clip_score"] = pa.array(scores, pa.float32(), mask=np.isnan(scores))
+        return pa.table(out).select(SCORED.names).cast(SCORED)
+
+
+def write_kept_shard(batch: pa.Table, output: str, labels: dict) -> pa.Table:
+    """Rows (shard, path, keys, scores, roles) in: the kept samples of each shard written out."""
+    written = []
+    for row in batch.to_pylist():
+        sid = int(row["shard"])
+        if shard_done(output, sid, prefix=""):
+            written.append({"shard": row["shard"], "written": -1})
+            continue
+        kept = {k: (s, r) for k, s, r in zip(row["keys"], row["scores"], row["roles"])}
+        with ShardWriter(output, sid, prefix="") as w:
+            for key, files in iter_tar_samples(row["path"]):
+                if key not in kept:
+                    continue
+                score, role = kept[key]
+                meta = json.loads(files["json"])
+                meta.update(clip_score=round(float(score), 6), clip_model=labels[role])
+                files = {**files, "json": meta}
+                w.add(key, files, {"key": key, "uid": meta.get("uid"), "source": meta.get("source"),
+                                   "lang": meta.get("lang"), "caption": meta.get("caption"),
+                                   "clip_score": meta["clip_score"], "width": meta.get("width"),
+                                   "height": meta.get("height"), "sha256": meta.get("sha256")})
+            w.close({"shard": row["shard"], "count": w.count, "in_shard": row["path"]})
+        written.append({"shard": row["shard"], "written": w.count})
+    return pa.Table.from_pylist(written)
