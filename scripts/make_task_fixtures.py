@@ -205,11 +205,11 @@ def sft(d: Path):
 def pairs(d: Path, n: int = 12):
     """Stage-1 pair shards as the download/clip-score stage documents them (KEY.jpg/txt/json)."""
     d.mkdir(parents=True, exist_ok=True)
-    sources = ["laion", "coyo", "laion-zh"]
+    sources = ["laion", "coyo", "laion"]
     with tarfile.open(d / "000000.tar", "w") as tar:
         for i in range(n):
             src = sources[i % 3]
-            lang = "zh" if src == "laion-zh" else "en"
+            lang = "zh" if i % 3 == 2 else "en"
             cap = f"一只红色的方块 {i}" if lang == "zh" else f"a red square number {i}"
             meta = {"schema": "sample", "uid": f"{src}:{i}", "source": src, "caption": cap, "lang": lang,
                     "width": 64, "height": 48, "original_width": 640, "original_height": 480,

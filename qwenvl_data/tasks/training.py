@@ -1,0 +1,218 @@
+"""Training samples (schema "train") from pair shards, task shards and fine-tuning JSON.
+
+Two passes keep memory small and reads sequential: `scan_*` reads only the `.json` members (tarfile
+seeks past images) into `Record`s, checked and grouped; after the mix is planned, `read_records`
+streams the chosen samples' files back in file order and `build_*` turns each into the training
+json + image members (`img0.jpg`, `img1.png`, ...).
+"""
+from __future__ import annotations
+
+import json
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import formats
+from ..schema import first_error
+from .common import Reject, image_from_bytes
+from .text import guess_lang
+
+IMAGE_EXTS = ("jpg", "jpeg", "png")
+
+
+@dataclass
+class Record:
+    group: str          # the mixing group: a source (stage 1) or a task (stage 2, 3; "chat" for SFT)
+    source: str
+    lang: str
+    uid: str
+    origin: Path        # the tar or JSON file it comes from
+    pos: int            # its position there (file order)
+    key: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+def _split_member(name: str):
+    slash = name.rfind("/")
+    dot = name.find(".", slash + 1)
+    return (name[:dot], name[dot + 1:]) if dot >= 0 else (None, None)
+
+
+def scan_tar(path: Path):
+    """[(key, {ext, ...}, json dict | None | Reject-reason str)] for each sample, reading only json."""
+    out: list[list] = []
+    try:
+        with tarfile.open(path, "r") as tar:
+            for m in tar:
+                key, ext = _split_member(m.name) if m.isfile() else (None, None)
+                if key is None:
+                    continue
+                if not out or out[-1][0] != key:
+                    out.append([key, set(), None])
+                out[-1][1].add(ext)
+                if ext == "json":
+                    try:
+                        out[-1][2] = json.loads(tar.extractfile(m).read())
+                    except ValueError:
+                        out[-1][2] = "bad_json"
+    except (tarfile.TarError, OSError, EOFError) as e:
+        from ..errors import BadInput
+        raise BadInput(f"{path}: not a readable tar shard ({type(e).__name__}: {e})") from None
+    return out
+
+
+def image_ext(exts) -> str | None:
+    return next((e for e in IMAGE_EXTS if e in exts), None)
+
+
+def scan_pairs(path: Path):
+    """Stage 1: caption records from a pair shard, grouped by source."""
+    for pos, (key, exts, meta) in enumerate(scan_tar(path)):
+        uid = meta.get("uid") if isinstance(meta, dict) and meta.get("uid") else f"{path.name}:{key}"
+        if not isinstance(meta, dict):
+            yield Reject(uid, "bad_json" if meta else "missing_json")
+        elif image_ext(exts) is None:
+            yield Reject(uid, "missing_image")
+        elif meta.get("lang") not in formats.CAPTION_PROMPT:
+            yield Reject(uid, "unknown_lang", str(meta.get("lang")))
+        elif not str(meta.get("caption") or "").strip():
+            yield Reject(uid, "empty_caption")
+        else:
+            src = str(meta.get("source") or "unknown")
+            yield Record(src, src, meta["lang"], uid, path, pos, key,
+                         {"caption": str(meta["caption"]).strip(), "ext": image_ext(exts)})
+
+
+def scan_tasks(path: Path):
+    """Stage 2/3: task-sample records (schema task/ocr), grouped by task."""
+    for pos, (key, exts, meta) in enumerate(scan_tar(path)):
+        uid = meta.get("uid") if isinstance(meta, dict) and meta.get("uid") else f"{path.name}:{key}"
+        if not isinstance(meta, dict):
+            yield Reject(uid, "bad_json" if meta else "missing_json")
+            continue
+        err = first_error("task", meta)
+        ext = image_ext(exts)
+        if err:
+            yield Reject(uid, "schema_mismatch", err)
+        elif meta["task"] != "text" and ext is None:
+            yield Reject(uid, "missing_image")
+        else:
+            src = str(meta.get("source") or path.stem)
+            meta = {k: meta[k] for k in ("task", "prompt", "target", "lang", "uid")} | {"ext": ext}
+            yield Record(meta["task"], src, meta["lang"], uid, path, pos, key, meta)
+
+
+def scan_sft(path: Path):
+    """Stage 3: conversations from a Qwen-VL fine-tuning JSON (images relative to the file)."""
+    from .common import read_json
+    data = read_json(path)
+    if not isinstance(data, list):
+        from ..errors import BadInput
+        raise BadInput(f"{path}: fine-tuning JSON must be a list of {{id, conversations}}")
+    for pos, conv in enumerate(data):
+        uid = f"{path.stem}:{conv.get('id', pos) if isinstance(conv, dict) else pos}"
+        turns = conv.get("conversations") if isinstance(conv, dict) else None
+        if not isinstance(turns, list) or not turns or not all(
+                isinstance(t, dict) and t.get("from") in ("user", "assistant") and isinstance(t.get("value"), str)
+                for t in turns):
+            yield Reject(uid, "bad_conversation", "conversations must be [{from: user|assistant, value}]")
+            continue
+        if turns[-1]["from"] != "assistant":
+            yield Reject(uid, "bad_conversation", "last turn is not the assistant's")
+            continue
+        paths = [p for t in turns for p in formats.image_refs(t["value"])]
+        files = [(path.parent / p) if not Path(p).is_absolute() else Path(p) for p in paths]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            yield Reject(uid, "missing_image", missing[0])
+            continue
+        text = " ".join(t["value"] for t in turns)
+        yield Record("chat", path.stem, guess_lang(text), uid, path, pos, "",
+                     {"turns": [(t["from"], t["value"]) for t in turns], "files": [str(f) for f in files]})
+
+
+def read_records(records):
+    """Yield (record, {ext: bytes}) for records in order; one sequential read per run of one tar."""
+    run: list[Record] = []
+    for r in records:
+        if run and (r.origin != run[-1].origin or r.pos <= run[-1].pos):
+            yield from _read_run(run)
+            run = []
+        run.append(r)
+    if run:
+        yield from _read_run(run)
+
+
+def _read_run(run: list[Record]):
+    if run[0].origin.suffix != ".tar":
+        for r in run:
+            yield r, {}
+        return
+    wanted = {r.key: r for r in run}
+    current, files = None, {}
+    with tarfile.open(run[0].origin, "r") as tar:
+        for m in tar:
+            key, ext = _split_member(m.name) if m.isfile() else (None, None)
+            if key not in wanted:
+                continue
+            if current is not None and key != current:
+                yield wanted[current], files
+                files = {}
+            current = key
+            if ext in IMAGE_EXTS:
+                files[ext] = tar.extractfile(m).read()
+    if current is not None:
+        yield wanted[current], files
+
+
+def _train_json(r: Record, stage: int, task: str, lang: str, images: list[str], segments: list[dict]):
+    return {"schema": "train", "uid": r.uid, "stage": stage, "task": task, "lang": lang,
+            "source": r.source, "images": images, "segments": segments}
+
+
+def _member(ext: str, i: int) -> str:
+    return f"img{i}.{'jpg' if ext == 'jpeg' else ext}"
+
+
+def build_stage12(r: Record, files: dict, stage: int):
+    """(train json, {member ext: bytes}) for a stage-1 caption or stage-2 task sample."""
+    m = r.meta
+    if stage == 1:
+        task, prompt, target = "caption", formats.caption_prompt(r.lang), m["caption"]
+    else:
+        task, prompt, target = m["task"], m["prompt"], m["target"]
+    images, members = [], {}
+    if m.get("ext"):
+        name = _member(m["ext"], 0)
+        images, members = [name], {name: files[m["ext"]]}
+    return _train_json(r, stage, task, r.lang, images, formats.train_segments(task, prompt, target, images)), \
+        members
+
+
+def build_stage3(r: Record, files: dict, system: str, zh_fraction: float):
+    """(train json, members) for a stage-3 chat: an SFT conversation or a task sample as one turn."""
+    if r.group == "chat":
+        members, names = {}, []
+        for i, f in enumerate(r.meta["files"]):
+            img = image_from_bytes(Path(f).read_bytes(), f, r.uid)
+            if isinstance(img, Reject):
+                return img
+            names.append(_member(img.ext, i))
+            members[names[-1]] = img.data
+        turns, used = [], 0
+        for role, text in r.meta["turns"]:
+            n = len(formats.image_refs(text))
+            text, _ = formats.rename_images(text, names[used:used + n])
+            used += n
+            turns.append((role, text))
+        return _train_json(r, 3, "chat", r.lang, names, formats.chat_segments(turns, system)), members
+    m = r.meta
+    if m["task"] == "text":
+        return Reject(r.uid, "no_chat_form")
+    lang = formats.pick_lang(r.uid, zh_fraction)
+    question, answer = formats.task_to_chat(m, lang)
+    name = _member(m["ext"], 0)
+    lang = r.lang if m["task"] in ("vqa", "caption") else lang
+    turns = [("user", formats.picture_prefix([name]) + question), ("assistant", answer)]
+    return _train_json(r, 3, m["task"], lang, [name], formats.chat_segments(turns, system)), \
+        {name: files[m["ext"]]}
