@@ -13,7 +13,8 @@ def _emit(chunk, job):
         yield part, table
 
 
-def _reduce(part, tables, job):
+def _reduce(kv, job):
+    part, tables = kv
     return job.reduce_partition(part, list(tables))
 
 
@@ -34,4 +35,4 @@ def run(job, chunks, options) -> None:
              | "plan chunks" >> beam.Create(chunks, reshuffle=True)
              | "apply rules 1-10" >> beam.FlatMap(_emit, job)
              | "shuffle by url hash" >> beam.GroupByKey()
-             | "dedup urls and write" >> beam.MapTuple(_reduce, job))
+             | "dedup urls and write" >> beam.Map(_reduce, job))
