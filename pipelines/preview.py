@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import tarfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -114,8 +115,8 @@ def run(args) -> int:
             tile = draw_sample(img, sample, font)
             tile.thumbnail((args.thumb, args.thumb))
             tiles.append((key, tile))
-    except (OSError, EOFError) as e:
-        raise BadInput(f"{shard}: not a readable tar file ({e})") from None
+    except (OSError, EOFError, tarfile.TarError) as e:
+        raise BadInput(f"{shard}: not a readable tar file ({type(e).__name__})") from None
     if not tiles:
         raise BadInput(f"{shard}: no sample with an image")
     cols = min(args.cols, len(tiles))
