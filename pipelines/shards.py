@@ -77,9 +77,20 @@ def scan(stage: int, files):
     return groups, rejected, seen
 
 
-def stage_weights(stage: int, cfg: dict, groups, use_all: bool):
+def user_weights(user_config, stage: int):
+    """The user's weights replace the defaults whole (a merge would keep default groups alive)."""
+    if not user_config:
+        return "default"
+    import yaml
+    data = yaml.safe_load(Path(user_config).read_text(encoding="utf-8")) or {}
+    section = ((data.get("shards") or {}).get(f"stage{stage}") or {})
+    return section["weights"] if "weights" in section else "default"
+
+
+def stage_weights(stage: int, cfg: dict, groups, use_all: bool, user_config=None):
     section = cfg.get(f"stage{stage}") or {}
-    weights = None if use_all else section.get("weights")
+    weights = user_weights(user_config, stage)
+    weights = None if use_all else section.get("weights") if weights == "default" else weights
     if weights is not None and section.get("default_weight") is not None:
         weights = {g: weights.get(g, section["default_weight"]) for g in set(weights) | set(groups)}
     return weights
@@ -169,7 +180,7 @@ def run(args) -> int:
     groups, scan_rejected, seen = scan(stage, files)
     if not groups:
         raise BadInput(f"no usable samples in {len(files)} input files (rejected: {scan_rejected})")
-    weights = stage_weights(stage, cfg, groups, args.all)
+    weights = stage_weights(stage, cfg, groups, args.all, args.config)
     counts = plan_counts({g: len(r) for g, r in groups.items()}, weights, args.num_samples)
     streams = plan_streams(groups, counts, seed)
     counter = TokenCounter(args.tokenizer)

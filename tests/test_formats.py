@@ -1,0 +1,74 @@
+"""Exact strings of every Qwen-VL format (DESIGN.md, the paper's Box B.1), stage 1/2 segments, ChatML."""
+from qwenvl_data import formats
+from qwenvl_data.boxes import format_box
+
+
+def joined(segments):
+    return "".join(s["text"] for s in segments)
+
+
+def loss_text(segments):
+    return "".join(s["text"] for s in segments if s["loss"])
+
+
+def test_box_b1_prompts():
+    assert formats.image_tag("cc3m/01581435.jpg") + formats.caption_prompt("en") == \
+        "<img>cc3m/01581435.jpg</img>Generate the caption in English:"
+    assert formats.caption_prompt("zh") == "Generate the caption in Chinese:"
+    assert formats.image_tag("VG_100K_2/1.jpg") + formats.vqa_prompt(
+        "Does the bandage have a different color than the wrist band?") == \
+        "<img>VG_100K_2/1.jpg</img> Does the bandage have a different color than the wrist band? Answer:"
+    assert formats.GROUNDING_PROMPT == "Generate the caption in English with grounding:"
+    assert formats.ref_grounding_prompt("the ear on a giraffe") == "<ref>the ear on a giraffe</ref>"
+    assert formats.boxes_text([(176, 106, 232, 160)]) == "<box>(176,106),(232,160)</box>"
+    assert formats.region_caption_prompt((360, 542, 476, 705)) == "<ref>This</ref><box>(360,542),(476,705)</box> is"
+    assert formats.OCR_PROMPT == "OCR with grounding:"
+
+
+def test_stage12_segments_split_prompt_and_target():
+    segs = formats.train_segments("caption", formats.caption_prompt("en"), "the beautiful flowers for design.",
+                                  ["img0.jpg"])
+    assert segs == [{"text": "<img>img0.jpg</img>Generate the caption in English:", "loss": False},
+                    {"text": " the beautiful flowers for design.", "loss": True}]
+    segs = formats.train_segments("ref_grounding", "<ref>the ear on a giraffe</ref>",
+                                  "<box>(176,106),(232,160)</box>", ["img0.jpg"])
+    assert joined(segs) == "<img>img0.jpg</img><ref>the ear on a giraffe</ref><box>(176,106),(232,160)</box>"
+    assert loss_text(segs) == "<box>(176,106),(232,160)</box>"
+    segs = formats.train_segments("ocr", formats.OCR_PROMPT, "<ref>It is managed</ref><quad>(1,2),(3,4),(5,6),(7,8)</quad>",
+                                  ["img0.jpg"])
+    assert segs[1] == {"text": "<ref>It is managed</ref><quad>(1,2),(3,4),(5,6),(7,8)</quad>", "loss": True}
+    assert formats.train_segments("text", "", "plain words", []) == [{"text": "plain words", "loss": True}]
+
+
+def test_chatml_exact_and_loss_only_on_answers():
+    turns = [("user", formats.picture_prefix(["img0.jpg", "img1.jpg"]) + "Compare them."),
+             ("assistant", "Same."), ("user", "Sure?"), ("assistant", "Yes.")]
+    segs = formats.chat_segments(turns)
+    assert joined(segs) == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\nPicture 1: <img>img0.jpg</img>\nPicture 2: <img>img1.jpg</img>\nCompare them.<|im_end|>\n"
+        "<|im_start|>assistant\nSame.<|im_end|>\n<|im_start|>user\nSure?<|im_end|>\n"
+        "<|im_start|>assistant\nYes.<|im_end|>\n")
+    assert [s["text"] for s in segs if s["loss"]] == ["Same.<|im_end|>", "Yes.<|im_end|>"]
+    assert all(a["loss"] != b["loss"] for a, b in zip(segs, segs[1:]))  # neighbours merged
+
+
+def test_rename_images_in_order():
+    text, paths = formats.rename_images("Picture 1: <img>a/x.jpg</img>\nPicture 2: <img>b.png</img>\nhi",
+                                        ["img0.jpg", "img1.png"])
+    assert paths == ["a/x.jpg", "b.png"]
+    assert text == "Picture 1: <img>img0.jpg</img>\nPicture 2: <img>img1.png</img>\nhi"
+
+
+def test_task_to_chat_per_task_and_language():
+    box = format_box((1, 2, 3, 4))
+    rg = {"task": "ref_grounding", "prompt": "<ref>击掌</ref>", "target": box, "lang": "en"}
+    assert formats.task_to_chat(rg, "zh") == ("框出图中击掌的位置", "<ref>击掌</ref>" + box)
+    assert formats.task_to_chat(rg, "en")[0] == "Give the bounding box of 击掌 in the image."
+    gc = {"task": "grounded_caption", "prompt": f"<ref>This</ref>{box} is", "target": "a cup", "lang": "en"}
+    assert formats.task_to_chat(gc, "en") == (f"Describe the region {box} of the image.", "a cup")
+    vqa = {"task": "vqa", "prompt": " What is it? Answer:", "target": "a cup", "lang": "en"}
+    assert formats.task_to_chat(vqa, "zh") == ("What is it?", "a cup")
+    assert formats.pick_lang("uid-1", 0.0) == "en" and formats.pick_lang("uid-1", 1.0) == "zh"
+    share = sum(formats.pick_lang(f"u{i}", 0.5) == "zh" for i in range(2000)) / 2000
+    assert 0.45 < share < 0.55

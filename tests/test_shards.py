@@ -1,0 +1,191 @@
+"""`qwenvl-data shards --stage 1|2|3`: mix by weights, segments and loss, index, accounting."""
+import importlib.util
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+from qwenvl_data.mix import interleave, plan_counts
+from qwenvl_data.pipelines.tasks import convert_dataset
+from qwenvl_data.schema import first_error
+from qwenvl_data.shards import ShardWriter, iter_tar_samples
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("make_task_fixtures", ROOT / "scripts" / "make_task_fixtures.py")
+fixtures = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fixtures)
+JPEG = fixtures.jpeg(16, 16, 1)
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "qwenvl_data.pipelines.cli", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def shards(*args):
+    r = cli("shards", *args)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def read_out(out: Path):
+    samples = [(json.loads(f["json"]), f) for t in sorted(out.glob("stage*.tar")) for _, f in iter_tar_samples(t)]
+    index = json.loads((out / "index.json").read_text())
+    assert first_error("index", index) is None
+    for obj, files in samples:
+        assert first_error("train", obj) is None
+        assert sorted(files) == sorted(obj["images"] + ["json"])
+    return samples, index
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return fixtures.make_all(tmp_path_factory.mktemp("fx"))
+
+
+@pytest.fixture(scope="module")
+def tasks_dir(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tasks")
+    for d in ("refcoco", "vg", "grit", "vqav2", "docvqa", "coco", "text"):
+        convert_dataset(d, data / d, out / d)
+    return out
+
+
+def write_task_shard(out: Path, task: str, n: int, lang: str = "en", source: str = "synth"):
+    with ShardWriter(out, 0, task) as w:
+        for i in range(n):
+            obj = {"schema": "ocr" if task == "ocr" else "task", "uid": f"{task}:{i}", "source": source,
+                   "task": task, "lang": lang, "prompt": "" if task == "text" else "OCR with grounding:",
+                   "target": f"<ref>word {i}</ref><quad>(1,2),(3,4),(5,6),(7,8)</quad>" if task == "ocr"
+                   else f"sample {i} text", "width": None if task == "text" else 16,
+                   "height": None if task == "text" else 16}
+            w.add(f"{i:06d}", ({} if task == "text" else {"jpg": JPEG}) | {"json": obj})
+        w.close()
+
+
+def test_stage1_mixes_sources_by_weight(data, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("shards:\n  stage1:\n    weights: {laion: 1, coyo: 1}\n")
+    shards("--stage", 1, "--input", data / "pairs", "--output", tmp_path / "s1", "--config", cfg)
+    samples, index = read_out(tmp_path / "s1")
+    # laion has 8 pairs (4 en, 4 zh), coyo 4: equal weights -> 4 + 4, 4 laion left unused
+    assert Counter(o["source"] for o, _ in samples) == {"laion": 4, "coyo": 4}
+    assert index["mix"]["laion"]["unused"] == 4 and index["inputs"]["unused"] == 4
+    assert sum(c["samples"] for by in index["by_source"].values() for c in by.values()) == 8
+    zh = [o for o, _ in samples if o["lang"] == "zh"]
+    assert zh and zh[0]["segments"][0]["text"] == "<img>img0.jpg</img>Generate the caption in Chinese:"
+    en = next(o for o, _ in samples if o["uid"] == "coyo:1")
+    assert en["segments"] == [{"text": "<img>img0.jpg</img>Generate the caption in English:", "loss": False},
+                              {"text": " a red square number 1", "loss": True}]
+    assert index["by_source"]["laion"]["zh"]["samples"] == sum(1 for o in zh if o["source"] == "laion")
+
+
+def test_stage2_exact_mix_interleaved_and_resumable(tmp_path):
+    inp = tmp_path / "in"
+    for task, n in (("caption", 300), ("ocr", 200), ("text", 90), ("vqa", 40)):
+        write_task_shard(inp / task, task, n)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("shards:\n  shard_size: 50\n  stage2:\n    weights: {caption: 5, ocr: 3, text: 2, vqa: 1, "
+                   "grounding: 1}\n")
+    out = tmp_path / "s2"
+    shards("--stage", 2, "--input", inp, "--output", out, "--config", cfg)
+    samples, index = read_out(out)
+    # vqa limits: 40 / (1/11) = 440 -> 200 caption, 120 ocr, 80 text, 40 vqa (grounding absent)
+    assert Counter(o["task"] for o, _ in samples) == {"caption": 200, "ocr": 120, "text": 80, "vqa": 40}
+    first = Counter(o["task"] for o, _ in samples[:220])  # every prefix holds the mix
+    assert all(abs(first[t] - n / 2) <= 1 for t, n in (("caption", 200), ("ocr", 120), ("text", 80), ("vqa", 40)))
+    assert [s["samples"] for s in index["shards"]] == [50] * 8 + [40]
+    assert index["totals"]["images"] == 360 and index["mix"]["caption"]["unused"] == 100
+    ocr = next(o for o, _ in samples if o["task"] == "ocr")
+    assert ocr["segments"][0] == {"text": "<img>img0.jpg</img>OCR with grounding:", "loss": False}
+    assert ocr["segments"][1]["loss"] and ocr["segments"][1]["text"].startswith("<ref>word")
+    before = {p.name: p.read_bytes() for p in out.glob("stage2-*.tar")}
+    shards("--stage", 2, "--input", inp, "--output", out, "--config", cfg)
+    assert {p.name: p.read_bytes() for p in out.glob("stage2-*.tar")} == before
+
+
+def test_stage2_repeats_small_groups_when_asked(tmp_path):
+    inp = tmp_path / "in"
+    write_task_shard(inp / "a", "caption", 10)
+    write_task_shard(inp / "b", "vqa", 3)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("shards:\n  stage2:\n    weights: {caption: 1, vqa: 1}\n")
+    shards("--stage", 2, "--input", inp, "--output", tmp_path / "o", "--config", cfg, "--num-samples", 20)
+    samples, index = read_out(tmp_path / "o")
+    assert Counter(o["task"] for o, _ in samples) == {"caption": 10, "vqa": 10}
+    assert index["mix"]["vqa"]["repeats"] == 7 and Counter(o["uid"] for o, _ in samples)["vqa:0"] >= 3
+
+
+def test_stage2_from_converted_tasks_with_exact_tokens(tasks_dir, tmp_path):
+    tok_dir = tmp_path / "tok"
+    tok_dir.mkdir()
+    vocab = {"[UNK]": 0, **{w: i + 1 for i, w in enumerate(["The", "quick", "brown", "fox", "Answer", ":"])}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(tok_dir / "tokenizer.json"))
+    out = tmp_path / "s2"
+    shards("--stage", 2, "--all", "--input", *sorted(tasks_dir.iterdir()), "--output", out, "--tokenizer", tok_dir)
+    samples, index = read_out(out)
+    assert index["token_counter"]["exact"] is True
+    text = next(o for o, _ in samples if o["uid"].startswith("text:") and o["lang"] == "en")
+    assert text["tokens"] == len(tok.encode(text["segments"][0]["text"]).ids) + 1  # + <|endoftext|>
+    vqa = next(o for o, _ in samples if o["uid"] == "vqav2:90")
+    words = len(tok.encode(" What color is the square? Answer: pink").ids)
+    assert vqa["tokens"] == words + 258 + 1   # <img> + 256 + </img>
+    assert index["totals"]["tokens"] == sum(o["tokens"] for o, _ in samples)
+    assert index["by_task"]["vqa"]["en"]["tokens"] == sum(o["tokens"] for o, _ in samples if o["task"] == "vqa")
+    for o, _ in samples:  # image tags and prompts carry no loss; the target does
+        assert all("<img>" not in s["text"] for s in o["segments"] if s["loss"])
+        assert o["segments"][-1]["loss"]
+    est = tmp_path / "est"
+    shards("--stage", 2, "--all", "--input", tasks_dir, "--output", est)
+    assert json.loads((est / "index.json").read_text())["token_counter"]["name"].startswith("estimate")
+
+
+def test_stage3_chat_from_finetune_json_and_tasks(data, tasks_dir, tmp_path):
+    out = tmp_path / "s3"
+    shards("--stage", 3, "--input", data / "sft" / "finetune.json", tasks_dir, "--output", out)
+    samples, index = read_out(out)
+    chat = next(o for o, _ in samples if o["uid"] == "finetune:identity_0")
+    assert chat["images"] == ["img0.jpg", "img1.png"]
+    text = "".join(s["text"] for s in chat["segments"])
+    assert "Picture 1: <img>img0.jpg</img>\nWhat is in the picture?" in text
+    assert "Picture 2: <img>img1.png</img>\nAnd how do the two differ?" in text
+    assert [s["text"] for s in chat["segments"] if s["loss"]] == ["A red square.<|im_end|>",
+                                                                  "The second is taller.<|im_end|>"]
+    assert next(o for o, _ in samples if o["uid"] == "finetune:identity_1")["lang"] == "zh"
+    assert index["rejected"] == {"missing_image": 1, "no_chat_form": 2}  # sft image gone; 2 pure-text
+    rg = [o for o, _ in samples if o["task"] == "ref_grounding"]
+    assert rg and all(o["segments"][0]["text"].startswith("<|im_start|>system\nYou are a helpful assistant.")
+                      for o in rg)
+    instr = {o["segments"][0]["text"].split("</img>\n")[1].split("<|im_end|>")[0] for o in rg}
+    assert any(i.startswith("框出图中") for i in instr) and any(i.startswith("Give the bounding box") for i in instr)
+    assert index["inputs"]["samples"] == index["totals"]["samples"] + sum(index["rejected"].values())
+
+
+def test_mix_plan_and_interleave_units():
+    assert plan_counts({"a": 10, "b": 3}, {"a": 1, "b": 1}) == {"a": 3, "b": 3}
+    assert plan_counts({"a": 10, "b": 3}, None) == {"a": 10, "b": 3}
+    assert plan_counts({"a": 7, "b": 7, "c": 7}, {"a": 1, "b": 1, "c": 1}, 10) == {"a": 4, "b": 3, "c": 3}
+    order = list(interleave({"x": 6, "y": 3}, seed=1))
+    assert Counter(order) == {"x": 6, "y": 3}
+    assert all(order[i:i + 3].count("y") <= 2 for i in range(0, 9, 3))
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = cli("shards", "--stage", 2, "--input", tmp_path / "empty", "--output", tmp_path / "o")
+    assert r.returncode == 2 and "no input shards" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.tar").write_bytes(b"not a tar at all" * 100)
+    r = cli("shards", "--stage", 2, "--input", tmp_path / "bad", "--output", tmp_path / "o")
+    assert r.returncode == 1 and "x.tar: not a readable tar shard" in r.stderr
+    write_task_shard(tmp_path / "cap", "caption", 3)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("shards:\n  stage2:\n    weights: {vqa: 1}\n")
+    r = cli("shards", "--stage", 2, "--input", tmp_path / "cap", "--output", tmp_path / "o", "--config", cfg)
+    assert r.returncode == 2 and "no mixing weight for caption" in r.stderr
