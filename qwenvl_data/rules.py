@@ -57,7 +57,7 @@ class PairRules:
 
         # 1. bad_metadata
         bad = ~_np(pc.match_substring_regex(url, URL_OK))
-        bad |= ~_np(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(raw)), 0))
+        bad |= ~_np(pc.match_substring_regex(raw, r"\S"))
         bad |= t["_meta_bad"].to_numpy(zero_copy_only=False)
         for side in (w, h):
             bad |= _np(pc.less_equal(side, 0))
@@ -97,7 +97,7 @@ class PairRules:
         lang_score = np.full(n, np.nan, dtype=np.float64)
         idx = np.flatnonzero(alive)
         if len(idx) and self.languages:
-            langs, scores = langid.predict(caption.take(pa.array(idx)).to_pylist(), self.langid_model,
+            langs, scores = langid.predict(caption.take(pa.array(idx)), self.langid_model,
                                            self.langid_max_chars, self.language_aliases)
             lang[idx], lang_score[idx] = langs, scores
             ok = np.isin(langs, list(self.languages))

@@ -60,7 +60,7 @@ def generate(n: int, seed: int = 0, dup_rate: float = 0.05) -> pa.Table:
             cap = en if b[i] % 3 else ZH[a[i] % len(ZH)]
         captions.append(cap)
     width = rng.integers(150, 2000, size=n).astype(np.float64)
-    height = rng.integers(150, 2000, size=n).astype(np.float64)
+    height = (width * rng.uniform(0.5, 1.6, size=n)).round()
     wide = kind == 9
     width[wide] = height[wide] * rng.uniform(3.2, 8.0, size=int(wide.sum()))
     small = kind == 10

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 HTML_TAG = r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>|<!--.*?-->"
 ENTITY = r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});"
-PUNCT_RUN_PREFILTER = r"[^\w\s]{3,}"
+PUNCT_RUN_PREFILTER = r"[\p{P}\p{S}]{3,}"  # RE2: \w is ASCII-only, so [^\w\s] would match every CJK run
 _SAME_PUNCT_RUN = re.compile(r"([^\w\s])\1{2,}")
 
 
@@ -41,7 +41,7 @@ class Cleaner:
             s = pc.replace_substring_regex(s, HTML_TAG, " ")
         if self.html_entities:
             s = _python_fix(s, ENTITY, html.unescape)
-        for _name, regex, repl in self.patterns:
+        for regex, repl in _merged(self.patterns):
             s = pc.replace_substring_regex(s, regex, repl)
         if self.repeated_punctuation:
             s = _python_fix(s, PUNCT_RUN_PREFILTER, lambda t: _SAME_PUNCT_RUN.sub(r"\1", t))
@@ -49,6 +49,17 @@ class Cleaner:
             # \s in RE2 is ASCII only; also fold the no-break and ideographic spaces
             s = pc.utf8_trim_whitespace(pc.replace_substring_regex(s, r"[\s\x{00A0}\x{3000}\x{200B}]+", " "))
         return s
+
+
+def _merged(patterns) -> list[tuple[str, str]]:
+    """Neighbouring patterns with the same replacement become one alternation: one pass instead of several."""
+    out: list[tuple[str, str]] = []
+    for _name, regex, repl in patterns:
+        if out and out[-1][1] == repl:
+            out[-1] = (f"{out[-1][0]}|(?:{regex})", repl)
+        else:
+            out.append((f"(?:{regex})", repl))
+    return out
 
 
 def _python_fix(s: pa.Array, prefilter: str, fn) -> pa.Array:

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import UsageError
 
@@ -36,31 +38,46 @@ def load_model(path: str | None = None):
     return fasttext.load_model(os.fspath(p))
 
 
-def predict(texts: list[str], model_path: str | None = None, max_chars: int = 256,
+def _raw_predict(model, texts, k):
+    # Model.predict() checks and re-builds every string in Python; call the C++ batch entry directly.
+    labels, probs = model.f.multilinePredict(texts, k, 0.0, "replace")
+    return labels, probs
+
+
+def _prepare(texts, max_chars: int) -> list[str]:
+    arr = pa.array(texts, pa.string()) if not isinstance(texts, (pa.Array, pa.ChunkedArray)) else texts
+    arr = pc.utf8_slice_codeunits(pc.fill_null(arr, ""), 0, max_chars)
+    arr = pc.replace_substring_regex(arr, r"[\r\n\x0b\x0c]", " ")  # fastText reads one line
+    return pc.binary_join_element_wise(arr, "\n", "").to_pylist()
+
+
+def predict(texts, model_path: str | None = None, max_chars: int = 256,
             aliases: dict[str, list[str]] | None = None, k: int = 3):
     """Most likely language of each text and its probability: (np.ndarray[str], np.ndarray[float32]).
 
-    `aliases` folds labels into one language by summing their probabilities, e.g. {"zh": ["zh", "wuu",
-    "yue"]}: lid.176 splits short Chinese captions between Mandarin, Wu and Cantonese (a 10-character
-    Mandarin caption can come out as 34% `wuu`), and all of them are written Chinese."""
-    if not texts:
+    `texts` is a list of str or a pyarrow string array. `aliases` folds labels into one language by
+    summing their probabilities, e.g. {"zh": ["zh", "wuu", "yue"]}: lid.176 splits short Chinese captions
+    between Mandarin, Wu and Cantonese (a 10-character Mandarin caption can come out as 34% `wuu`), and
+    all of them are written Chinese. Only rows whose top label is such an alias are re-scored with top-k.
+    """
+    n = len(texts)
+    if n == 0:
         return np.array([], dtype=object), np.array([], dtype=np.float32)
     model = load_model(model_path)
-    # fastText stops at a newline; cleaned captions have none, but be safe for direct callers.
-    clipped = [t[:max_chars].replace("\n", " ") for t in texts]
-    labels, probs = model.predict(clipped, k=k if aliases else 1)
+    lines = _prepare(texts, max_chars)
+    labels, probs = _raw_predict(model, lines, 1)
+    langs = np.array([lab[0][9:] if lab else "" for lab in labels], dtype=object)  # '__label__en' -> 'en'
+    scores = np.array([p[0] if len(p) else 0.0 for p in probs], dtype=np.float32)
     fold = {lab: lang for lang, labs in (aliases or {}).items() for lab in labs}
-    langs = np.empty(len(texts), dtype=object)
-    scores = np.zeros(len(texts), dtype=np.float32)
-    for i, (labs, ps) in enumerate(zip(labels, probs)):
-        if not fold:
-            langs[i], scores[i] = (labs[0][9:], ps[0]) if labs else ("", 0.0)  # '__label__en' -> 'en'
-            continue
-        total: dict[str, float] = {}
-        for lab, p in zip(labs, ps):
-            name = lab[9:]
-            name = fold.get(name, name)
-            total[name] = total.get(name, 0.0) + float(p)
-        best = max(total, key=total.get) if total else ""
-        langs[i], scores[i] = best, total.get(best, 0.0)
+    if fold:
+        redo = np.flatnonzero(np.isin(langs, list(fold)))
+        if len(redo):
+            rl, rp = _raw_predict(model, [lines[i] for i in redo], k)
+            for i, labs, ps in zip(redo, rl, rp):
+                total: dict[str, float] = {}
+                for lab, p in zip(labs, ps):
+                    name = fold.get(lab[9:], lab[9:])
+                    total[name] = total.get(name, 0.0) + float(p)
+                best = max(total, key=total.get)
+                langs[i], scores[i] = best, total[best]
     return langs, np.minimum(scores, 1.0)

@@ -15,6 +15,8 @@ ALLOWED = (r"\x{0020}-\x{007E}\x{00A0}-\x{00FF}\x{2000}-\x{206F}\x{3000}-\x{303F
 NOT_ALLOWED = f"[^{ALLOWED}]"
 
 CJK_IDEOGRAPH = r"[\x{3400}-\x{4DBF}\x{4E00}-\x{9FFF}]"
+# One match per unit: a single ideograph, or a run of anything that is neither whitespace nor ideograph.
+UNIT = r"[\x{3400}-\x{4DBF}\x{4E00}-\x{9FFF}]|[^\s\x{3400}-\x{4DBF}\x{4E00}-\x{9FFF}]+"
 
 
 def has_emoji(s: pa.Array) -> pa.Array:
@@ -27,6 +29,4 @@ def has_foreign_script(s: pa.Array) -> pa.Array:
 
 def count_units(s: pa.Array) -> pa.Array:
     """Units: each CJK ideograph counts one; each whitespace-separated run of other text counts one."""
-    cjk = pc.count_substring_regex(s, CJK_IDEOGRAPH)
-    words = pc.count_substring_regex(pc.replace_substring_regex(s, CJK_IDEOGRAPH, " "), r"\S+")
-    return pc.fill_null(pc.add(cjk, words), 0)
+    return pc.fill_null(pc.count_substring_regex(s, UNIT), 0)
