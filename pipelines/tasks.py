@@ -62,6 +62,6 @@ def run(args) -> int:
     cfg = load_section("tasks", args.config)
     stats = convert_dataset(args.dataset, args.input, args.output, args.images, cfg, args.shard_size)
     rej = ", ".join(f"{k} {v}" for k, v in sorted(stats["rejected"].items())) or "none"
-    print(f"{args.dataset}: {stats['in']} in, {stats['out']} samples, rejected: {rej}")
-    print(json.dumps(stats["by_task"], sort_keys=True))
+    tasks = json.dumps(stats["by_task"], sort_keys=True)
+    print(f"{args.dataset}: {stats['in']} in, {stats['out']} samples {tasks}, rejected: {rej}")
     return 0
