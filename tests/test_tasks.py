@@ -173,3 +173,40 @@ def test_missing_annotation_file_is_one_line_error(tmp_path):
                         "--input", str(tmp_path / "in"), "--output", str(tmp_path / "o")],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "image_data.json: missing" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_fast_task_check_agrees_with_schema():
+    from qwenvl_data.schema import first_error
+    from qwenvl_data.tasks.common import task_error
+    good = {"schema": "task", "uid": "u", "source": "s", "task": "vqa", "lang": "en", "prompt": " q Answer:",
+            "target": "a", "width": 4, "height": 3}
+    text = good | {"task": "text", "prompt": "", "width": None, "height": None}
+    variants = [good, text, good | {"schema": "ocr"}, good | {"schema": "pair"}, good | {"uid": ""},
+                good | {"task": "chat"}, good | {"lang": "fr"}, good | {"target": ""}, good | {"width": None},
+                good | {"width": 0}, good | {"height": True}, good | {"prompt": 3}, text | {"prompt": "x"},
+                text | {"width": 5}, {k: v for k, v in good.items() if k != "height"}, good | {"source": ""}]
+    for v in variants:
+        assert (task_error(v) is None) == (first_error("task", v) is None), v
+
+
+def test_tar_member_reader_plain_and_pax(tmp_path):
+    import io
+    import tarfile
+    from qwenvl_data.tasks.tario import members
+    for fmt in (tarfile.USTAR_FORMAT, tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
+        path = tmp_path / f"{fmt}.tar"
+        names = ["000001.jpg", "000001.json", "dir/" + "k" * 120 + ".txt", "é.json"]
+        with tarfile.open(path, "w", format=fmt) as tar:
+            for i, n in enumerate(names):
+                if fmt == tarfile.USTAR_FORMAT and (len(n) > 100 or not n.isascii()):
+                    continue
+                data = bytes([i]) * (700 * i + 1)
+                info = tarfile.TarInfo(n)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        raw = path.read_bytes()
+        got = members(path)
+        assert len(got) == (2 if fmt == tarfile.USTAR_FORMAT else 4)
+        for name, off, size in got:
+            i = names.index(name)
+            assert raw[off:off + size] == bytes([i]) * (700 * i + 1)

@@ -1,6 +1,6 @@
 """Training samples (schema "train") from pair shards, task shards and fine-tuning JSON.
 
-Two passes keep memory small and reads sequential: `scan_*` reads only the `.json` members (tarfile
+Two passes keep memory small and reads sequential: `scan_*` reads only the `.json` members (tario
 seeks past images) into `Record`s, checked and grouped; after the mix is planned, `read_records`
 streams the chosen samples' files back in file order and `build_*` turns each into the training
 json + image members (`img0.jpg`, `img1.png`, ...).
@@ -8,13 +8,12 @@ json + image members (`img0.jpg`, `img1.png`, ...).
 from __future__ import annotations
 
 import json
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import formats
-from ..schema import first_error
-from .common import Reject, image_from_bytes
+from .common import Reject, image_from_bytes, task_error
+from .tario import members, split_member
 from .text import guess_lang
 
 IMAGE_EXTS = ("jpg", "jpeg", "png")
@@ -32,32 +31,23 @@ class Record:
     meta: dict = field(default_factory=dict)
 
 
-def _split_member(name: str):
-    slash = name.rfind("/")
-    dot = name.find(".", slash + 1)
-    return (name[:dot], name[dot + 1:]) if dot >= 0 else (None, None)
-
-
 def scan_tar(path: Path):
-    """[(key, {ext, ...}, json dict | None | Reject-reason str)] for each sample, reading only json."""
+    """[(key, {ext, ...}, json dict | None | "bad_json")] for each sample, reading only json."""
     out: list[list] = []
-    try:
-        with tarfile.open(path, "r") as tar:
-            for m in tar:
-                key, ext = _split_member(m.name) if m.isfile() else (None, None)
-                if key is None:
-                    continue
-                if not out or out[-1][0] != key:
-                    out.append([key, set(), None])
-                out[-1][1].add(ext)
-                if ext == "json":
-                    try:
-                        out[-1][2] = json.loads(tar.extractfile(m).read())
-                    except ValueError:
-                        out[-1][2] = "bad_json"
-    except (tarfile.TarError, OSError, EOFError) as e:
-        from ..errors import BadInput
-        raise BadInput(f"{path}: not a readable tar shard ({type(e).__name__}: {e})") from None
+    with open(path, "rb") as f:
+        for name, offset, size in members(path):
+            key, ext = split_member(name)
+            if key is None:
+                continue
+            if not out or out[-1][0] != key:
+                out.append([key, set(), None])
+            out[-1][1].add(ext)
+            if ext == "json":
+                f.seek(offset)
+                try:
+                    out[-1][2] = json.loads(f.read(size))
+                except ValueError:
+                    out[-1][2] = "bad_json"
     return out
 
 
@@ -90,7 +80,7 @@ def scan_tasks(path: Path):
         if not isinstance(meta, dict):
             yield Reject(uid, "bad_json" if meta else "missing_json")
             continue
-        err = first_error("task", meta)
+        err = task_error(meta)
         ext = image_ext(exts)
         if err:
             yield Reject(uid, "schema_mismatch", err)
@@ -150,9 +140,9 @@ def _read_run(run: list[Record]):
         return
     wanted = {r.key: r for r in run}
     current, files = None, {}
-    with tarfile.open(run[0].origin, "r") as tar:
-        for m in tar:
-            key, ext = _split_member(m.name) if m.isfile() else (None, None)
+    with open(run[0].origin, "rb") as f:
+        for name, offset, size in members(run[0].origin):
+            key, ext = split_member(name)
             if key not in wanted:
                 continue
             if current is not None and key != current:
@@ -160,7 +150,8 @@ def _read_run(run: list[Record]):
                 files = {}
             current = key
             if ext in IMAGE_EXTS:
-                files[ext] = tar.extractfile(m).read()
+                f.seek(offset)
+                files[ext] = f.read(size)
     if current is not None:
         yield wanted[current], files
 
