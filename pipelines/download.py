@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -27,7 +28,37 @@ from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.images import ImageLimits
 from qwenvl_data.netguard import AddressPolicy, parse_allow
 from qwenvl_data.pipelines.download_dedup import drop_duplicates
-from qwenvl_data.pipelines.download_parts import failure_reason
+
+# The snake_case reasons our own checks put at the front of an error message (netguard, images).
+REASONS = ("bad_scheme", "refused_address", "dns_error", "connection_error", "timeout", "http_error",
+           "too_large", "opted_out", "not_an_image", "decode_error", "too_many_pixels", "too_small",
+           "aspect_ratio", "duplicate_image", "resize_error", "download_error")
+_PREFIXED = re.compile(r"(?:^|<urlopen error )([a-z][a-z0-9_]*): ")
+_HTTP = re.compile(r"HTTP Error (\d{3})")
+
+
+def failure_reason(error_message: str | None) -> str:
+    """img2dataset's free-text error message -> one snake_case reason (http errors keep the code)."""
+    msg = error_message or ""
+    for m in _PREFIXED.finditer(msg):
+        if m.group(1) in REASONS:
+            return m.group(1)
+    if m := _HTTP.search(msg):
+        return f"http_{m.group(1)}"
+    low = msg.lower()
+    if "x-robots-tag" in low:
+        return "opted_out"
+    if "timed out" in low or "timeout" in low:
+        return "timeout"
+    if "unknown url type" in low:
+        return "bad_scheme"
+    if "image decoding error" in low:
+        return "decode_error"
+    if any(s in low for s in ("connection refused", "remote end closed", "connection reset",
+                              "remotedisconnected", "incompleteread", "bad status line")):
+        return "connection_error"
+    return "download_error"
+
 
 OOM_SHARDS = 6  # shard names 000000.tar (docs/CONTRACTS.md)
 PAIR_COLUMNS = ("uid", "source", "lang", "caption", "url")
@@ -212,8 +243,8 @@ def summarise(output: Path, input_dir: str, n_in: int, cfg: dict, engine: str, s
 
 def run(args) -> int:
     cfg = settings(args)
-    files, n_in = input_files(args.input)
     parse_allow(cfg.get("allow_addresses"))  # a bad range is a usage error before any work
+    files, n_in = input_files(args.input)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     start = time.time()

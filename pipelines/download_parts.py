@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
 import fsspec
 import numpy as np
@@ -27,37 +26,6 @@ from img2dataset.writer import BufferedParquetWriter
 
 from qwenvl_data import netguard
 from qwenvl_data.images import ImageLimits, ImageRejected, inspect_image
-
-# Every reason a pair can fail with in download; the report orders its breakdown by this list.
-REASONS = ("bad_scheme", "refused_address", "dns_error", "connection_error", "timeout", "http_error",
-           "too_large", "opted_out", "not_an_image", "decode_error", "too_many_pixels", "too_small",
-           "aspect_ratio", "duplicate_image", "resize_error", "download_error")
-_PREFIXED = re.compile(r"(?:^|<urlopen error )([a-z][a-z0-9_]*): ")
-_HTTP = re.compile(r"HTTP Error (\d{3})")
-
-
-def failure_reason(error_message: str | None) -> str:
-    """img2dataset's free-text error message -> one snake_case reason (http errors keep the code)."""
-    msg = error_message or ""
-    for m in _PREFIXED.finditer(msg):
-        if m.group(1) in REASONS:
-            return m.group(1)
-    if m := _HTTP.search(msg):
-        return f"http_{m.group(1)}"
-    low = msg.lower()
-    if "x-robots-tag" in low:
-        return "opted_out"
-    if "timed out" in low or "timeout" in low:
-        return "timeout"
-    if "unknown url type" in low:
-        return "bad_scheme"
-    if "image decoding error" in low:
-        return "decode_error"
-    if any(s in low for s in ("connection refused", "remote end closed", "connection reset",
-                              "remotedisconnected", "incompleteread", "bad status line")):
-        return "connection_error"
-    return "download_error"
-
 
 class GuardedDownloader(Downloader):
     """img2dataset's Downloader, with every fetch in its process going through the address policy."""

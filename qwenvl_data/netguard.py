@@ -23,6 +23,7 @@ import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
 
 from .errors import UsageError
 
@@ -149,11 +150,16 @@ class GuardedHTTPSHandler(urllib.request.HTTPSHandler):
 class GuardedRedirectHandler(urllib.request.HTTPRedirectHandler):
     max_redirections = 5
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        scheme = newurl.split(":", 1)[0].lower()
+    def http_error_302(self, req, fp, code, msg, headers):
+        # urllib answers a redirect to file:/ftp: with an HTTPError of the 3xx code; name it instead.
+        target = urljoin(req.full_url, headers.get("location") or headers.get("uri") or "")
+        scheme = urlsplit(target).scheme.lower()
         if scheme not in ("http", "https"):
+            fp.close()
             raise Refused(f"bad_scheme: redirect from {req.full_url} to a '{scheme}' URL")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
 class RefuseOtherSchemes(urllib.request.BaseHandler):

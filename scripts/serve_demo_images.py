@@ -15,6 +15,7 @@ Every request is recorded in `server.requests` as (path, user-agent).
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import threading
 import time
@@ -26,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 
+@functools.lru_cache(maxsize=256)
 def make_image(w: int, h: int, seed: int = 0, mode: str = "RGB", fmt: str = "jpg") -> bytes:
     """A smooth random-colour image (compresses like a photo, unlike pure noise)."""
     rng = np.random.default_rng(seed)
@@ -42,6 +44,14 @@ def make_image(w: int, h: int, seed: int = 0, mode: str = "RGB", fmt: str = "jpg
     buf = io.BytesIO()
     img.save(buf, format="PNG" if fmt == "png" else "JPEG", quality=90)
     return buf.getvalue()
+
+
+def image_for(path_and_query: str) -> bytes:
+    """The bytes /img/... serves (cached): call it ahead of a timed run to warm the cache."""
+    url = urlsplit(path_and_query)
+    q = {k: v[0] for k, v in parse_qs(url.query).items()}
+    fmt = "png" if url.path.endswith(".png") else "jpg"
+    return make_image(int(q.get("w", 320)), int(q.get("h", 240)), int(q.get("seed", 0)), q.get("mode", "RGB"), fmt)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -70,8 +80,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = url.path
         if path.startswith("/img/"):
             fmt = "png" if path.endswith(".png") else "jpg"
-            mode = q.get("mode", "RGB")
-            return self._send(200, make_image(w, h, seed, mode, fmt), f"image/{'png' if fmt == 'png' else 'jpeg'}")
+            return self._send(200, image_for(self.path), f"image/{'png' if fmt == 'png' else 'jpeg'}")
         if path == "/truncated.jpg":
             data = make_image(w, h, seed)
             return self._send(200, data[: len(data) // 2])
