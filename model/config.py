@@ -1,0 +1,90 @@
+"""Model configs: one dataclass per tower, named configs as JSON in model/configs/ (a small registry).
+
+- `vision` is an open_clip CLIPVisionCfg-shaped dict (width, layers, head_width, mlp_ratio, patch_size);
+  the image size is not part of it: each stage sets its resolution (224 in stage 1, 448 after).
+- `llm` holds the transformers Qwen2Config fields, or `pretrained`: a local directory of real weights.
+- `vocab_size` null means "from the tokenizer", rounded up to a multiple of 64 (tensor-core friendly).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from qwenvl_data.errors import UsageError
+
+
+@dataclass
+class VisionConfig:
+    width: int = 1664              # ViT-bigG-14 residual width
+    layers: int = 48               # transformer blocks
+    head_width: int = 104          # width per head (1664 / 104 = 16 heads)
+    mlp_ratio: float = 4.9231      # ViT-bigG's MLP width 8192 / 1664
+    patch_size: int = 14           # 224 px -> 16x16 grid, 448 px -> 32x32
+    pretrained: str | None = None  # local open_clip checkpoint (.pt / .safetensors), never downloaded
+
+
+@dataclass
+class AdapterConfig:
+    num_queries: int = 256         # visual tokens per image handed to the LLM
+    heads: int = 32                # cross-attention heads (paper: 32)
+    query_grid: int = 16           # queries' 2D sin-cos grid: 16x16 = 256
+
+
+@dataclass
+class LLMConfig:
+    hidden_size: int = 4096
+    intermediate_size: int = 11008
+    num_hidden_layers: int = 32
+    num_attention_heads: int = 32
+    num_key_value_heads: int = 32  # = heads: Qwen-7B has no GQA
+    max_position_embeddings: int = 8192
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-6
+    tie_word_embeddings: bool = False
+    initializer_range: float = 0.02  # init std; a tiny frozen LLM needs more (logits scale with it)
+    vocab_size: int | None = None  # None: len(tokenizer) rounded up to 64
+    pretrained: str | None = None  # local HF directory with real weights; overrides the sizes above
+
+
+@dataclass
+class ModelConfig:
+    name: str = "custom"
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        try:
+            return cls(name=d.get("name", "custom"), vision=VisionConfig(**d.get("vision", {})),
+                       adapter=AdapterConfig(**d.get("adapter", {})), llm=LLMConfig(**d.get("llm", {})))
+        except TypeError as e:  # an unknown key in a config file
+            raise UsageError(f"model config {d.get('name', '?')}: {e}") from None
+
+
+def config_names() -> list[str]:
+    files = resources.files("qwenvl_data.model.configs")
+    return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".json"))
+
+
+def load_config(name_or_path: str) -> ModelConfig:
+    """A named config (`tiny`, `1b`, `qwenvl-7b`) or a path to a JSON file of the same shape."""
+    path = Path(name_or_path)
+    if path.suffix == ".json" and path.is_file():
+        text = path.read_text()
+    else:
+        res = resources.files("qwenvl_data.model.configs").joinpath(f"{name_or_path}.json")
+        if not res.is_file():
+            raise UsageError(f"unknown model config {name_or_path!r}: use one of {config_names()} or a .json path")
+        text = res.read_text()
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"model config {name_or_path}: not valid JSON ({e})") from None
+    return ModelConfig.from_dict(d)

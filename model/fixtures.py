@@ -1,0 +1,100 @@
+"""Small training shards of the exact "shards -> train" shape (docs/CONTRACTS.md), made on the spot.
+
+Tests, `make demo-train` (when the demo's own shards are absent) and `make bench-train` use them.
+Images are a coloured shape on a coloured background, so captions, answers and boxes are true to
+the pixels and a tiny model can learn them.
+"""
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from qwenvl_data.boxes import box_to_bins, format_box, format_ref
+from qwenvl_data.shards import ShardWriter
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (240, 220, 40),
+           "white": (245, 245, 245), "black": (15, 15, 15)}
+SHAPES = ("circle", "square")
+SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+
+
+def draw_scene(rng: random.Random, size: int = 96):
+    """-> (JPEG bytes, shape, colour, background, pixel box)."""
+    colour, bg = rng.sample(sorted(COLOURS), 2)
+    shape = rng.choice(SHAPES)
+    w, h = size + rng.randrange(0, 64), size
+    img = Image.new("RGB", (w, h), COLOURS[bg])
+    s = rng.randrange(h // 3, h * 2 // 3)
+    x, y = rng.randrange(0, w - s), rng.randrange(0, h - s)
+    box = (x, y, x + s, y + s)
+    (ImageDraw.Draw(img).ellipse if shape == "circle" else ImageDraw.Draw(img).rectangle)(box, fill=COLOURS[colour])
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90)
+    return buf.getvalue(), shape, colour, bg, box, (w, h)
+
+
+def caption_of(shape, colour, bg):
+    return f"a {colour} {shape} on a {bg} background"
+
+
+def stage1_sample(rng, i):
+    jpg, shape, colour, bg, _, _ = draw_scene(rng)
+    segs = [{"text": "<img>img0.jpg</img>Generate the caption in English:", "loss": False},
+            {"text": caption_of(shape, colour, bg), "loss": True}]
+    return {"img0.jpg": jpg}, "caption", segs
+
+
+def stage2_sample(rng, i):
+    task = ("caption", "vqa", "ref_grounding", "text")[i % 4]
+    if task == "text":
+        words = [rng.choice(sorted(COLOURS)) for _ in range(6)]
+        return {}, task, [{"text": "", "loss": False}, {"text": " ".join(words) + ".", "loss": True}]
+    jpg, shape, colour, bg, box, (w, h) = draw_scene(rng)
+    if task == "caption":
+        prompt, target = "Generate the caption in English:", caption_of(shape, colour, bg)
+    elif task == "vqa":
+        prompt, target = f" What colour is the {shape}? Answer:", colour
+    else:
+        prompt, target = format_ref(f"the {shape}"), format_box(box_to_bins(box, w, h))
+    return {"img0.jpg": jpg}, task, [{"text": f"<img>img0.jpg</img>{prompt}", "loss": False},
+                                     {"text": target, "loss": True}]
+
+
+def stage3_sample(rng, i):
+    files, user, answers = {}, "", []
+    for k in range(1 + i % 2):  # every other conversation has two pictures
+        jpg, shape, colour, bg, _, _ = draw_scene(rng)
+        files[f"img{k}.jpg"] = jpg
+        user += f"Picture {k + 1}: <img>img{k}.jpg</img>\n"
+        answers.append((shape, colour, bg))
+    segs = [{"text": SYSTEM, "loss": False},
+            {"text": f"<|im_start|>user\n{user}What is shown?<|im_end|>\n", "loss": False}]
+    for turn, (shape, colour, bg) in enumerate(answers):
+        if turn:
+            segs.append({"text": "<|im_start|>user\nAnd the next picture?<|im_end|>\n", "loss": False})
+        segs += [{"text": "<|im_start|>assistant\n", "loss": False},
+                 {"text": caption_of(shape, colour, bg) + "<|im_end|>", "loss": True},
+                 {"text": "\n", "loss": False}]
+    return files, "chat", segs
+
+
+MAKERS = {1: stage1_sample, 2: stage2_sample, 3: stage3_sample}
+
+
+def write_stage_shards(out_dir: str | Path, stage: int, samples: int, shards: int = 1, seed: int = 0) -> Path:
+    """Write `samples` training samples of `stage` over `shards` tars named stage{N}-{000000}.tar."""
+    rng = random.Random(seed * 10 + stage)
+    per = -(-samples // shards)
+    for shard in range(shards):
+        with ShardWriter(out_dir, shard, prefix=f"stage{stage}") as w:
+            for i in range(shard * per, min(samples, (shard + 1) * per)):
+                files, task, segs = MAKERS[stage](rng, i)
+                key = f"s{stage}_{i:06d}"
+                meta = {"schema": "train", "uid": key, "stage": stage, "task": task, "lang": "en",
+                        "source": "fixture", "images": sorted(files), "segments": segs}
+                w.add(key, {**files, "json": meta}, {"key": key, "task": task})
+            w.close({"stage": stage})
+    return Path(out_dir)

@@ -1,0 +1,67 @@
+"""The visual encoder: an open_clip VisionTransformer (OpenCLIP ViT-bigG-14 in the paper).
+
+- Built with open_clip's own builder from a `VisionConfig` at a stage's resolution; its class token,
+  pooling and projection are unused: the adapter reads the patch tokens after `ln_post`.
+- Changing resolution (224 -> 448 between stages 1 and 2) resizes the learned position embedding
+  bicubically with open_clip's `resize_pos_embed`, the same code open_clip uses for its checkpoints.
+- Weights come from a local open_clip checkpoint only; nothing is downloaded.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from open_clip.model import _build_vision_tower, resize_pos_embed
+from torch import nn
+
+from qwenvl_data.errors import UsageError
+
+from .config import VisionConfig
+
+
+def build_vision_tower(cfg: VisionConfig, image_size: int) -> nn.Module:
+    if image_size % cfg.patch_size:
+        raise UsageError(f"image size {image_size} is not a multiple of the patch size {cfg.patch_size}")
+    vision_cfg = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "pretrained"}
+    vision_cfg.update(image_size=image_size, output_tokens=True, pool_type="tok")
+    tower = _build_vision_tower(embed_dim=cfg.width, vision_cfg=vision_cfg)
+    if cfg.pretrained:
+        load_open_clip_visual(tower, cfg.pretrained)
+    return tower
+
+
+def patch_tokens(tower: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) normalised images -> (N, grid*grid, width) patch tokens after ln_post."""
+    x = tower._embeds(images)
+    x = tower.transformer(x)
+    return tower.ln_post(x[:, 1:])
+
+
+def resize_for(state_dict: dict, model: nn.Module) -> dict:
+    """Bicubically resize `visual.positional_embedding` in a full-model state dict to `model.visual`'s grid."""
+    resize_pos_embed(state_dict, model, interpolation="bicubic", antialias=True)
+    return state_dict
+
+
+def load_open_clip_visual(tower: nn.Module, path: str):
+    """Load the `visual.*` weights of a local open_clip checkpoint (full CLIP or visual-only)."""
+    import open_clip
+
+    try:
+        sd = open_clip.load_state_dict(path)
+    except (OSError, RuntimeError) as e:
+        raise UsageError(f"cannot read vision checkpoint {path}: {e}") from None
+    if not any(k.startswith("visual.") for k in sd):
+        sd = {f"visual.{k}": v for k, v in sd.items()}
+
+    class _Holder(nn.Module):  # resize_pos_embed expects `model.visual`
+        def __init__(self):
+            super().__init__()
+            self.visual = tower
+
+    resize_pos_embed(sd, _Holder(), interpolation="bicubic")
+    visual = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}
+    missing, _ = tower.load_state_dict(visual, strict=False)
+    needed = [k for k in missing if not k.startswith(("proj", "attn_pool"))]
+    if needed:
+        raise UsageError(f"vision checkpoint {path} lacks {len(needed)} weights, e.g. {needed[0]}")
