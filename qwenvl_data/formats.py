@@ -97,7 +97,9 @@ def picture_prefix(names: list[str], start: int = 1) -> str:
 
 
 def chat_segments(turns: list[tuple[str, str]], system: str = DEFAULT_SYSTEM) -> list[dict]:
-    """ChatML segments of [(role, text)] with role user|assistant; loss on answers + <|im_end|>."""
+    """ChatML segments of [(role, text)] with role user|assistant; loss on answers + <|im_end|>.
+
+    One segment per system/user turn and three per assistant turn, as docs/CONTRACTS.md pins them."""
     segs = [{"text": f"<|im_start|>system\n{system}<|im_end|>\n", "loss": False}]
     for role, text in turns:
         if role == "user":
@@ -108,18 +110,7 @@ def chat_segments(turns: list[tuple[str, str]], system: str = DEFAULT_SYSTEM) ->
             segs.append({"text": "\n", "loss": False})
         else:
             raise ValueError(f"unknown role {role!r} (expected user or assistant)")
-    return _merge(segs)
-
-
-def _merge(segments: list[dict]) -> list[dict]:
-    """Join neighbours with the same loss flag: the same text, fewer segments."""
-    out: list[dict] = []
-    for s in segments:
-        if out and out[-1]["loss"] == s["loss"]:
-            out[-1] = {"text": out[-1]["text"] + s["text"], "loss": s["loss"]}
-        else:
-            out.append(dict(s))
-    return out
+    return segs
 
 
 # Stage-3 instructions for task samples turned into chat turns ({x} is filled per task).

@@ -50,7 +50,10 @@ def test_chatml_exact_and_loss_only_on_answers():
         "<|im_start|>assistant\nSame.<|im_end|>\n<|im_start|>user\nSure?<|im_end|>\n"
         "<|im_start|>assistant\nYes.<|im_end|>\n")
     assert [s["text"] for s in segs if s["loss"]] == ["Same.<|im_end|>", "Yes.<|im_end|>"]
-    assert all(a["loss"] != b["loss"] for a, b in zip(segs, segs[1:]))  # neighbours merged
+    assert segs[2:5] == [{"text": "<|im_start|>assistant\n", "loss": False},
+                         {"text": "Same.<|im_end|>", "loss": True}, {"text": "\n", "loss": False}]
+    assert segs[1] == {"text": "<|im_start|>user\nPicture 1: <img>img0.jpg</img>\nPicture 2: <img>img1.jpg</img>\n"
+                               "Compare them.<|im_end|>\n", "loss": False}
 
 
 def test_rename_images_in_order():

@@ -162,7 +162,7 @@ def test_stage3_chat_from_finetune_json_and_tasks(data, tasks_dir, tmp_path):
     rg = [o for o, _ in samples if o["task"] == "ref_grounding"]
     assert rg and all(o["segments"][0]["text"].startswith("<|im_start|>system\nYou are a helpful assistant.")
                       for o in rg)
-    instr = {o["segments"][0]["text"].split("</img>\n")[1].split("<|im_end|>")[0] for o in rg}
+    instr = {"".join(s["text"] for s in o["segments"]).split("</img>\n")[1].split("<|im_end|>")[0] for o in rg}
     assert any(i.startswith("框出图中") for i in instr) and any(i.startswith("Give the bounding box") for i in instr)
     assert index["inputs"]["samples"] == index["totals"]["samples"] + sum(index["rejected"].values())
 
