@@ -181,6 +181,9 @@ def run(args) -> int:
     if not groups:
         raise BadInput(f"no usable samples in {len(files)} input files (rejected: {scan_rejected})")
     weights = stage_weights(stage, cfg, groups, args.all, args.config)
+    if weights is None and args.num_samples is not None:
+        raise UsageError(f"--num-samples needs mixing weights; stage {stage} is set to use every sample once "
+                         f"(set shards.stage{stage}.weights, or drop --all)")
     counts = plan_counts({g: len(r) for g, r in groups.items()}, weights, args.num_samples)
     streams = plan_streams(groups, counts, seed)
     counter = TokenCounter(args.tokenizer)
