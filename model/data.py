@@ -78,7 +78,7 @@ class ToExample:
             ids, labels, refs = self.encoder.encode(segments, append_eot=self.stage in (1, 2))
         except (KeyError, TypeError):
             return {"rejected": "bad_segments", "key": key}
-        if not (labels != IGNORE).any():
+        if not any(seg["loss"] and seg["text"] for seg in segments):  # the appended eot alone is no target
             return {"rejected": "no_target", "key": key}
         if len(ids) > self.seq_len:  # cut text at the end, never inside an image
             last_image_end = np.flatnonzero(ids == self.encoder.img_end)

@@ -18,11 +18,18 @@ from qwenvl_data.shards import ShardWriter
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (240, 220, 40),
            "white": (245, 245, 245), "black": (15, 15, 15)}
 SHAPES = ("circle", "square")
+SAMPLE_TEXT = [
+    "a photo of a red circle on a blue background", "a green square next to a yellow triangle",
+    "Generate the caption in English:", "Generate the caption in Chinese:", "OCR with grounding:",
+    "What colour is the shape? Answer: red", "Picture 1: ", "You are a helpful assistant.",
+    "system user assistant", "(123,456),(789,999)", "一张红色圆形的照片", "蓝色背景上的绿色方块",
+    "The quick brown fox jumps over the lazy dog. 0123456789",
+]
 SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
 
 
-def draw_scene(rng: random.Random, size: int = 96):
-    """-> (JPEG bytes, shape, colour, background, pixel box)."""
+def draw_scene(rng: random.Random, size: int = 96, fmt: str = "JPEG"):
+    """-> (JPEG/PNG bytes, shape, colour, background, pixel box, (width, height))."""
     colour, bg = rng.sample(sorted(COLOURS), 2)
     shape = rng.choice(SHAPES)
     w, h = size + rng.randrange(0, 64), size
@@ -32,7 +39,7 @@ def draw_scene(rng: random.Random, size: int = 96):
     box = (x, y, x + s, y + s)
     (ImageDraw.Draw(img).ellipse if shape == "circle" else ImageDraw.Draw(img).rectangle)(box, fill=COLOURS[colour])
     buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=90)
+    img.save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
     return buf.getvalue(), shape, colour, bg, box, (w, h)
 
 
@@ -43,7 +50,7 @@ def caption_of(shape, colour, bg):
 def stage1_sample(rng, i):
     jpg, shape, colour, bg, _, _ = draw_scene(rng)
     segs = [{"text": "<img>img0.jpg</img>Generate the caption in English:", "loss": False},
-            {"text": caption_of(shape, colour, bg), "loss": True}]
+            {"text": " " + caption_of(shape, colour, bg), "loss": True}]  # prompt ends in a word: one space
     return {"img0.jpg": jpg}, "caption", segs
 
 
@@ -52,15 +59,16 @@ def stage2_sample(rng, i):
     if task == "text":
         words = [rng.choice(sorted(COLOURS)) for _ in range(6)]
         return {}, task, [{"text": "", "loss": False}, {"text": " ".join(words) + ".", "loss": True}]
-    jpg, shape, colour, bg, box, (w, h) = draw_scene(rng)
+    member = "img0.png" if task == "vqa" else "img0.jpg"  # a member keeps its source format
+    data, shape, colour, bg, box, (w, h) = draw_scene(rng, fmt="PNG" if task == "vqa" else "JPEG")
     if task == "caption":
-        prompt, target = "Generate the caption in English:", caption_of(shape, colour, bg)
+        prompt, target = "Generate the caption in English:", " " + caption_of(shape, colour, bg)
     elif task == "vqa":
-        prompt, target = f" What colour is the {shape}? Answer:", colour
-    else:
+        prompt, target = f" What colour is the {shape}? Answer:", " " + colour
+    else:  # the target opens with a tag: no space
         prompt, target = format_ref(f"the {shape}"), format_box(box_to_bins(box, w, h))
-    return {"img0.jpg": jpg}, task, [{"text": f"<img>img0.jpg</img>{prompt}", "loss": False},
-                                     {"text": target, "loss": True}]
+    return {member: data}, task, [{"text": f"<img>{member}</img>{prompt}", "loss": False},
+                                  {"text": target, "loss": True}]
 
 
 def stage3_sample(rng, i):
@@ -97,4 +105,20 @@ def write_stage_shards(out_dir: str | Path, stage: int, samples: int, shards: in
                         "source": "fixture", "images": sorted(files), "segments": segs}
                 w.add(key, {**files, "json": meta}, {"key": key, "task": task})
             w.close({"stage": stage})
+    return Path(out_dir)
+
+
+def train_tokenizer(texts, out_dir: str | Path, vocab_size: int = 512) -> Path:
+    """A small byte-level BPE saved as a transformers tokenizer dir, without the Qwen-VL special tokens
+    (model/tokenizer.py adds them, as it must for any tokenizer that lacks them)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(str(out_dir))
     return Path(out_dir)

@@ -146,12 +146,12 @@ def train(a: argparse.Namespace) -> list[dict]:
         raise UsageError("--tokenizer DIR is needed when starting without --init")
     tokenizer = load_tokenizer(tok_dir)
     encoder = TextEncoder(tokenizer, cfg.adapter.num_queries)
+    torch.manual_seed(a.seed)  # the same seed builds the same initial model
     model = QwenVL(cfg, hp["image_size"], len(tokenizer), encoder.pad_img)
     if state is not None:
         model.load_checkpoint_state(state)
     trained = model.set_stage(a.stage)
     model.to(device)
-    torch.manual_seed(a.seed)
     if rank == 0 and resume_step is None:
         tokenizer.save_pretrained(str(out / "tokenizer"))
     model = wrap(model, device, world, a.fsdp)

@@ -1,0 +1,160 @@
+"""The bundled model's parts on tiny sizes: tokens and loss masks at exact positions, the packed
+stage-2 rows, the adapter and the 224 -> 448 position-embedding resize, bad samples, chat boxes."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from qwenvl_data.model.adapter import Resampler, sincos_2d  # noqa: E402
+from qwenvl_data.model.chat import pixel_boxes  # noqa: E402
+from qwenvl_data.model.config import AdapterConfig, load_config  # noqa: E402
+from qwenvl_data.model.data import StageLoader  # noqa: E402
+from qwenvl_data.model.fixtures import SAMPLE_TEXT, SYSTEM, train_tokenizer, write_stage_shards  # noqa: E402
+from qwenvl_data.model.qwenvl import QwenVL  # noqa: E402
+from qwenvl_data.model.tokenizer import IGNORE, SPECIAL_TOKENS, TextEncoder, load_tokenizer  # noqa: E402
+from qwenvl_data.shards import ShardWriter, iter_tar_samples  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    d = train_tokenizer(SAMPLE_TEXT * 20, tmp_path_factory.mktemp("tok"), 400)
+    return TextEncoder(load_tokenizer(d))
+
+
+def labelled_spans(ids, labels):
+    """Contiguous runs of labelled positions -> [(start, ids)]."""
+    spans, start = [], None
+    for i, lab in enumerate(list(labels) + [IGNORE]):
+        if lab != IGNORE and start is None:
+            start = i
+        elif lab == IGNORE and start is not None:
+            spans.append((start, list(ids[start:i])))
+            start = None
+    return spans
+
+
+def test_special_tokens_added_whole(encoder):
+    vocab = encoder.tok.get_vocab()
+    for t in SPECIAL_TOKENS:
+        assert t in vocab
+        assert encoder.tok(t, add_special_tokens=False)["input_ids"] == [vocab[t]]
+
+
+def test_caption_loss_mask_exact_positions(encoder):
+    prompt, target = "Generate the caption in English:", " a red circle on a blue background"
+    ids, labels, refs = encoder.encode([{"text": f"<img>img0.jpg</img>{prompt}", "loss": False},
+                                        {"text": target, "loss": True}], append_eot=True)
+    assert refs == ["img0.jpg"]
+    n_prompt = len(encoder.tok(prompt, add_special_tokens=False)["input_ids"])
+    first = 1 + 256 + 1 + n_prompt
+    assert ids[0] == encoder.img and ids[257] == encoder.img_end
+    assert (ids[1:257] == encoder.pad_img).all()
+    assert (labels[:first] == IGNORE).all()
+    assert (labels[first:] == ids[first:]).all()
+    assert ids[-1] == encoder.eot and labels[-1] == encoder.eot
+    assert encoder.decode(ids[first:]) == target + "<|endoftext|>"
+
+
+def test_chat_loss_mask_multi_turn(encoder):
+    segs = [{"text": SYSTEM, "loss": False},
+            {"text": "<|im_start|>user\nPicture 1: <img>img0.jpg</img>\nPicture 2: <img>img1.jpg</img>\n"
+                     "What is shown?<|im_end|>\n", "loss": False},
+            {"text": "<|im_start|>assistant\n", "loss": False}, {"text": "a red circle<|im_end|>", "loss": True},
+            {"text": "\n", "loss": False},
+            {"text": "<|im_start|>user\nAnd the next picture?<|im_end|>\n", "loss": False},
+            {"text": "<|im_start|>assistant\n", "loss": False}, {"text": "a blue square<|im_end|>", "loss": True},
+            {"text": "\n", "loss": False}]
+    ids, labels, refs = encoder.encode(segs, append_eot=False)
+    assert refs == ["img0.jpg", "img1.jpg"]
+    assert (ids == encoder.pad_img).sum() == 512
+    spans = labelled_spans(ids, labels)
+    assert [encoder.decode(s) for _, s in spans] == ["a red circle<|im_end|>", "a blue square<|im_end|>"]
+    for start, _ in spans:  # each answer starts right after "<|im_start|>assistant\n"
+        assert encoder.decode(ids[:start]).endswith("<|im_start|>assistant\n")
+    assert ids[-1] != encoder.eot and labels[-1] == IGNORE  # the trailing newline carries no loss
+
+
+def test_packed_stage2_rows_exact(encoder, tmp_path):
+    write_stage_shards(tmp_path, 2, 16)
+    samples = {k: json.loads(f["json"]) for k, f in iter_tar_samples(tmp_path / "stage2-000000.tar")}
+    loader = StageLoader(tmp_path, encoder, 2, 56, 700, batch_size=3, shuffle_buffer=16)
+    seen, packed_rows = 0, 0
+    for batch, _ in loader.batches():
+        assert batch["input_ids"].shape[1] == 700
+        n_pads = int((batch["input_ids"] == encoder.pad_img).sum())
+        assert n_pads == 256 * batch["images"].shape[0]
+        for r, keys in enumerate(batch["keys"]):
+            metas = [samples[k.rsplit(":", 1)[1]] for k in keys]
+            assert len({m["task"] for m in metas}) == 1  # same-task packing
+            packed_rows += len(keys) > 1
+            pos = 0
+            for m in metas:
+                ids, labels, _ = encoder.encode(m["segments"], append_eot=True)
+                assert (batch["input_ids"][r, pos:pos + len(ids)].numpy() == ids).all()
+                assert (batch["labels"][r, pos:pos + len(ids)].numpy() == labels).all()
+                span = labelled_spans(ids, labels)
+                assert len(span) == 1 and encoder.decode(span[0][1]) == m["segments"][1]["text"] + "<|endoftext|>"
+                pos += len(ids)
+            assert (batch["labels"][r, pos:] == IGNORE).all() and (batch["input_ids"][r, pos:] == encoder.eot).all()
+            seen += len(keys)
+        if seen >= 16:
+            break
+    assert seen == 16 and packed_rows > 0
+
+
+def test_bad_samples_counted_good_ones_kept(encoder, tmp_path):
+    good = {"schema": "train", "stage": 1, "task": "caption",
+            "segments": [{"text": "<img>img0.jpg</img>Generate the caption in English:", "loss": False},
+                         {"text": " a red circle", "loss": True}]}
+    from qwenvl_data.model.fixtures import draw_scene
+    import random
+    jpg = draw_scene(random.Random(0))[0]
+    with ShardWriter(tmp_path, 0, "stage1") as w:
+        w.add("ok1", {"img0.jpg": jpg, "json": good})
+        w.add("noimage", {"json": good})
+        w.add("badjson", {"img0.jpg": jpg, "json": "{not json"})
+        w.add("badjpeg", {"img0.jpg": b"\xff\xd8garbage", "json": good})
+        w.add("notarget", {"img0.jpg": jpg, "json": {**good, "segments": good["segments"][:1]}})
+        w.add("ok2", {"img0.jpg": jpg, "json": good})
+        w.close()
+    loader = StageLoader(tmp_path, encoder, 1, 56, 512, batch_size=8, shuffle_buffer=1)
+    batch, _ = next(loader.batches())
+    assert batch["samples"] == 2
+    assert batch["rejected"] == {"missing_image": 1, "bad_json": 1, "bad_image": 1, "no_target": 1}
+
+
+def test_adapter_and_position_resize():
+    pos = sincos_2d(64, 16)
+    assert pos.shape == (256, 64) and np.allclose(pos[0, :16], 0) and np.allclose(pos[0, 16:32], 1)
+    adapter = Resampler(AdapterConfig(num_queries=256, heads=4, query_grid=16), vision_width=32, out_width=64)
+    for grid in (16, 32):
+        assert adapter(torch.randn(2, grid * grid, 32)).shape == (2, 256, 64)
+
+    cfg = load_config("tiny")
+    m224 = QwenVL(cfg, 224, 500, 3)
+    m448 = QwenVL(cfg, 448, 500, 3)
+    m448.load_checkpoint_state(m224.state_dict())
+    old, new = m224.visual.positional_embedding.detach(), m448.visual.positional_embedding.detach()
+    assert new.shape == (32 * 32 + 1, 64) and torch.equal(new[0], old[0])
+    grid = old[1:].reshape(1, 16, 16, -1).permute(0, 3, 1, 2)
+    expect = F.interpolate(grid, size=(32, 32), mode="bicubic", align_corners=False, antialias=True)
+    assert torch.allclose(new[1:], expect.permute(0, 2, 3, 1).reshape(1024, -1), atol=1e-6)
+    assert torch.equal(m448.llm.model.embed_tokens.weight, m224.llm.model.embed_tokens.weight)
+
+
+def test_paper_config_sizes():
+    with torch.device("meta"):
+        m = QwenVL(load_config("qwenvl-7b"), 448, 151_851, 0)
+    vit = sum(p.numel() for p in m.visual.parameters()) / 1e9
+    llm = sum(p.numel() for p in m.llm.parameters()) / 1e9
+    assert 1.8 < vit < 1.95 and 7.6 < llm < 7.8  # Table 1: ViT-bigG 1.9B, Qwen-7B 7.7B
+
+
+def test_chat_boxes_back_to_pixels():
+    boxes = pixel_boxes("the <ref>circle</ref><box>(100,200),(500,600)</box>", 200, 100)
+    assert boxes == [{"ref": "circle", "box": [20.0, 20.0, 100.0, 60.0]}]
