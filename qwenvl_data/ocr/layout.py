@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from .fonts import FontSet, truetype
 
@@ -41,22 +42,58 @@ class Line:
 
 
 class Measure:
-    """Widths and ink extents of tokens for one (font, size), cached: pages repeat words a lot."""
+    """Advances and ink extents for one (font, size), measured per character and cached: a language
+    has few distinct characters, so after a page or two every measurement is a dict lookup. PIL's
+    basic layout applies no kerning, so a token's advance is the sum of its characters' advances
+    (checked against whole-line getlength in the tests)."""
 
     def __init__(self, path: str, size: int):
         self.font = truetype(path, size)
-        self._cache: dict[str, tuple[float, float, float]] = {}
+        self._chars: dict[str, tuple[float, float, float, float, float]] = {}
+        self._tokens: dict[str, tuple[float, float, float, float, float]] = {}
+        self._glyphs: dict[str, tuple[np.ndarray, int, int] | None] = {}
+
+    def char(self, c: str) -> tuple[float, float, float, float, float]:
+        """(advance, ink left, top, right, bottom) of one character relative to pen and baseline."""
+        got = self._chars.get(c)
+        if got is None:
+            left, top, right, bottom = (0, 0, 0, 0) if c.isspace() else self.font.getbbox(c, anchor="ls")
+            got = (self.font.getlength(c), left, top, right, bottom)
+            self._chars[c] = got
+        return got
+
+    def glyph(self, c: str) -> tuple[np.ndarray, int, int] | None:
+        """(coverage bitmap, left, top) of one character, rasterised once by FreeType; None if inkless.
+        Blitting cached glyphs is several times faster than letting PIL rasterise every line."""
+        if c in self._glyphs:
+            return self._glyphs[c]
+        _, left, top, right, bottom = self.char(c)
+        got = None
+        if right > left and bottom > top:
+            img = Image.new("L", (int(right - left), int(bottom - top)), 0)
+            ImageDraw.Draw(img).text((-left, -top), c, font=self.font, fill=255, anchor="ls")
+            got = (np.asarray(img), int(left), int(top))
+        self._glyphs[c] = got
+        return got
 
     def token(self, tok: str) -> tuple[float, float, float, float, float]:
-        """(advance, ink left, top, right, bottom) of a token, relative to pen and baseline."""
-        got = self._cache.get(tok)
+        """(advance, ink left, top, right, bottom) of a token, relative to its pen position."""
+        got = self._tokens.get(tok)
         if got is None:
-            word = tok.lstrip()
-            lead = self.font.getlength(tok[: len(tok) - len(word)]) if word != tok else 0.0
-            left, top, right, bottom = self.font.getbbox(word, anchor="ls") if word else (0, 0, 0, 0)
-            got = (self.font.getlength(tok), lead + left, top, lead + right, bottom)
-            self._cache[tok] = got
+            got = self._tokens[tok] = self._token(tok)
         return got
+
+    def _token(self, tok: str) -> tuple[float, float, float, float, float]:
+        pen, left, top, right, bottom = 0.0, float("inf"), 0.0, float("-inf"), 0.0
+        for c in tok:
+            adv, l, t, r, b = self.char(c)
+            if r > l:
+                left, right = min(left, pen + l), max(right, pen + r)
+                top, bottom = min(top, t), max(bottom, b)
+            pen += adv
+        if right < left:
+            left = right = 0.0
+        return pen, left, top, right, bottom
 
 
 _MEASURES: dict[tuple[str, int], Measure] = {}

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 from . import effects
 from .corpus import faker_corpus, load_corpus
-from .fonts import FontSet, fonts_for, truetype
-from .layout import LayoutStyle, layout_page
+from .fonts import FontSet, fonts_for
+from .layout import LayoutStyle, layout_page, measure
 from .sample import ocr_sample
 
 LANG_IDS = {"en": 1, "zh": 2}
@@ -64,12 +63,34 @@ def _background(rng, res: Resources, w: int, h: int) -> np.ndarray:
 
 
 def draw_lines(page: np.ndarray, lines) -> np.ndarray:
-    img = Image.fromarray(page)
-    draw = ImageDraw.Draw(img)
+    """Draw each line's glyphs (cached bitmaps, pens advanced exactly as the layout measured them)
+    into a coverage buffer the size of the line's box, then blend the ink colour into the paper."""
+    page = page.copy()
+    ph, pw = page.shape[:2]
     for line in lines:
-        draw.text((line.x, line.baseline), line.text, font=truetype(line.font, line.size),
-                  fill=line.color, anchor="ls")
-    return np.asarray(img)
+        m = measure(line.font, line.size)
+        x0, y0 = max(int(line.box[0]) - 2, 0), max(int(line.box[1]) - 2, 0)
+        x1, y1 = min(int(line.box[2]) + 3, pw), min(int(line.box[3]) + 3, ph)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        cover = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        pen, base = line.x, int(round(line.baseline))
+        for c in line.text:
+            g = m.glyph(c)
+            if g is not None:
+                mask, left, top = g
+                gx, gy = int(round(pen)) + left - x0, base + top - y0
+                cx0, cy0 = max(gx, 0), max(gy, 0)
+                cx1, cy1 = min(gx + mask.shape[1], x1 - x0), min(gy + mask.shape[0], y1 - y0)
+                if cx1 > cx0 and cy1 > cy0:
+                    sub = cover[cy0:cy1, cx0:cx1]
+                    np.maximum(sub, mask[cy0 - gy:cy1 - gy, cx0 - gx:cx1 - gx], out=sub)
+            pen += m.char(c)[0]
+        alpha = cover[..., None].astype(np.uint16)
+        region = page[y0:y1, x0:x1]
+        ink = np.array(line.color, np.uint16)
+        page[y0:y1, x0:x1] = ((region * (255 - alpha) + ink * alpha + 127) // 255).astype(np.uint8)
+    return page
 
 
 def _corners(boxes: np.ndarray) -> np.ndarray:
