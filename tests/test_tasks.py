@@ -210,3 +210,28 @@ def test_tar_member_reader_plain_and_pax(tmp_path):
         for name, off, size in got:
             i = names.index(name)
             assert raw[off:off + size] == bytes([i]) * (700 * i + 1)
+
+
+def test_nesting_is_optimal_against_brute_force():
+    import itertools
+
+    from hypothesis import given, settings, strategies as st
+
+    span = st.tuples(st.integers(0, 20), st.integers(1, 8), st.integers(1, 3))
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(span, max_size=7))
+    def check(raw):
+        spans = {}
+        for s, ln, nb in raw:
+            spans[(s, s + ln)] = list(range(nb))
+        chosen = resolve_nesting(spans)
+        ordered = sorted(chosen)
+        assert all(a[1] <= b[0] for a, b in zip(ordered, ordered[1:]))  # no nesting, no overlap
+        best = 0
+        for r in range(len(spans) + 1):
+            for combo in itertools.combinations(sorted(spans), r):
+                if all(a[1] <= b[0] for a, b in zip(combo, combo[1:])):
+                    best = max(best, sum(len(spans[c]) for c in combo))
+        assert sum(len(spans[c]) for c in chosen) == best
+    check()

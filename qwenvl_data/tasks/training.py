@@ -19,7 +19,7 @@ from .text import guess_lang
 IMAGE_EXTS = ("jpg", "jpeg", "png")
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     group: str          # the mixing group: a source (stage 1) or a task (stage 2, 3; "chat" for SFT)
     source: str
@@ -69,8 +69,7 @@ def scan_pairs(path: Path):
             yield Reject(uid, "empty_caption")
         else:
             src = str(meta.get("source") or "unknown")
-            yield Record(src, src, meta["lang"], uid, path, pos, key,
-                         {"caption": str(meta["caption"]).strip(), "ext": image_ext(exts)})
+            yield Record(src, src, meta["lang"], uid, path, pos, key, {"ext": image_ext(exts)})
 
 
 def scan_tasks(path: Path):
@@ -87,9 +86,9 @@ def scan_tasks(path: Path):
         elif meta["task"] != "text" and ext is None:
             yield Reject(uid, "missing_image")
         else:
-            src = str(meta.get("source") or path.stem)
-            meta = {k: meta[k] for k in ("task", "prompt", "target", "lang", "uid")} | {"ext": ext}
-            yield Record(meta["task"], src, meta["lang"], uid, path, pos, key, meta)
+            # only what the mix needs stays in memory; the json is read again when the sample is written
+            yield Record(meta["task"], str(meta.get("source") or path.stem), meta["lang"], uid, path, pos, key,
+                         {"ext": ext})
 
 
 def scan_sft(path: Path):
@@ -149,7 +148,7 @@ def _read_run(run: list[Record]):
                 yield wanted[current], files
                 files = {}
             current = key
-            if ext in IMAGE_EXTS:
+            if ext in IMAGE_EXTS or ext == "json":
                 f.seek(offset)
                 files[ext] = f.read(size)
     if current is not None:
@@ -167,9 +166,9 @@ def _member(ext: str, i: int) -> str:
 
 def build_stage12(r: Record, files: dict, stage: int):
     """(train json, {member ext: bytes}) for a stage-1 caption or stage-2 task sample."""
-    m = r.meta
+    m = r.meta | json.loads(files["json"])
     if stage == 1:
-        task, prompt, target = "caption", formats.caption_prompt(r.lang), m["caption"]
+        task, prompt, target = "caption", formats.caption_prompt(r.lang), str(m["caption"]).strip()
     else:
         task, prompt, target = m["task"], m["prompt"], m["target"]
     images, members = [], {}
@@ -197,7 +196,7 @@ def build_stage3(r: Record, files: dict, system: str, zh_fraction: float):
             used += n
             turns.append((role, text))
         return _train_json(r, 3, "chat", r.lang, names, formats.chat_segments(turns, system)), members
-    m = r.meta
+    m = r.meta | json.loads(files["json"])
     if m["task"] == "text":
         return Reject(r.uid, "no_chat_form")
     lang = formats.pick_lang(r.uid, zh_fraction)
