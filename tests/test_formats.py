@@ -75,3 +75,16 @@ def test_task_to_chat_per_task_and_language():
     assert formats.pick_lang("uid-1", 0.0) == "en" and formats.pick_lang("uid-1", 1.0) == "zh"
     share = sum(formats.pick_lang(f"u{i}", 0.5) == "zh" for i in range(2000)) / 2000
     assert 0.45 < share < 0.55
+
+
+def test_ocr_grounding_caption_to_chat():
+    ocr = {"task": "ocr", "prompt": formats.OCR_PROMPT, "target": "<ref>Hi</ref><quad>(1,2),(3,4),(5,6),(7,8)</quad>",
+           "lang": "en"}
+    assert formats.task_to_chat(ocr, "zh") == ("识别图中所有文字，并给出每行文字的位置。", ocr["target"])
+    assert formats.task_to_chat(ocr, "en")[0] == "Read all the text in the image and give the position of each line."
+    cap = {"task": "caption", "prompt": formats.caption_prompt("zh"), "target": "一只猫", "lang": "zh"}
+    assert formats.task_to_chat(cap, "en") == ("用中文描述这张图片。", "一只猫")
+    g = {"task": "grounding", "prompt": formats.GROUNDING_PROMPT, "target": "a <ref>cat</ref><box>(1,2),(3,4)</box>",
+         "lang": "en"}
+    assert formats.task_to_chat(g, "en") == ("Describe the image in English and ground the objects you mention.",
+                                             g["target"])
