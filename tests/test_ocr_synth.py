@@ -167,3 +167,15 @@ def test_ray_engine_writes_the_same_bytes(tmp_path):
     assert main(["synth-ocr", "--output", str(tmp_path / "l"), "--workers", "1", *args]) == 0
     assert main(["synth-ocr", "--output", str(tmp_path / "r"), "--engine", "ray", "--workers", "2", *args]) == 0
     assert _shard_bytes(tmp_path / "l") == _shard_bytes(tmp_path / "r")
+
+
+@pytest.mark.parametrize("name", ["DejaVuSans.ttf", "DejaVuSerif-Italic.ttf", "wqy-microhei.ttc"])
+def test_summed_character_advances_match_whole_line_layout(name):
+    # The layout measures characters one by one; PIL draws a whole string. They must agree, or
+    # word boxes drift along the line.
+    from qwenvl_data.ocr.layout import Measure
+
+    m = Measure(FONT_BY_NAME[name], 22)
+    for text in ["AVAWAY To Ta, Wa. Yo LT office flight", "Typography: quick brown fox (1999)",
+                 "中文段落，测试一下。OCR 2048"]:
+        assert abs(m.token(text)[0] - m.font.getlength(text)) < 0.5
