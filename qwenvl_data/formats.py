@@ -16,6 +16,9 @@ from .boxes import format_box, format_ref
 
 IMG_TOKENS = 256                   # visual embeddings that replace the span between <img> and </img>
 DEFAULT_SYSTEM = "You are a helpful assistant."
+# Qwen-VL's special tokens: each is one token, never split (the trainer adds them to any tokenizer).
+SPECIAL_TOKENS = ["<img>", "</img>", "<imgpad>", "<ref>", "</ref>", "<box>", "</box>", "<quad>", "</quad>",
+                  "<|im_start|>", "<|im_end|>", "<|endoftext|>"]
 TASKS = ("caption", "vqa", "grounding", "ref_grounding", "grounded_caption", "ocr", "text")
 
 CAPTION_PROMPT = {"en": "Generate the caption in English:", "zh": "Generate the caption in Chinese:"}

@@ -141,6 +141,8 @@ def test_stage2_from_converted_tasks_with_exact_tokens(tasks_dir, tmp_path):
     for o, _ in samples:  # image tags and prompts carry no loss; the target does
         assert all("<img>" not in s["text"] for s in o["segments"] if s["loss"])
         assert o["segments"][-1]["loss"]
+    from qwenvl_data.tasks.tokens import TokenCounter
+    assert TokenCounter(str(tok_dir)).text_tokens("<ref>fox</ref><|im_end|>") == 4  # specials never split
     est = tmp_path / "est"
     shards("--stage", 2, "--all", "--input", tasks_dir, "--output", est)
     assert json.loads((est / "index.json").read_text())["token_counter"]["name"].startswith("estimate")
@@ -189,3 +191,19 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     cfg.write_text("shards:\n  stage2:\n    weights: {vqa: 1}\n")
     r = cli("shards", "--stage", 2, "--input", tmp_path / "cap", "--output", tmp_path / "o", "--config", cfg)
     assert r.returncode == 2 and "no mixing weight for caption" in r.stderr
+
+
+def test_index_tokens_match_the_trainers_encoder(data, tasks_dir, tmp_path):
+    """The index's exact counts are the lengths the training loader will see (model/tokenizer.py)."""
+    from qwenvl_data.model.fixtures import train_tokenizer
+    from qwenvl_data.model.tokenizer import TextEncoder, load_tokenizer
+    out = tmp_path / "s3"
+    texts = ["Picture 1: <img>x</img> a red square, the ear on a giraffe. 今天天气很好 <ref>This</ref><box>(1,2),(3,4)</box>"]
+    tok_dir = train_tokenizer(texts * 20, tmp_path / "tok")
+    shards("--stage", 3, "--input", data / "sft" / "finetune.json", tasks_dir, "--output", out, "--tokenizer", tok_dir)
+    samples, index = read_out(out)
+    enc = TextEncoder(load_tokenizer(tok_dir))
+    assert index["token_counter"]["exact"]
+    for obj, _ in samples:
+        ids, labels, refs = enc.encode(obj["segments"], append_eot=False)
+        assert obj["tokens"] == len(ids) and refs == obj["images"]

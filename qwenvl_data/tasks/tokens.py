@@ -1,5 +1,6 @@
 """Token counts for the shard index: exact with a local tokenizer, else a labelled estimate.
 
+The Qwen-VL special tokens are added to the tokenizer (one token each), as the trainer does.
 Every `<img>...</img>` counts as `<img>` + 256 visual positions + `</img>` whatever its text says,
 since the model overwrites the positions between the tags. Stage 1/2 add the `<|endoftext|>` the
 loader appends.
@@ -11,7 +12,7 @@ import re
 from pathlib import Path
 
 from ..errors import UsageError
-from ..formats import IMG_TOKENS
+from ..formats import IMG_TOKENS, SPECIAL_TOKENS
 
 _IMG = re.compile(r"<img>.*?</img>", re.S)
 _CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
@@ -49,10 +50,12 @@ def _load(path: Path):
             tok = Tokenizer.from_file(str(path / "tokenizer.json"))
         except Exception as e:
             raise UsageError(f"{path}/tokenizer.json: cannot load ({e})") from None
+        tok.add_special_tokens(SPECIAL_TOKENS)  # as the trainer does: one token each, never split
         return (lambda t: len(tok.encode(t, add_special_tokens=False).ids)), f"tokenizer: {path}"
     try:
         from transformers import AutoTokenizer
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        tok.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS})
     except Exception as e:
         raise UsageError(f"{path}: not a loadable tokenizer folder ({type(e).__name__}: {e})") from None
     return (lambda t: len(tok(t, add_special_tokens=False)["input_ids"])), f"tokenizer: {path}"
