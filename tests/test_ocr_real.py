@@ -122,3 +122,23 @@ def test_html_pages_render_offline_with_line_boxes(tmp_path):
     cjk = next(ln for ln in sample["lines"] if ln["text"] == "中文段落测试一下")
     width_px = cjk["quad_px"][1][0] - cjk["quad_px"][0][0]
     assert width_px > 8 * 20 * 0.8  # drawn with a real CJK font (full-width glyphs), not tofu
+
+
+def test_page_filters_name_the_first_failing_rule():
+    from qwenvl_data.config import load_section
+    from qwenvl_data.ocr.page_filters import compile_ranges, page_reason
+
+    cfg = load_section("synth_ocr")["pdf"]
+    ranges = compile_ranges(cfg["reject_ranges"])
+    ok = "A plain English page with enough characters."
+    assert page_reason(ok, 800, 1000, cfg, ranges) is None
+    assert page_reason(ok, 100, 1000, cfg, ranges) == "image_too_small"
+    assert page_reason("abc", 800, 1000, cfg, ranges) == "too_few_chars"
+    assert page_reason("x" * 5000, 800, 1000, cfg, ranges) == "too_many_chars"
+    assert page_reason(ok + " ǅ", 800, 1000, cfg, ranges) == "latin_extended_b"
+    assert page_reason(ok + " \ue001", 800, 1000, cfg, ranges) == "private_use_area"
+    assert page_reason(ok + " if a < b", 800, 1000, cfg, ranges) == "markup_chars"
+    assert page_reason(ok + " ạ", 800, 1000, cfg, ranges) is None  # Latin Ext. Additional: HTML only
+    html = load_section("synth_ocr")["html"]
+    assert page_reason(ok + " ạ", 800, 1000, html, compile_ranges(html["reject_ranges"])) == \
+        "latin_extended_additional"

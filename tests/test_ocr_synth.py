@@ -179,3 +179,25 @@ def test_summed_character_advances_match_whole_line_layout(name):
     for text in ["AVAWAY To Ta, Wa. Yo LT office flight", "Typography: quick brown fox (1999)",
                  "中文段落，测试一下。OCR 2048"]:
         assert abs(m.token(text)[0] - m.font.getlength(text)) < 0.5
+
+
+def test_backgrounds_from_image_files_and_pair_shards(tmp_path):
+    from qwenvl_data.shards import ShardWriter
+
+    photo = np.zeros((300, 400, 3), np.uint8)
+    photo[:, :, 1] = 200  # pure green: easy to find around the paper
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, format="JPEG")
+    with ShardWriter(tmp_path / "bg", 0, "") as w:
+        w.add("p0", {"jpg": buf.getvalue(), "txt": "a caption"})
+        w.close()
+    (tmp_path / "bg" / "broken.png").write_bytes(b"not an image")  # falls back to a texture, no crash
+    res = load_resources("en", CFG, backgrounds=str(tmp_path / "bg"))
+    assert len(res.backgrounds) == 2 and isinstance(res.backgrounds[1], bytes)
+    greens = 0
+    for i in range(4):
+        jpeg, sample, _ = render_page(CFG, res, 0, i)
+        corner = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))[:4, :4].reshape(-1, 3).mean(0)
+        greens += corner[1] > 120 and corner[0] < 80 and corner[2] < 80
+        assert sample["lines"]
+    assert greens >= 1

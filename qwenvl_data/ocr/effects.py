@@ -28,9 +28,13 @@ def texture_background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-def photo_background(path: str | Path, w: int, h: int, rng: np.random.Generator) -> np.ndarray | None:
-    """A natural image cropped to the canvas aspect and resized; None if it cannot be decoded."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+def photo_background(source: str | Path | bytes, w: int, h: int, rng: np.random.Generator) -> np.ndarray | None:
+    """A natural image (a file, or encoded bytes) cropped to the canvas aspect and resized; None if
+    it cannot be decoded."""
+    if isinstance(source, bytes):
+        img = cv2.imdecode(np.frombuffer(source, np.uint8), cv2.IMREAD_COLOR)
+    else:
+        img = cv2.imread(str(source), cv2.IMREAD_COLOR)
     if img is None or img.shape[0] < 16 or img.shape[1] < 16:
         return None
     ih, iw = img.shape[:2]

@@ -20,9 +20,13 @@ def compile_ranges(names) -> list[tuple[str, re.Pattern]]:
     return [(n, re.compile(f"[{RANGES[n]}]")) for n in names]
 
 
+_MARKUP = re.compile(r"[<>]")
+
+
 def page_reason(text: str, width: int, height: int, cfg: dict, ranges) -> str | None:
     """None when the page is kept, else the reason: image_too_small, too_few_chars, too_many_chars,
-    or the name of a forbidden character range."""
+    the name of a forbidden character range, or markup_chars (a '<' or '>' in the text would read as
+    a tag in the target; dropping just that line would teach the model to skip visible text)."""
     if min(width, height) < cfg["min_side"]:
         return "image_too_small"
     n = sum(1 for c in text if not c.isspace())
@@ -33,4 +37,6 @@ def page_reason(text: str, width: int, height: int, cfg: dict, ranges) -> str | 
     for name, pattern in ranges:
         if pattern.search(text):
             return name
+    if _MARKUP.search(text):
+        return "markup_chars"
     return None

@@ -31,17 +31,35 @@ class Resources:
     lang: str
     fonts: FontSet
     corpus: list[str]
-    backgrounds: list[str]
+    backgrounds: list  # image file paths, or encoded image bytes read from pair shards
 
 
 def load_resources(lang: str, cfg: dict, corpus: str | None = None, fonts: str | None = None,
                    backgrounds: str | None = None) -> Resources:
     text = load_corpus(corpus, lang) if corpus else faker_corpus(lang, cfg["corpus_size"], cfg["corpus_seed"])
-    bgs: list[str] = []
-    if backgrounds:
-        root = Path(backgrounds)
-        bgs = sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in effects.IMAGE_SUFFIXES)
-    return Resources(lang, fonts_for(lang, fonts), text, bgs)
+    return Resources(lang, fonts_for(lang, fonts), text, background_sources(backgrounds, cfg))
+
+
+def background_sources(folder: str | None, cfg: dict) -> list:
+    """Image files under `folder`, plus the images of any pair shards (`*.tar`) there, read into
+    memory up to `max_shard_backgrounds` (the download stage's shards serve as natural photos)."""
+    if not folder:
+        return []
+    from ..shards import iter_tar_samples
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
+    out: list = [str(p) for p in files if p.suffix.lower() in effects.IMAGE_SUFFIXES]
+    budget = int(cfg["max_shard_backgrounds"])
+    for tar in (p for p in files if p.suffix == ".tar"):
+        for _, members in iter_tar_samples(tar):
+            if budget <= 0:
+                return out
+            image = next((members[e] for e in sorted(members) if "." + e.rsplit(".", 1)[-1]
+                          in effects.IMAGE_SUFFIXES), None)
+            if image is not None:
+                out.append(image)
+                budget -= 1
+    return out
 
 
 def page_rng(seed: int, lang: str, page_no: int) -> np.random.Generator:
