@@ -56,6 +56,11 @@ def settings(args) -> dict:
             raise UsageError(f"{key} {cfg[key]}: no such file")
     if cfg.get("zh_model") and not cfg.get("zh_checkpoint"):
         raise UsageError(f"zh_model {cfg['zh_model']} needs zh_checkpoint")
+    from qwenvl_data.clip import model_config
+
+    for key in ("model", "zh_model"):  # unknown names fail here, not inside a Ray actor
+        if cfg.get(key):
+            model_config(cfg[key])
     return cfg
 
 
@@ -122,7 +127,9 @@ def load_or_score(cfg: dict, shards, output: Path, address: str | None) -> pa.Ta
         meta = (old.schema.metadata or {}).get(b"qwenvl.clip_models", b"{}")
         same_shards = set(old["shard"].to_pylist()) == {s for s, _ in shards} if old.num_rows else False
         if json.loads(meta) == _labels(cfg) and same_shards:
-            return old.select(["shard", "key", "uid", "source", "lang", "clip_score", "error"])
+            # Reasons other than the threshold's own are scoring errors (decode_error, no_caption...).
+            error = pc.if_else(pc.equal(old["reason"], "clip_score"), pa.scalar(None, pa.string()), old["reason"])
+            return old.select(["shard", "key", "uid", "source", "lang", "clip_score"]).append_column("error", error)
     return score_all(cfg, shards, address)
 
 
@@ -174,8 +181,7 @@ def run(args) -> int:
     n_kept = int(pc.sum(scores["kept"]).as_py() or 0)
     written = write_shards(cfg, shards, scores, output, args.ray_address)
     if written != n_kept:
-        raise BadInput(f"{output}: wrote {written} samples but {n_kept} were kept: a shard is stale "
-                       f"(remove {output} and rerun)")
+        raise BadInput(f"{output}: the shards hold {written} samples but {n_kept} were kept")
     summary = summarise(scores, cfg, time.time() - start, args.input)
     (output / "clip.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
     dropped = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items()) or "none"

@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -97,14 +99,22 @@ class ScoreActor:
         return pa.table(out).select(SCORED.names).cast(SCORED)
 
 
+def _kept_digest(output: str, shard: str) -> str | None:
+    try:
+        return json.loads((Path(output) / f"{shard}.json").read_text()).get("kept_keys_sha256")
+    except (OSError, ValueError):
+        return None
+
+
 def write_kept_shard(batch: pa.Table, output: str, labels: dict) -> pa.Table:
     """Rows (shard, path, keys, scores, roles) in: the kept samples of each shard written out."""
     written = []
     for row in batch.to_pylist():
         sid = int(row["shard"])
-        if shard_done(output, sid, prefix=""):
-            written.append({"shard": row["shard"], "written": -1})
-            continue
+        digest = hashlib.sha256("\n".join(sorted(row["keys"])).encode()).hexdigest()
+        if shard_done(output, sid, prefix="") and _kept_digest(output, row["shard"]) == digest:
+            written.append({"shard": row["shard"], "written": 0})
+            continue  # finished by an earlier run with the same kept samples (resume)
         kept = {k: (s, r) for k, s, r in zip(row["keys"], row["scores"], row["roles"])}
         with ShardWriter(output, sid, prefix="") as w:
             for key, files in iter_tar_samples(row["path"]):
@@ -118,6 +128,6 @@ def write_kept_shard(batch: pa.Table, output: str, labels: dict) -> pa.Table:
                                    "lang": meta.get("lang"), "caption": meta.get("caption"),
                                    "clip_score": meta["clip_score"], "width": meta.get("width"),
                                    "height": meta.get("height"), "sha256": meta.get("sha256")})
-            w.close({"shard": row["shard"], "count": w.count, "in_shard": row["path"]})
+            w.close({"shard": row["shard"], "count": w.count, "in_shard": row["path"], "kept_keys_sha256": digest})
         written.append({"shard": row["shard"], "written": w.count})
     return pa.Table.from_pylist(written)
