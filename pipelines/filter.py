@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -120,13 +119,15 @@ def run(args) -> int:
     rules = PairRules.from_config(cfg["filter"])
     paths = expand_inputs(args.input)
     chunks, bad = plan(paths, cfg, args.source, args.skip_bad_files)
-    out = Path(args.output)
+    out = args.output.rstrip("/")
+    fs, root = fsspec.core.url_to_fs(out)
     for sub in ("pairs", "rejects", "_work"):
-        shutil.rmtree(out / sub, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+        if fs.exists(f"{root}/{sub}"):
+            fs.rm(f"{root}/{sub}", recursive=True)
+    fs.makedirs(root, exist_ok=True)
     total_rows = sum(c.num_rows for c in chunks)
     num_partitions = max(2, math.ceil(total_rows / ROWS_PER_PARTITION))
-    job = FilterJob(rules, layouts_from_config(cfg["sources"]), str(out), num_partitions,
+    job = FilterJob(rules, layouts_from_config(cfg["sources"]), out, num_partitions,
                     list(cfg["filter"].get("source_order") or []))
     options = EngineOptions(args.workers, args.ray_address, beam_args, not args.no_progress and sys.stderr.isatty())
     t0 = time.perf_counter()
@@ -140,9 +141,10 @@ def run(args) -> int:
                              rows_per_s=round(total_rows / seconds) if seconds > 0 and total_rows else 0)
     if result["total"]["in"] != total_rows:
         raise funnel.ConservationError(f"read {total_rows} rows but the funnel counts {result['total']['in']}")
-    shutil.rmtree(out / "_work", ignore_errors=True)
-    (out / "pairs").mkdir(exist_ok=True)
-    (out / "rejects").mkdir(exist_ok=True)
+    if fs.exists(f"{root}/_work"):
+        fs.rm(f"{root}/_work", recursive=True)
+    for sub in ("pairs", "rejects"):
+        fs.makedirs(f"{root}/{sub}", exist_ok=True)
     funnel.write(result, out)
     print(funnel.to_markdown(result))
     return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import fsspec
 import numpy as np
@@ -66,24 +65,28 @@ class FilterJob:
         self.num_partitions = num_partitions
         self.source_rank = {s: i for i, s in enumerate(source_order)}
 
-    # paths
+    # Outputs go through fsspec, so --output may be a shared mount or an object store (gs://, s3://)
+    # that every worker of a Beam or Ray cluster can reach. Each file is written under a temporary name
+    # and moved into place, so a retried task never leaves half a file.
     @property
-    def work(self) -> Path:
-        return Path(self.out) / "_work"
+    def work(self) -> str:
+        return self.out.rstrip("/") + "/_work"
+
+    def _put(self, path: str, write):
+        fs, p = fsspec.core.url_to_fs(path)
+        parent, name = p.rsplit("/", 1)
+        fs.makedirs(parent, exist_ok=True)
+        tmp = f"{parent}/.tmp-{os.getpid()}-{name}"
+        with fs.open(tmp, "wb") as f:
+            write(f)
+        fs.mv(tmp, p)
 
     def _write_counts(self, name: str, counts: dict):
-        path = self.work / "counts" / f"{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(counts))
-        os.replace(tmp, path)
+        self._put(f"{self.work}/counts/{name}.json", lambda f: f.write(json.dumps(counts).encode()))
 
-    @staticmethod
-    def _write(table: pa.Table, path: Path, schema: pa.Schema):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        pq.write_table(table.select(schema.names).cast(schema), tmp, compression="zstd")
-        os.replace(tmp, path)
+    def _write(self, table: pa.Table, path: str, schema: pa.Schema):
+        table = table.select(schema.names).cast(schema)
+        self._put(path, lambda f: pq.write_table(table, f, compression="zstd"))
 
     # map
     def map_chunk(self, chunk: Chunk) -> dict[int, pa.Table]:
@@ -104,7 +107,7 @@ class FilterJob:
         if rej.num_rows:
             for reason, n in zip(*np.unique(rej["reason"].to_numpy(zero_copy_only=False), return_counts=True)):
                 funnel.add(counts, chunk.source, "dropped", int(n), reason)
-            self._write(rej, Path(self.out) / "rejects" / f"map-{chunk.index:06d}.parquet", REJECT_SCHEMA)
+            self._write(rej, f"{self.out}/rejects/map-{chunk.index:06d}.parquet", REJECT_SCHEMA)
         self._write_counts(f"map-{chunk.index:06d}", counts)
         alive = t.filter(pc.invert(rejected))
         alive = alive.set_column(alive.schema.get_field_index("width"), "width",
@@ -133,14 +136,14 @@ class FilterJob:
             for (src, lang), n in _group_counts(kept, ["source", "lang"]).items():
                 funnel.add(counts, src, "kept", n)
                 funnel.add(counts, src, "kept_by_lang", n, lang)
-            self._write(kept, Path(self.out) / "pairs" / f"part-{part:05d}.parquet", PAIR_SCHEMA)
+            self._write(kept, f"{self.out}/pairs/part-{part:05d}.parquet", PAIR_SCHEMA)
         if dups.num_rows:
             n = dups.num_rows
             dups = dups.append_column("reason", pa.array(["duplicate_url"] * n, pa.string()))
             dups = dups.append_column("reasons", pa.array([["duplicate_url"]] * n, pa.list_(pa.string())))
             for (src,), k in _group_counts(dups, ["source"]).items():
                 funnel.add(counts, src, "dropped", k, "duplicate_url")
-            self._write(dups, Path(self.out) / "rejects" / f"dup-{part:05d}.parquet", REJECT_SCHEMA)
+            self._write(dups, f"{self.out}/rejects/dup-{part:05d}.parquet", REJECT_SCHEMA)
         self._write_counts(f"reduce-{part:05d}", counts)
         return kept.num_rows
 
@@ -151,6 +154,7 @@ def _group_counts(t: pa.Table, keys: list[str]) -> dict[tuple, int]:
     return {tuple(vals): n for *vals, n in zip(*cols, g["count_all"].to_pylist())}
 
 
-def read_counts(out_dir: str | Path) -> dict:
-    files = sorted((Path(out_dir) / "_work" / "counts").glob("*.json"))
-    return funnel.merge(*[json.loads(p.read_text()) for p in files])
+def read_counts(out_dir: str) -> dict:
+    fs, p = fsspec.core.url_to_fs(str(out_dir).rstrip("/") + "/_work/counts")
+    files = sorted(fs.glob(p + "/*.json")) if fs.exists(p) else []
+    return funnel.merge(*[json.loads(fs.cat_file(f)) for f in files])

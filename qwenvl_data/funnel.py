@@ -88,6 +88,10 @@ def to_markdown(funnel: dict, title: str = "Filter funnel") -> str:
 
 
 def write(funnel: dict, out_dir: str | Path, title: str = "Filter funnel"):
-    out = Path(out_dir)
-    (out / "funnel.json").write_text(json.dumps(funnel, indent=1, ensure_ascii=False))
-    (out / "funnel.md").write_text(to_markdown(funnel, title))
+    """OUT/funnel.json and OUT/funnel.md; OUT may be a local path or any fsspec URL."""
+    import fsspec
+    out = str(out_dir).rstrip("/")
+    with fsspec.open(f"{out}/funnel.json", "w", encoding="utf-8") as f:
+        f.write(json.dumps(funnel, indent=1, ensure_ascii=False))
+    with fsspec.open(f"{out}/funnel.md", "w", encoding="utf-8") as f:
+        f.write(to_markdown(funnel, title))

@@ -141,3 +141,13 @@ def test_validate_names_first_bad_row_and_field(tmp_path):
     assert r.returncode == 1 and "row 1" in r.stderr and "laion:2" in r.stderr and "lang" in r.stderr
     write(tmp_path / "q.parquet", [ok])
     assert cli("validate", str(tmp_path / "q.parquet")).returncode == 0
+
+
+def test_fsspec_urls_for_inputs_and_output(tmp_path):
+    en = "A red bicycle leaning against a brick wall"
+    f = write(tmp_path / "in.parquet", [{"URL": f"https://x.com/{i}.jpg", "TEXT": en, "WIDTH": 500, "HEIGHT": 400,
+                                         "similarity": 0.3} for i in range(5)])
+    assert main(["filter", "--input", f"file://{f}", "--source", "laion", "--output", f"file://{tmp_path}/o"]) == 0
+    assert len(pq.read_table(tmp_path / "o" / "pairs")) == 5
+    assert json.loads((tmp_path / "o" / "funnel.json").read_text())["total"]["kept"] == 5
+    assert not (tmp_path / "o" / "_work").exists()

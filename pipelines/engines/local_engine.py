@@ -6,6 +6,8 @@ tasks each read one partition's folder. No process ever holds every URL.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -13,9 +15,9 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 
-def _map_and_spill(job, chunk) -> int:
+def _map_and_spill(job, spill: Path, chunk) -> int:
     for part, table in job.map_chunk(chunk).items():
-        path = job.work / "spill" / f"p{part:05d}" / f"c{chunk.index:06d}.parquet"
+        path = spill / f"p{part:05d}" / f"c{chunk.index:06d}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
         pq.write_table(table, tmp)
@@ -23,8 +25,8 @@ def _map_and_spill(job, chunk) -> int:
     return chunk.num_rows
 
 
-def _reduce(job, part: int) -> int:
-    folder = job.work / "spill" / f"p{part:05d}"
+def _reduce(job, spill: Path, part: int) -> int:
+    folder = spill / f"p{part:05d}"
     tables = [pq.read_table(p) for p in sorted(folder.glob("c*.parquet"))]
     return job.reduce_partition(part, tables)
 
@@ -32,14 +34,24 @@ def _reduce(job, part: int) -> int:
 def run(job, chunks, options) -> None:
     workers = options.workers or os.cpu_count() or 1
     total = sum(c.num_rows for c in chunks)
+    # Spill files stay on this machine: under the output when it is local, else in a temp folder.
+    local_out = "://" not in job.out or job.out.startswith("file://")
+    spill = Path(job.work.removeprefix("file://")) / "spill" if local_out else Path(tempfile.mkdtemp(prefix="qwenvl-spill-"))
+    try:
+        _run(job, chunks, options, workers, total, spill)
+    finally:
+        if not local_out:
+            shutil.rmtree(spill, ignore_errors=True)
+
+
+def _run(job, chunks, options, workers, total, spill: Path):
     with ProcessPoolExecutor(max_workers=workers) as pool:
         bar = tqdm(total=total, unit="rows", unit_scale=True, desc="filter", disable=not options.progress,
                    mininterval=1.0)
-        futures = [pool.submit(_map_and_spill, job, c) for c in chunks]
+        futures = [pool.submit(_map_and_spill, job, spill, c) for c in chunks]
         for f in as_completed(futures):
             bar.update(f.result())
         bar.close()
-        spill = Path(job.work) / "spill"
         parts = sorted(int(p.name[1:]) for p in spill.glob("p*")) if spill.exists() else []
-        for f in as_completed([pool.submit(_reduce, job, p) for p in parts]):
+        for f in as_completed([pool.submit(_reduce, job, spill, p) for p in parts]):
             f.result()

@@ -28,5 +28,15 @@ def has_foreign_script(s: pa.Array) -> pa.Array:
 
 
 def count_units(s: pa.Array) -> pa.Array:
-    """Units: each CJK ideograph counts one; each whitespace-separated run of other text counts one."""
-    return pc.fill_null(pc.count_substring_regex(s, UNIT), 0)
+    """Units: each CJK ideograph counts one; each whitespace-separated run of other text counts one.
+    Captions are cleaned (single spaces, trimmed), so a caption without ideographs has spaces + 1 units;
+    only captions holding ideographs pay for the regex count."""
+    if isinstance(s, pa.ChunkedArray):
+        s = s.combine_chunks()
+    units = pc.add(pc.count_substring(s, " "), pc.if_else(pc.greater(pc.utf8_length(s), 0), 1, 0))
+    cjk = pc.fill_null(pc.match_substring_regex(s, CJK_IDEOGRAPH), False)
+    idx = pc.indices_nonzero(cjk)
+    if len(idx):
+        exact = pc.count_substring_regex(s.take(idx), UNIT)
+        units = pc.replace_with_mask(units, cjk, exact.cast(units.type))
+    return pc.fill_null(units, 0)
