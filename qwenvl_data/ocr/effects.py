@@ -102,12 +102,24 @@ def blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(img, (0, 0), sigma)
 
 
+_NOISE_TILES: dict[int, np.ndarray] = {}
+
+
+def _noise_tile(side: int) -> np.ndarray:
+    """A fixed N(0,1) field, made once per worker; pages cut it at a random offset. Drawing fresh
+    normals for every page cost more than the whole warp."""
+    if side not in _NOISE_TILES:
+        _NOISE_TILES[side] = np.random.default_rng(0).standard_normal((side, side), dtype=np.float32)
+    return _NOISE_TILES[side]
+
+
 def noise(rng: np.random.Generator, img: np.ndarray, sigma: float) -> np.ndarray:
-    """Gray sensor noise; drawn at half resolution and doubled up, for speed."""
+    """Gray sensor noise, added with saturation."""
     h, w = img.shape[:2]
-    n = rng.standard_normal(((h + 1) // 2, (w + 1) // 2), dtype=np.float32) * sigma
-    n = cv2.resize(n, (w, h), interpolation=cv2.INTER_NEAREST)
-    return np.clip(img.astype(np.float32) + n[..., None], 0, 255).astype(np.uint8)
+    side = (max(h, w) // 256 + 2) * 256
+    y, x = (int(v) for v in rng.integers(0, side - max(h, w) + 1, 2))
+    n = cv2.multiply(_noise_tile(side)[y:y + h, x:x + w], float(sigma))
+    return cv2.add(img, cv2.merge([n, n, n]), dtype=cv2.CV_8U)
 
 
 def encode_jpeg(img: np.ndarray, quality: int) -> bytes:
