@@ -63,7 +63,7 @@ class ShardJob:
     seed: int = 0
     first: int = 0
     count: int = 0
-    files: list = field(default_factory=list)
+    files: list = field(default_factory=list)  # [path, name relative to the input folder]
     corpus: str | None = None
     fonts: str | None = None
     backgrounds: str | None = None
@@ -93,14 +93,14 @@ def _real_pages(job: ShardJob):
     if job.kind == "pdf":
         from qwenvl_data.ocr.pdf import pdf_pages
 
-        for f in job.files:
-            yield from pdf_pages(f, job.cfg["pdf"])
+        for path, name in job.files:
+            yield from pdf_pages(path, job.cfg["pdf"], name)
     else:
         from qwenvl_data.ocr.html import HtmlRenderer
 
         with HtmlRenderer(job.cfg["html"]) as renderer:
-            for f in job.files:
-                yield renderer.render(f)
+            for path, name in job.files:
+                yield renderer.render(path, name)
 
 
 def _encode_png(image) -> bytes:
@@ -164,7 +164,8 @@ def _real_jobs(kind: str, folder: str | None, suffixes, out: str, cfg: dict) -> 
     root = Path(folder)
     if not root.is_dir():
         raise UsageError(f"--{kind} {folder}: not a directory")
-    files = sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in suffixes)
+    files = sorted([str(p), p.relative_to(root).as_posix()] for p in root.rglob("*")
+                   if p.suffix.lower() in suffixes)
     if not files:
         raise BadInput(f"--{kind} {folder}: no {'/'.join(suffixes)} files in it")
     return [ShardJob(kind, kind, i, out, cfg, files=files[s:s + FILES_PER_SHARD])

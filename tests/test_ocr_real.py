@@ -52,7 +52,7 @@ def assert_on_ink(image, sample):
 def test_pdf_pages_lines_words_and_filters(tmp_path):
     pdfs = tmp_path / "pdf"
     pdfs.mkdir()
-    make_pdf(pdfs / "doc.pdf", [GOOD_LINES, ["Łódź is spelled with Latin Extended-A"] * 3, ["tiny"]])
+    make_pdf(pdfs / "doc.v1.pdf", [GOOD_LINES, ["Łódź is spelled with Latin Extended-A"] * 3, ["tiny"]])
     (pdfs / "broken.pdf").write_bytes(b"%PDF-1.4 this is not a pdf")
     out = tmp_path / "out"
     assert main(["synth-ocr", "--output", str(out), "--pdf", str(pdfs)]) == 0
@@ -60,7 +60,8 @@ def test_pdf_pages_lines_words_and_filters(tmp_path):
     assert funnel == {"in": 4, "kept": 1, "dropped": {"latin_extended_a": 1, "too_few_chars": 1,
                                                       "unreadable_pdf": 1}}
     [(key, image, sample)] = samples(out, "pdf")
-    assert key == "pdf-doc-p0000" and first_error("ocr", sample) is None
+    assert key.startswith("pdf-doc_v1-") and key.endswith("-p0000") and "." not in key
+    assert first_error("ocr", sample) is None and sample["file"] == "doc.v1.pdf"
     assert [r["ref"] for r in parse_refs(sample["target"])] == GOOD_LINES  # reading order
     assert sample["lines"][0]["words"][0]["text"] == "Line"
     assert len(sample["lines"][0]["words"]) == len(GOOD_LINES[0].split())

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import UsageError
 from .fonts import default_font_files
 from .page_filters import compile_ranges, page_reason
-from .real_page import group_lines, real_sample
+from .real_page import group_lines, page_uid, real_sample
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -108,10 +108,11 @@ class HtmlRenderer:
             shutil.rmtree(self._fonts, ignore_errors=True)
         return False
 
-    def render(self, path: str | Path, source: str = "html"):
-        """(uid, RGB array or None, sample or None, reason or None) for one HTML file."""
+    def render(self, path: str | Path, name: str | None = None, source: str = "html"):
+        """(uid, RGB array or None, sample or None, reason or None) for one HTML file; `name` is its
+        path relative to the input folder (for the uid)."""
         path = Path(path)
-        uid = f"{source}-{path.stem}"
+        uid = page_uid(source, name or path.name)
         try:
             html = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
@@ -127,6 +128,6 @@ class HtmlRenderer:
             page.close()
         image = cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         h, w = image.shape[:2]
-        sample, text, _ = real_sample(uid, source, w, h, group_lines(chars), {"file": path.name})
+        sample, text, _ = real_sample(uid, source, w, h, group_lines(chars), {"file": name or path.name})
         reason = page_reason(text, w, h, self.cfg, self.ranges) or (None if sample["lines"] else "no_text_lines")
         return uid, (None if reason else image), (None if reason else sample), reason

@@ -8,7 +8,9 @@ a word of its own), so the three sources agree on what a word is.
 """
 from __future__ import annotations
 
+import hashlib
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -68,6 +70,13 @@ def group_lines(chars) -> list[dict]:
         last_x = x2
     _close_line(current, lines)
     return lines
+
+
+def page_uid(source: str, name: str) -> str:
+    """A stable uid (and shard key) for a real file: its name made key-safe (no dots) plus a short
+    hash of its path relative to the input folder, so equal stems in two folders never collide."""
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem).strip("_")[:60] or "page"
+    return f"{source}-{safe}-{hashlib.sha1(name.encode('utf-8')).hexdigest()[:8]}"
 
 
 def guess_lang(text: str) -> str:
