@@ -106,8 +106,9 @@ def measure(path: str, size: int) -> Measure:
     return _MEASURES[key]
 
 
-def wrap(paragraph: str, m: Measure, width: float) -> list[list[str]]:
-    """Greedy wrap of a paragraph's tokens into lines no wider than `width`."""
+def wrap(paragraph: str, m: Measure, width: float) -> list[list[str]] | None:
+    """Greedy wrap of a paragraph's tokens into lines no wider than `width`; None when one token
+    alone is wider (a long URL): it would run off the paper, outside the ink its quad claims."""
     lines: list[list[str]] = []
     current: list[str] = []
     used = 0.0
@@ -120,6 +121,8 @@ def wrap(paragraph: str, m: Measure, width: float) -> list[list[str]]:
             tok = tok.lstrip()
             current, used = [], 0.0
             adv = m.token(tok)[0]
+        if adv > width:
+            return None
         if tok:
             current.append(tok)
             used += adv
@@ -163,7 +166,8 @@ class LayoutStyle:
 def layout_page(rng: np.random.Generator, width: int, height: int, corpus: list[str], fonts: FontSet,
                 style: LayoutStyle, inks: list[tuple[int, int, int]]) -> tuple[list[Line], int]:
     """Fill 1 or 2 columns with paragraph blocks; returns lines in reading order (column by column,
-    top to bottom) and the number of paragraphs skipped because no font covers them."""
+    top to bottom) and the number of paragraphs skipped because no font covers them or a word is
+    wider than the column."""
     margin = style.margin * width
     columns = 2 if (width > 600 and rng.random() < 0.35) else 1
     gutter = margin * 0.6
@@ -186,10 +190,16 @@ def layout_page(rng: np.random.Generator, width: int, height: int, corpus: list[
                     break
                 continue
             m = measure(font, size)
+            wrapped = wrap(paragraph, m, col_w)
+            if wrapped is None:
+                skipped += 1
+                if skipped > 50:
+                    break
+                continue
             pitch = size * rng.uniform(*style.line_spacing)
             ink = inks[int(rng.integers(len(inks)))]
             placed_any = False
-            for toks in wrap(paragraph, m, col_w):
+            for toks in wrapped:
                 if y + pitch > height - margin or len(lines) >= style.max_lines:
                     break
                 y += pitch
