@@ -122,3 +122,19 @@ def train_tokenizer(texts, out_dir: str | Path, vocab_size: int = 512) -> Path:
     tok.train_from_iterator(list(texts), trainer=trainer)
     PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(str(out_dir))
     return Path(out_dir)
+
+
+def main(argv=None):
+    import argparse
+
+    ap = argparse.ArgumentParser(description="write small fixture training shards (tests, demo, bench)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--stage", type=int, required=True, choices=(1, 2, 3))
+    ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--shards", type=int, default=1)
+    a = ap.parse_args(argv)
+    print(f"fixture shards written to {write_stage_shards(a.out, a.stage, a.samples, a.shards)}")
+
+
+if __name__ == "__main__":
+    main()

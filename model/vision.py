@@ -25,6 +25,7 @@ def build_vision_tower(cfg: VisionConfig, image_size: int) -> nn.Module:
     vision_cfg = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "pretrained"}
     vision_cfg.update(image_size=image_size, output_tokens=True, pool_type="tok")
     tower = _build_vision_tower(embed_dim=cfg.width, vision_cfg=vision_cfg)
+    tower.proj = None  # CLIP's contrastive projection: unused here, so neither trained nor saved
     if cfg.pretrained:
         load_open_clip_visual(tower, cfg.pretrained)
     return tower
