@@ -31,7 +31,7 @@ from qwenvl_data.pipelines.download_dedup import drop_duplicates
 
 # The snake_case reasons our own checks put at the front of an error message (netguard, images).
 REASONS = ("bad_scheme", "refused_address", "dns_error", "connection_error", "timeout", "http_error",
-           "too_large", "opted_out", "not_an_image", "decode_error", "too_many_pixels", "too_small",
+           "too_large", "opted_out", "not_an_image", "decode_error", "too_many_pixels", "image_too_small",
            "aspect_ratio", "duplicate_image", "resize_error", "download_error")
 _PREFIXED = re.compile(r"(?:^|<urlopen error )([a-z][a-z0-9_]*): ")
 _HTTP = re.compile(r"HTTP Error (\d{3})")

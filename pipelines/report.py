@@ -77,7 +77,7 @@ def drop_reasons(stages: dict) -> list[tuple[str, str, int]]:
     """(stage, reason, count) for every reason a pair or sample left the corpus."""
     out = []
     if "filter" in stages:
-        out += [("filter", r, n) for r, n in stages["filter"].get("total", {}).get("dropped", {}).items()]
+        out += [("filter", r, n) for r, n in stages["filter"].get("total", {}).get("dropped", {}).items() if n]
     if "download" in stages:
         out += [("download", r, n) for r, n in stages["download"].get("failed", {}).items()]
     if "clip-score" in stages:
@@ -109,9 +109,13 @@ def markdown(stages: dict, chart: str | None) -> str:
     rows = funnel_rows(stages)
     parts += ["## Funnel", "", _table(["stage", "in", "out", "kept"],
                                       [[s, a, b, _pct(b, a)] for s, a, b in rows]), ""]
-    if len(rows) > 1:
+    subsets = [(prev, cur) for prev, cur in zip(rows, rows[1:]) if cur[1] != prev[2]]
+    if len(rows) > 1 and not subsets:
         parts += [f"Overall: {rows[0][1]} input rows -> {rows[-1][2]} samples "
                   f"({_pct(rows[-1][2], rows[0][1])}).", ""]
+    for prev, cur in subsets:  # e.g. a demo or a partial run: say so rather than print a false total
+        parts += [f"Note: {cur[0]} read {cur[1]} rows while {prev[0]} wrote {prev[2]}: the stages ran on "
+                  f"different subsets, so there is no overall rate.", ""]
     if chart:
         parts += [f"![funnel and reasons]({chart})", ""]
     if "filter" in stages:

@@ -51,7 +51,7 @@ def geometry_reason(width: int, height: int, limits: ImageLimits) -> str | None:
     if limits.max_aspect_ratio is not None and max(width, height) > limits.max_aspect_ratio * min(width, height):
         return "aspect_ratio"
     if limits.min_side is not None and min(width, height) < limits.min_side:
-        return "too_small"
+        return "image_too_small"
     return None
 
 

@@ -48,7 +48,7 @@ def test_truncated_html_and_geometry():
     jpeg = encode(Image.effect_noise((200, 150), 60).convert("RGB"))
     assert reason(jpeg[: len(jpeg) // 2]) == "decode_error"
     assert reason(b"<!DOCTYPE html><html>nope</html>") == "not_an_image"
-    assert reason(encode(Image.new("RGB", (10, 10)))) == "too_small"
+    assert reason(encode(Image.new("RGB", (10, 10)))) == "image_too_small"
     assert reason(encode(Image.new("RGB", (400, 100)), "PNG")) == "aspect_ratio"
     assert geometry_reason(300, 100, LIMITS) is None and geometry_reason(301, 100, LIMITS) == "aspect_ratio"
 

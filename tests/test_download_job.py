@@ -74,7 +74,7 @@ def run_cases(servers, tmp_path_factory):
         (f"{u}/status/404", "http_404", None),
         (f"{u}/status/500", "http_500", None),
         (f"{u}/slow.jpg?delay=5", "timeout", None),
-        (f"{u}/img/dot.png?w=1&h=1", "too_small", None),
+        (f"{u}/img/dot.png?w=1&h=1", "image_too_small", None),
         (f"{u}/img/strip.png?w=10000&h=10", "aspect_ratio", None),
         (f"{u}/img/huge.jpg?w=1100&h=1000", "too_many_pixels", None),
         (f"{u}/noai.jpg?w=300&h=300", "opted_out", None),

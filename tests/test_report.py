@@ -50,6 +50,11 @@ def test_report_of_filter_only_and_bad_summary(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path / "filter"), "--output", str(out)]) == 0
     md = (out / "report.md").read_text()
     assert "| filter | 1000 | 400 | 40.0% |" in md and "## Download" not in md
+    summary = json.loads((tmp_path / "download" / "download.json").read_text())
+    (tmp_path / "download" / "download.json").write_text(json.dumps({**summary, "in": 200}))
+    assert cli.main(["report", str(tmp_path / "download"), "--output", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "Overall" not in md and "Note: download read 200 rows while filter wrote 400" in md
     (tmp_path / "download" / "download.json").write_text("{broken")
     assert cli.main(["report", str(tmp_path / "download")]) == 1
     assert cli.main(["report", str(tmp_path / "nothing")]) == 2
