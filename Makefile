@@ -29,13 +29,13 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 # The demo runs every stage end to end on data the project makes itself; no network.
-DEMO_STEPS := demo-filter
+DEMO_STEPS := demo-filter demo-download demo-clip demo-synth demo-tasks demo-shards demo-train
 demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(MAKE) --no-print-directory $(DEMO_STEPS)
 	@echo "demo finished: outputs under $(DEMO)/"
 
-BENCH_STEPS := bench-filter
+BENCH_STEPS := bench-filter bench-clip bench-synth bench-shards bench-train
 bench: $(STAMP)
 	$(MAKE) --no-print-directory $(BENCH_STEPS)
 
