@@ -104,7 +104,10 @@ def score_all(cfg: dict, shards: list[tuple[str, str]], address: str | None) -> 
     precision = cfg["precision"] if cfg["precision"] != "auto" else ("bf16" if gpus else "fp32")
     models = {"default": cfg["model"], "zh": cfg.get("zh_model")}
     checkpoints = {"default": cfg["checkpoint"], "zh": cfg.get("zh_checkpoint")}
-    actors = int(cfg.get("actors") or gpus or 1)
+    # CPU: one actor per cpus_per_actor cores (Ray fuses read+preprocess into the actors, so each
+    # does the whole chain); GPU: one actor per GPU, fed by separate CPU read tasks.
+    cpu_actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // int(cfg["cpus_per_actor"]))
+    actors = int(cfg.get("actors") or gpus or cpu_actors)
     ds = ray.data.from_items([{"shard": s, "path": p} for s, p in shards], override_num_blocks=len(shards))
     ds = ds.map_batches(read_and_preprocess, batch_size=1, batch_format="pyarrow",
                         fn_kwargs={"models": models, "read_batch": int(cfg["read_batch"]),
