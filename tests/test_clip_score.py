@@ -60,13 +60,15 @@ def download_dir(tmp_path_factory):
                 w.add(key, {"jpg": data, "txt": CAPTIONS[i], "json": meta}, {"key": key, "status": "success"})
             w.close()
     ckpt = clip.save_random_checkpoint(clip.TINY, root / "tiny.pt", seed=0)
+    clip.save_random_checkpoint(clip.TINY, root / "tiny_zh.pt", seed=1)  # the "Chinese" model
     return root / "dl", ckpt, images
 
 
 def run_clip(tmp, download_dir, thresholds: str):
     dl, ckpt, _ = download_dir
     cfg = tmp / "clip.yaml"
-    cfg.write_text(f"clip_score:\n  batch_size: 4\n  read_batch: 3\n  thresholds: {thresholds}\n")
+    cfg.write_text(f"clip_score:\n  batch_size: 4\n  read_batch: 3\n  thresholds: {thresholds}\n"
+                   f"  zh_model: {clip.TINY}\n  zh_checkpoint: {ckpt.parent / 'tiny_zh.pt'}\n")
     code = cli.main(["clip-score", "--input", str(dl), "--output", str(tmp / "clip"), "--model", clip.TINY,
                      "--checkpoint", str(ckpt), "--config", str(cfg)])
     assert code == 0
@@ -111,13 +113,14 @@ def test_scores_thresholds_and_kept_shards(first_run):
 def test_pipeline_scores_equal_direct_model_scores(first_run, download_dir):
     _, ckpt, images = download_dir
     _, scores, _ = first_run
-    scorer = clip.ClipScorer(clip.TINY, str(ckpt))
     pp = clip.image_preprocess(clip.TINY)
-    uids = [f"u{i}" for i in range(12) if i != 5]
-    pixels = np.stack([pp(decode_rgb(images[u], None)).numpy() for u in uids])
-    direct = scorer.scores(pixels, [CAPTIONS[int(u[1:])] for u in uids])
     got = dict(zip(scores["uid"].to_pylist(), scores["clip_score"].to_pylist()))
-    np.testing.assert_allclose([got[u] for u in uids], direct, atol=2e-3)  # pixels travel as float16
+    # English and Chinese captions are scored by their own model (zh_model), each checked directly.
+    for weights, idx in (("tiny.pt", [0, 1, 2, 3, 4, 9, 10, 11]), ("tiny_zh.pt", [6, 7, 8])):
+        scorer = clip.ClipScorer(clip.TINY, str(ckpt.parent / weights))
+        pixels = np.stack([pp(decode_rgb(images[f"u{i}"], None)).numpy() for i in idx])
+        direct = scorer.scores(pixels, [CAPTIONS[i] for i in idx])
+        np.testing.assert_allclose([got[f"u{i}"] for i in idx], direct, atol=2e-3)  # pixels travel as float16
 
 
 def test_rethreshold_reuses_scores_and_rewrites_changed_shards(first_run, download_dir):
@@ -127,6 +130,7 @@ def test_rethreshold_reuses_scores_and_rewrites_changed_shards(first_run, downlo
     assert first["clip_score"].to_pylist() == second["clip_score"].to_pylist()
     assert set(samples) == {f"u{i}" for i in range(12) if i != 5}
     assert second["kept"].to_pylist().count(True) == 11
+    assert samples["u6"]["clip_model"].endswith("@tiny_zh.pt") and samples["u0"]["clip_model"].endswith("@tiny.pt")
     # The same thresholds again: nothing changes, so no shard is rewritten.
     again, _ = run_clip(tmp_path, download_dir, '{default: -2.0, by_lang: {zh: -2.0}, by_source: {laion: -2.0}}')
     assert again["kept"].to_pylist() == second["kept"].to_pylist()
