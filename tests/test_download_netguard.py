@@ -107,3 +107,14 @@ def test_install_makes_urlopen_guarded(servers):
     finally:
         urllib.request.install_opener(None)
         netguard._installed.policy = None
+
+
+def test_host_names_are_checked_by_what_they_resolve_to(servers):
+    # 'localhost' is no literal IP: the check must resolve it. Every address it resolves to must be
+    # allowed (a name answering one public and one private address is refused), hence ::1 as well.
+    a, _ = servers
+    url = f"http://localhost:{a.port}/img/h.jpg?w=40&h=30"
+    with pytest.raises(urllib.error.URLError, match="refused_address: localhost resolves to"):
+        opener(allow=None).open(url, timeout=5)
+    with opener("127.0.0.1,::1").open(url, timeout=5) as r:
+        assert r.status == 200
