@@ -30,6 +30,8 @@ from qwenvl_data.errors import UsageError
 
 from .tokenizer import IGNORE, TextEncoder
 
+# every reason `ToExample` gives: the trainer sums the counts over ranks as one fixed-length vector
+REASONS = ("bad_json", "wrong_stage", "bad_segments", "no_target", "too_long", "missing_image", "bad_image")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -162,6 +164,9 @@ class StageLoader:
                  batch_size: int, workers: int = 0, seed: int = 0, shuffle_buffer: int = 1000,
                  rank: int = 0, world: int = 1):
         self.urls = shard_urls(data_dir)
+        if len(self.urls) < world:  # split by node is per shard: a rank without a shard has no data
+            raise UsageError(f"{len(self.urls)} shard(s) in {data_dir} for {world} ranks: "
+                             f"write at least one shard per rank")
         self.to_example = ToExample(encoder, stage, image_size, seq_len)
         self.batcher = Batcher(batch_size, seq_len, encoder.eot, pack=stage == 2)
         self.workers = min(workers, max(1, len(self.urls) // world)) if workers else 0
@@ -170,10 +175,14 @@ class StageLoader:
     def start(self) -> dict:
         return {"taken": 0, "workers": [[0, 0] for _ in range(max(1, self.workers))]}
 
-    def pipeline(self, epoch: int, worker: int, workers: int) -> wds.DataPipeline:
+    def rank_shards(self, epoch: int) -> list[str]:
+        """This rank's shards in `epoch`: one shuffle, the same on every rank, then every world-th."""
         urls = list(self.urls)
-        random.Random(self.seed * 1_000_003 + epoch).shuffle(urls)  # shard shuffle, same on every rank
-        mine = urls[self.rank::self.world][worker::workers]  # split by node, then by (logical) worker
+        random.Random(self.seed * 1_000_003 + epoch).shuffle(urls)
+        return urls[self.rank::self.world]
+
+    def pipeline(self, epoch: int, worker: int, workers: int) -> wds.DataPipeline:
+        mine = self.rank_shards(epoch)[worker::workers]  # split by node, then by (logical) worker
         return wds.DataPipeline(
             wds.SimpleShardList(mine),
             wds.tarfile_to_samples(),

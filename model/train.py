@@ -7,7 +7,9 @@
   Stage 3: ViT frozen, ChatML shards. Stage N+1 starts from stage N with `--init DIR`.
 - Defaults are the paper's Appendix C (AdamW 0.9/0.98, eps 1e-6, wd 0.05, cosine to a minimum lr,
   clip 1.0, bf16 autocast on GPU, per-stage lr/warmup/steps); flags override them.
-- `torchrun --nproc_per_node N` gives DDP; `--fsdp` shards blocks with FSDP2 when a replica does not fit.
+- `torchrun --nproc_per_node N` gives DDP (nccl on CUDA, gloo on CPU); `--fsdp` shards blocks with FSDP2
+  when a replica does not fit. Each rank reads its own shards; rank 0 alone writes checkpoints and the
+  log, whose loss is the mean over ranks and whose samples/tokens/rejected are summed over ranks.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from qwenvl_data.errors import QwenVLDataError, UsageError
 
 from . import checkpoint
 from .config import ModelConfig, load_config
-from .data import StageLoader, normalise
+from .data import REASONS, StageLoader, normalise
 from .qwenvl import QwenVL
 from .tokenizer import TextEncoder, load_tokenizer
 
@@ -104,7 +107,7 @@ def setup_distributed():
     return rank, world, device
 
 
-def wrap(model: QwenVL, device, world: int, fsdp: bool):
+def wrap(model: QwenVL, device, world: int, fsdp: bool, stage: int):
     if fsdp:
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
@@ -116,7 +119,8 @@ def wrap(model: QwenVL, device, world: int, fsdp: bool):
     if world > 1:
         return torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=True)  # text-only stage-2 batches leave the ViT unused
+            # text-only stage-2/3 batches leave the ViT unused; stage-1 caption batches always use it all
+            find_unused_parameters=stage != 1)
     return model
 
 
@@ -129,8 +133,21 @@ def full_states(model, optimizer, fsdp: bool):
     return inner.state_dict(), optimizer.state_dict()
 
 
+def step_totals(loss_sum: float, samples: int, tokens: int, rejected: Counter, world: int, device):
+    """One step over all ranks: the mean loss (the DDP objective), samples/tokens/rejected summed."""
+    if world == 1:
+        return loss_sum, samples, tokens, rejected
+    v = torch.tensor([loss_sum, samples, tokens, *(rejected[r] for r in REASONS)], dtype=torch.float64,
+                     device=device)
+    torch.distributed.all_reduce(v)
+    counts = Counter({r: int(n) for r, n in zip(REASONS, v[3:].tolist()) if n})
+    return v[0].item() / world, int(v[1]), int(v[2]), counts
+
+
 def train(a: argparse.Namespace) -> list[dict]:
     rank, world, device = setup_distributed()
+    if a.fsdp and world == 1:
+        raise UsageError("--fsdp shards the model over ranks: start it with torchrun --nproc_per_node 2 or more")
     hp = {k: (getattr(a, k, None) if getattr(a, k, None) is not None else v) for k, v in STAGES[a.stage].items()}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,7 +171,7 @@ def train(a: argparse.Namespace) -> list[dict]:
     model.to(device)
     if rank == 0 and resume_step is None:
         tokenizer.save_pretrained(str(out / "tokenizer"))
-    model = wrap(model, device, world, a.fsdp)
+    model = wrap(model, device, world, a.fsdp, a.stage)
     inner = model.module if hasattr(model, "module") else model
     optimizer = torch.optim.AdamW(param_groups(inner, a.weight_decay, hp["vit_lr_decay"]), lr=hp["lr"],
                                   betas=(0.9, 0.98), eps=1e-6, fused=device.type == "cuda")
@@ -166,6 +183,9 @@ def train(a: argparse.Namespace) -> list[dict]:
             set_optimizer_state_dict(model, optimizer, optim_state, options=StateDictOptions(full_state_dict=True))
         else:
             optimizer.load_state_dict(optim_state)
+        if a.fsdp != meta.get("args", {}).get("fsdp", False):  # the optimizer files differ in layout
+            raise UsageError(f"--resume: the checkpoint in {out} was written "
+                             f"{'with' if not a.fsdp else 'without'} --fsdp; resume it the same way")
         step, positions = meta["step"], meta["data_positions"]
         if len(positions) != world:
             raise UsageError(f"checkpoint was written by {len(positions)} ranks, this run has {world}")
@@ -178,7 +198,12 @@ def train(a: argparse.Namespace) -> list[dict]:
     history = [h for h in history if h["step"] <= step] if resume_step is not None else []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and not a.fsdp \
         else nullcontext()
-    position, rejected = positions[rank] or loader.start(), {}
+    position, rejected = positions[rank] or loader.start(), Counter()
+    epoch = min(e for e, _ in position["workers"])
+    shards = [Path(u).name for u in loader.rank_shards(epoch)]
+    # one write call per line: the ranks share the terminal and print() would interleave their lines
+    sys.stderr.write(f"rank {rank}/{world}: {len(shards)} shard(s) per epoch, epoch {epoch}: "
+                     f"{' '.join(shards[:4])}{' ...' if len(shards) > 4 else ''}\n")
     stop = min(hp["steps"], a.stop_at or hp["steps"])
     if rank == 0:
         print(f"stage {a.stage}: {cfg.name}, {sum(p.numel() for p in inner.parameters() if p.requires_grad):,} "
@@ -190,11 +215,10 @@ def train(a: argparse.Namespace) -> list[dict]:
         lr = lr_at(step, hp["lr"], hp["min_lr"], hp["warmup"], hp["steps"])
         for g in optimizer.param_groups:
             g["lr"] = lr * g["lr_scale"]
-        loss_sum, samples, tokens = 0.0, 0, 0
+        loss_sum, samples, tokens, step_rejected = 0.0, 0, 0, Counter()
         for micro in range(a.grad_accum):
             batch, position = next(batches)
-            for k, v in batch["rejected"].items():
-                rejected[k] = rejected.get(k, 0) + v
+            step_rejected.update(batch["rejected"])
             images = None if batch["images"] is None else normalise(batch["images"].to(device))
             sync = nullcontext() if world == 1 or a.fsdp or micro == a.grad_accum - 1 else model.no_sync()
             with sync, autocast:
@@ -205,6 +229,9 @@ def train(a: argparse.Namespace) -> list[dict]:
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], a.clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        loss_sum, samples, tokens, step_rejected = step_totals(loss_sum, samples, tokens, step_rejected,
+                                                               world, device)
+        rejected.update(step_rejected)
         record = {"step": step, "loss": loss_sum, "lr": lr, "samples": samples, "tokens": tokens,
                   "seconds": round(time.time() - t0, 3), "rejected": dict(rejected)}
         history.append(record)
@@ -216,7 +243,8 @@ def train(a: argparse.Namespace) -> list[dict]:
 
 
 def save(model, optimizer, a, out, step, cfg, position, history, rank, world):
-    model_state, optim_state = full_states(model, optimizer, a.fsdp)
+    # FSDP gathers the full state with a collective every rank joins; DDP replicas: rank 0's is enough
+    model_state, optim_state = full_states(model, optimizer, a.fsdp) if a.fsdp or rank == 0 else (None, None)
     positions, rngs = [position], [checkpoint.rng_state()]
     if world > 1:
         gathered = [None] * world
