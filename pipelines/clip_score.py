@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import tarfile
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from qwenvl_data.config import load_section
-from qwenvl_data.errors import BadInput, UsageError
+from qwenvl_data.errors import BadInput, QwenVLDataError, UsageError
 from qwenvl_data.pipelines.clip_thresholds import apply_thresholds
 
 SCORES_META = {b"qwenvl.schema": b"clip_score"}
@@ -74,6 +75,11 @@ def input_shards(input_dir: str) -> list[tuple[str, str]]:
     bad = [p.name for p in tars if not p.stem.isdigit()]
     if bad:
         raise BadInput(f"{root / bad[0]}: shard names must be digits (000000.tar), as download writes them")
+    for p in tars:  # a garbage file fails here, in one line, before any Ray work starts
+        try:
+            tarfile.open(p).close()
+        except (tarfile.TarError, OSError) as e:
+            raise BadInput(f"{p}: not a readable tar shard ({' '.join(str(e).split())[:160]})") from None
     return [(p.stem, str(p.resolve())) for p in tars]
 
 
@@ -93,6 +99,21 @@ def _start_ray(cfg: dict, address: str | None):
         ray.init(address=address, include_dashboard=False, **({} if address else local))
     ray.data.DataContext.get_current().enable_progress_bars = False
     return ray
+
+
+def _unwrap_errors(fn):
+    """Run a Ray Data execution; a bad-input error raised in a worker comes back as that one line."""
+    import ray
+
+    try:
+        return fn()
+    except ray.exceptions.RayTaskError as e:
+        cause = e.cause
+        while isinstance(cause, ray.exceptions.RayTaskError):
+            cause = cause.cause
+        if isinstance(cause, QwenVLDataError):  # Ray appends advice lines to the message: keep ours
+            raise type(cause)(str(cause).splitlines()[0]) from None
+        raise
 
 
 def score_all(cfg: dict, shards: list[tuple[str, str]], address: str | None) -> pa.Table:
@@ -118,7 +139,8 @@ def score_all(cfg: dict, shards: list[tuple[str, str]], address: str | None) -> 
                                                "device": "cuda" if gpus else "cpu", "precision": precision,
                                                "threads": int(cfg["cpus_per_actor"])},
                         num_gpus=1 if gpus else 0, num_cpus=0 if gpus else int(cfg["cpus_per_actor"]))
-    parts = [b for b in ds.iter_batches(batch_format="pyarrow", batch_size=None) if b.num_rows]
+    parts = [b for b in _unwrap_errors(lambda: list(ds.iter_batches(batch_format="pyarrow", batch_size=None)))
+             if b.num_rows]
     return pa.concat_tables([p.cast(SCORED) for p in parts]) if parts else SCORED.empty_table()
 
 
@@ -148,8 +170,9 @@ def write_shards(cfg: dict, shards, scores: pa.Table, output: Path, address: str
                       "scores": rows["clip_score"].to_pylist(), "roles": roles})
     ray = _start_ray(cfg, address)
     ds = ray.data.from_items(items, override_num_blocks=len(items))
-    ds.map_batches(write_kept_shard, batch_size=1, batch_format="pyarrow",
-                   fn_kwargs={"output": str(output.resolve()), "labels": _labels(cfg)}).materialize()
+    ds = ds.map_batches(write_kept_shard, batch_size=1, batch_format="pyarrow",
+                        fn_kwargs={"output": str(output.resolve()), "labels": _labels(cfg)})
+    _unwrap_errors(ds.materialize)
     return sum(json.loads((output / f"{s}.json").read_text())["count"] for s, _ in shards)
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from qwenvl_data import clip
+from qwenvl_data.errors import BadInput
 from qwenvl_data.images import ImageRejected, decode_rgb
 from qwenvl_data.shards import ShardWriter, iter_tar_samples, shard_done
 
@@ -35,18 +37,30 @@ def _transform(name: str):
 
 
 def _sample_fields(key: str, files: dict) -> tuple[dict, bytes | None]:
-    meta = json.loads(files["json"]) if "json" in files else {}
+    try:
+        meta = json.loads(files["json"]) if "json" in files else {}
+    except ValueError:
+        meta = {}
+    meta = meta if isinstance(meta, dict) else {}
     image = next((files[e] for e in IMAGE_EXTS if e in files), None)
     caption = files["txt"].decode("utf-8") if "txt" in files else meta.get("caption")
     return {"key": key, "uid": meta.get("uid") or key, "source": meta.get("source") or "unknown",
             "lang": meta.get("lang") or "en", "caption": caption or ""}, image
 
 
+def _samples(path: str):
+    """iter_tar_samples, with an unreadable tar reported as bad input naming the file."""
+    try:
+        yield from iter_tar_samples(path)
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise BadInput(f"{path}: not a readable tar shard ({' '.join(str(e).split())[:160]})") from None
+
+
 def read_and_preprocess(batch: pa.Table, models: dict, read_batch: int, max_pixels: int | None):
     """One row (shard, path) in; blocks of preprocessed samples out."""
     for shard, path in zip(batch["shard"].to_pylist(), batch["path"].to_pylist()):
         rows: list[dict] = []
-        for key, files in iter_tar_samples(path):
+        for key, files in _samples(path):
             row, image = _sample_fields(key, files)
             row["shard"] = shard
             row["model"] = "zh" if row["lang"] == "zh" and models.get("zh") else "default"
@@ -117,7 +131,7 @@ def write_kept_shard(batch: pa.Table, output: str, labels: dict) -> pa.Table:
             continue  # finished by an earlier run with the same kept samples (resume)
         kept = {k: (s, r) for k, s, r in zip(row["keys"], row["scores"], row["roles"])}
         with ShardWriter(output, sid, prefix="") as w:
-            for key, files in iter_tar_samples(row["path"]):
+            for key, files in _samples(row["path"]):
                 if key not in kept:
                     continue
                 score, role = kept[key]

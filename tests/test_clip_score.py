@@ -158,5 +158,11 @@ def test_usage_errors_are_one_line(download_dir, tmp_path, capsys):
                      "--checkpoint", str(ckpt)]) == 2
     assert cli.main(["clip-score", "--input", str(tmp_path / "none"), "--output", str(tmp_path),
                      "--checkpoint", str(ckpt)]) == 2
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "000000.tar").write_bytes(b"not a tar at all" * 100)
+    assert cli.main(["clip-score", "--input", str(bad), "--output", str(tmp_path / "o"), "--model", clip.TINY,
+                     "--checkpoint", str(ckpt)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and "--checkpoint" in err[0] and "would download" in err[1] and "not a directory" in err[2]
+    assert len(err) == 4 and "--checkpoint" in err[0] and "would download" in err[1] and "not a directory" in err[2]
+    assert "000000.tar: not a readable tar shard" in err[3]
