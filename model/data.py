@@ -201,10 +201,15 @@ class StageLoader:
         stream = _WorkerStreams(self, position)
         source = stream if self.workers == 0 else torch.utils.data.DataLoader(
             stream, batch_size=None, num_workers=self.workers, persistent_workers=False)
+        carried = Counter()  # rejects of an all-rejected batch ride on the next batch, so none is lost
         for batch in source:
             worker, epoch, taken = batch.pop("_position")
             if not batch["samples"]:
+                carried.update(batch["rejected"])
                 continue
+            if carried:
+                batch["rejected"] = dict(carried + Counter(batch["rejected"]))
+                carried = Counter()
             position["taken"] += 1
             position["workers"][worker] = [epoch, taken]
             yield batch, json.loads(json.dumps(position))

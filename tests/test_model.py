@@ -158,3 +158,28 @@ def test_paper_config_sizes():
 def test_chat_boxes_back_to_pixels():
     boxes = pixel_boxes("the <ref>circle</ref><box>(100,200),(500,600)</box>", 200, 100)
     assert boxes == [{"ref": "circle", "box": [20.0, 20.0, 100.0, 60.0]}]
+
+
+def test_rejects_of_an_all_rejected_batch_are_not_lost(encoder, tmp_path):
+    good = {"schema": "train", "stage": 1, "task": "caption",
+            "segments": [{"text": "<img>img0.jpg</img>Generate the caption in English:", "loss": False},
+                         {"text": " a red circle", "loss": True}]}
+    from qwenvl_data.model.fixtures import draw_scene
+    import random
+    jpg = draw_scene(random.Random(0))[0]
+    with ShardWriter(tmp_path, 0, "stage1") as w:
+        w.add("ok1", {"img0.jpg": jpg, "json": good})
+        w.add("bad1", {"img0.jpg": jpg, "json": "{not json"})
+        w.add("bad2", {"img0.jpg": jpg, "json": "{not json"})
+        w.close()
+    loader = StageLoader(tmp_path, encoder, 1, 56, 512, batch_size=1, shuffle_buffer=1)
+    stream = loader.batches()
+    # epoch 1: [ok1] then a batch of only rejects at the end of the stream; its counts must reach the caller
+    first, _ = next(stream)
+    second, _ = next(stream)
+    assert first["samples"] == second["samples"] == 1
+    total = {}
+    for b in (first, second):
+        for k, v in b["rejected"].items():
+            total[k] = total.get(k, 0) + v
+    assert total == {"bad_json": 2}
