@@ -73,7 +73,7 @@ def run_cases(servers, tmp_path_factory):
         (f"{u}/html.jpg", "not_an_image", None),
         (f"{u}/status/404", "http_404", None),
         (f"{u}/status/500", "http_500", None),
-        (f"{u}/slow.jpg?delay=5", "timeout", None),
+        (f"{u}/slow.jpg?delay=6", "timeout", None),
         (f"{u}/img/dot.png?w=1&h=1", "image_too_small", None),
         (f"{u}/img/strip.png?w=10000&h=10", "aspect_ratio", None),
         (f"{u}/img/huge.jpg?w=1100&h=1000", "too_many_pixels", None),
@@ -89,7 +89,7 @@ def run_cases(servers, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dl")
     uids = write_pairs(tmp / "pairs", [c[0] for c in cases], langs=["zh"] + ["en"] * (len(cases) - 1))
     (tmp / "cfg.yaml").write_text("download:\n  max_pixels: 1000000\n  min_image_side: 100\n"
-                                  "  timeout: 2\n  image_size: 256\n  processes: 2\n  threads: 8\n"
+                                  "  timeout: 3\n  image_size: 256\n  processes: 2\n  threads: 8\n"
                                   "  samples_per_shard: 10\n")
     started = time.time()
     proc = download(tmp / "pairs", tmp / "out", config=tmp / "cfg.yaml")
