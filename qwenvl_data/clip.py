@@ -102,7 +102,10 @@ class ClipScorer:
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(name)
         self.device = torch.device(device)
-        self.dtype = next(self.model.parameters()).dtype
+        # open_clip's bf16/fp16 precision casts only the matmul and conv weights: the pixels must match
+        # those (the first parameter may be an fp32 embedding or logit scale).
+        self.dtype = min((p.dtype for p in self.model.visual.parameters() if p.is_floating_point()),
+                         key=lambda d: torch.finfo(d).bits)
         self.label = f"{name}@{Path(checkpoint).name}" if checkpoint else f"{name}@random"
 
     def scores(self, pixels: np.ndarray, captions: list[str]) -> np.ndarray:
