@@ -107,13 +107,18 @@ def test_packed_stage2_rows_exact(encoder, tmp_path):
     assert seen == 16 and packed_rows > 0
 
 
-def test_bad_samples_counted_good_ones_kept(encoder, tmp_path):
+def _caption_sample():
+    """A valid stage-1 caption sample json and its JPEG."""
+    import random
+    from qwenvl_data.model.fixtures import draw_scene
     good = {"schema": "train", "stage": 1, "task": "caption",
             "segments": [{"text": "<img>img0.jpg</img>Generate the caption in English:", "loss": False},
                          {"text": " a red circle", "loss": True}]}
-    from qwenvl_data.model.fixtures import draw_scene
-    import random
-    jpg = draw_scene(random.Random(0))[0]
+    return good, draw_scene(random.Random(0))[0]
+
+
+def test_bad_samples_counted_good_ones_kept(encoder, tmp_path):
+    good, jpg = _caption_sample()
     with ShardWriter(tmp_path, 0, "stage1") as w:
         w.add("ok1", {"img0.jpg": jpg, "json": good})
         w.add("noimage", {"json": good})
@@ -161,12 +166,7 @@ def test_chat_boxes_back_to_pixels():
 
 
 def test_rejects_of_an_all_rejected_batch_are_not_lost(encoder, tmp_path):
-    good = {"schema": "train", "stage": 1, "task": "caption",
-            "segments": [{"text": "<img>img0.jpg</img>Generate the caption in English:", "loss": False},
-                         {"text": " a red circle", "loss": True}]}
-    from qwenvl_data.model.fixtures import draw_scene
-    import random
-    jpg = draw_scene(random.Random(0))[0]
+    good, jpg = _caption_sample()
     with ShardWriter(tmp_path, 0, "stage1") as w:
         w.add("ok1", {"img0.jpg": jpg, "json": good})
         w.add("bad1", {"img0.jpg": jpg, "json": "{not json"})
