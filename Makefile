@@ -35,7 +35,7 @@ demo: $(STAMP)
 	$(MAKE) --no-print-directory $(DEMO_STEPS)
 	@echo "demo finished: outputs under $(DEMO)/"
 
-BENCH_STEPS := bench-filter bench-clip bench-synth bench-shards bench-train
+BENCH_STEPS := bench-filter bench-download bench-clip bench-synth bench-shards bench-train
 bench: $(STAMP)
 	$(MAKE) --no-print-directory $(BENCH_STEPS)
 
