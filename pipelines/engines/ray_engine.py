@@ -58,8 +58,11 @@ def run(job, chunks, options) -> None:
         ds = ray.data.from_items(specs, override_num_blocks=max(1, len(specs)))
         cands = ds.map_batches(_MapChunks, fn_constructor_args=(job,), batch_size=1, batch_format="pyarrow",
                                concurrency=options.workers or os.cpu_count())
-        result = cands.groupby("part").map_groups(_ReducePartition, fn_constructor_args=(job,),
-                                                   batch_format="pyarrow", concurrency=1)
+        # One hash partition of the shuffle per URL partition: Ray's default (200) would mean 200 tiny
+        # shuffle tasks for a handful of groups. One reduce actor: a second one would wait for CPUs
+        # that the map actors hold, and on a small node the pipeline would never finish.
+        result = cands.groupby("part", num_partitions=job.num_partitions).map_groups(
+            _ReducePartition, fn_constructor_args=(job,), batch_format="pyarrow", concurrency=1)
         result.materialize()
     finally:
         if started:
