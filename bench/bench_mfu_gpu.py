@@ -80,7 +80,11 @@ def main(argv=None):
     patches = (a.image_size // cfg.vision.patch_size) ** 2 + 1
     L, d = model.llm.config.num_hidden_layers, model.llm.config.hidden_size
     Lv, dv = cfg.vision.layers, cfg.vision.width
-    flops = (6 * n_llm * b * t + 6 * L * d * t * t * b  # LLM matmuls + causal attention (half of 12*L*d*t^2)
+    # The vocabulary projection runs only on labelled positions (qwenvl.next_token_loss): count it there.
+    n_head = model.llm.get_output_embeddings().weight.numel()
+    labelled = int((labels[:, 1:] != -100).sum())
+    flops = (6 * (n_llm - n_head) * b * t + 6 * n_head * labelled
+             + 6 * L * d * t * t * b  # LLM matmuls + causal attention (half of 12*L*d*t^2)
              + 6 * n_vit * b * k * patches + 12 * Lv * dv * patches ** 2 * b * k  # ViT, full attention
              + 6 * n_adapter * b * k * q)
 

@@ -70,8 +70,12 @@ class QwenVL(nn.Module):
 
     def forward(self, input_ids, images=None, labels=None, **kw):
         """Mean next-token loss over labelled positions (labels aligned with input_ids, -100 = none)."""
-        out = self.llm(inputs_embeds=self.embed(input_ids, images), labels=labels, use_cache=False, **kw)
-        return out.loss if labels is not None else out.logits
+        embeds = self.embed(input_ids, images)
+        if labels is None:
+            return self.llm(inputs_embeds=embeds, use_cache=False, **kw).logits
+        hidden = self.llm.model(inputs_embeds=embeds, use_cache=False, **kw).last_hidden_state
+        return next_token_loss(hidden, labels, self.llm.get_output_embeddings())
+
 
     def set_stage(self, stage: int):
         """Freeze what the stage freezes; returns the names of the trained parameters."""
@@ -101,3 +105,14 @@ class QwenVL(nn.Module):
 
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def next_token_loss(hidden: torch.Tensor, labels: torch.Tensor, lm_head: nn.Module) -> torch.Tensor:
+    """The causal LM loss (what transformers computes: fp32 cross-entropy, mean over labelled tokens),
+    with the vocabulary projection run only on positions that carry a label. Image pads and prompts
+    are often half of a packed row, and the [tokens x 152k] fp32 logits are the largest tensor of a step."""
+    targets = labels[:, 1:].reshape(-1)
+    keep = targets != -100
+    h = hidden[:, :-1].reshape(-1, hidden.shape[-1])[keep]
+    logits = lm_head(h).float()
+    return nn.functional.cross_entropy(logits, targets[keep], reduction="sum") / keep.sum().clamp(min=1)

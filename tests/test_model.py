@@ -183,3 +183,17 @@ def test_rejects_of_an_all_rejected_batch_are_not_lost(encoder, tmp_path):
         for k, v in b["rejected"].items():
             total[k] = total.get(k, 0) + v
     assert total == {"bad_json": 2}
+
+
+def test_loss_on_labelled_positions_equals_the_full_causal_lm_loss():
+    cfg = load_config("tiny")
+    model = QwenVL(cfg, 56, 500, 3)
+    q = cfg.adapter.num_queries
+    ids = torch.randint(4, 500, (2, q + 40))
+    ids[:, :q] = 3
+    labels = ids.masked_fill(ids == 3, -100)
+    labels[0, q + 5:q + 15] = -100
+    images = torch.rand(2, 3, 56, 56)
+    ours = model(ids, images, labels)
+    full = model.llm(inputs_embeds=model.embed(ids, images), labels=labels, use_cache=False).loss
+    assert torch.allclose(ours, full, atol=1e-5), (ours.item(), full.item())
