@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from bench_io import write_result
 from qwenvl_data.synthetic_pairs import generate
 
 
@@ -76,7 +77,7 @@ def main():
     for e, r in results["engines"].items():
         rel = f"{r['rows_per_s_per_core'] / local:.2f}" if local else "-"
         print(f"| {e} | {r['wall_s']} | {r['rows_per_s_per_core']:,} | {r['ratio_to_floor']} | {rel} | {r['kept']:,} |")
-    (Path("bench_out") / "filter.json").write_text(json.dumps(results, indent=1))
+    write_result(Path("bench_out") / "filter.json", results, echo=False)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ QAs each, converts it, then writes stage-2 shards from the result (every sample,
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from make_task_fixtures import _put, jpeg  # noqa: E402
 
 from qwenvl_data.pipelines import shards  # noqa: E402
 from qwenvl_data.pipelines.tasks import convert_dataset  # noqa: E402
+from bench_io import write_result
 
 
 def make_vg(d: Path, n_images: int, n_regions: int):
@@ -62,9 +62,7 @@ def main():
               "tasks_samples_per_s_per_core": round(stats["out"] / t_tasks, 1),
               "shards_stage2_samples_per_s_per_core": round(stats["out"] / t_shards, 1),
               "tasks_seconds": round(t_tasks, 2), "shards_seconds": round(t_shards, 2)}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(result, indent=1))
-    print(json.dumps(result))
+    write_result(a.out, result)
 
 
 if __name__ == "__main__":

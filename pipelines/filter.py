@@ -17,7 +17,7 @@ from pathlib import Path
 import fsspec
 
 from qwenvl_data import funnel
-from qwenvl_data.config import _read_yaml, deep_merge, default_section
+from qwenvl_data.config import default_file, merge_user_sections
 from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.rules import PairRules, RULES
 from qwenvl_data.sources import layouts_from_config, source_for_path
@@ -45,41 +45,28 @@ def add_arguments(p: argparse.ArgumentParser):
 
 def load_config(user: str | None) -> dict:
     """The three sections the filter reads (filter, sources, paths), defaults merged with the user's."""
-    defaults = {"filter": default_section("filter"), "sources": _sources_defaults(), "paths": {}}
-    if user:
-        data = _read_yaml(user)
-        for key in defaults:
-            if data.get(key) is not None:
-                if not isinstance(data[key], dict):
-                    raise UsageError(f"{user}: section '{key}' must be a mapping")
-                defaults[key] = deep_merge(defaults[key], data[key])
-    return defaults
-
-
-def _sources_defaults() -> dict:
-    import yaml
-    from importlib import resources
-    text = resources.files("qwenvl_data.configs").joinpath("filter.yaml").read_text(encoding="utf-8")
-    return (yaml.safe_load(text) or {}).get("sources", {})
+    shipped = default_file("filter")
+    return merge_user_sections({"filter": shipped["filter"], "sources": shipped.get("sources") or {},
+                                "paths": shipped.get("paths") or {}}, user)
 
 
 def expand_inputs(patterns: list[str]) -> list[str]:
+    """Paths, globs, directories (every *.parquet below) or fsspec URLs -> a sorted list of files."""
     paths: list[str] = []
     for pat in patterns:
-        fs, _ = fsspec.core.url_to_fs(pat)
+        fs, path = fsspec.core.url_to_fs(pat)
         proto = pat.split("://", 1)[0] + "://" if "://" in pat else ""
         if any(ch in pat for ch in "*?["):
-            hits = sorted(fs.glob(pat.split("://", 1)[-1] if proto else pat))
+            hits = sorted(fs.glob(path))
             if not hits:
                 raise UsageError(f"{pat}: no file matches")
-            paths += [proto + h if proto else h for h in hits]
-        elif fs.isdir(pat.split("://", 1)[-1] if proto else pat):
-            hits = sorted(fs.glob((pat.rstrip("/") + "/**/*.parquet").split("://", 1)[-1]))
-            paths += [proto + h if proto else h for h in hits]
-        elif fs.exists(pat.split("://", 1)[-1] if proto else pat):
-            paths.append(pat)
+        elif fs.isdir(path):
+            hits = sorted(fs.glob(path.rstrip("/") + "/**/*.parquet"))
+        elif fs.exists(path):
+            hits = [path]
         else:
             raise UsageError(f"{pat}: no such file")
+        paths += [proto + h for h in hits] if proto else hits
     return paths
 
 

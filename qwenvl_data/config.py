@@ -15,7 +15,7 @@ import yaml
 from .errors import UsageError
 
 
-def _read_yaml(path: str | Path) -> dict:
+def read_yaml(path: str | Path) -> dict:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
@@ -41,22 +41,34 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+def default_file(name: str) -> dict:
+    """The whole shipped defaults file configs/<name>.yaml."""
+    text = resources.files("qwenvl_data.configs").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text) or {}
+
+
 def default_section(name: str) -> dict:
     """The shipped defaults of one stage (configs/<name>.yaml, section <name>)."""
-    text = resources.files("qwenvl_data.configs").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text) or {}
+    data = default_file(name)
     return data.get(name, data)
+
+
+def merge_user_sections(defaults: dict[str, dict], user_config: str | Path | None) -> dict[str, dict]:
+    """Each section of `defaults` with the user's YAML section of the same name merged over it."""
+    if not user_config:
+        return defaults
+    user = read_yaml(user_config)
+    out = dict(defaults)
+    for key in defaults:
+        override = user.get(key)
+        if override is None:
+            continue
+        if not isinstance(override, dict):
+            raise UsageError(f"{user_config}: section '{key}' must be a mapping")
+        out[key] = deep_merge(defaults[key], override)
+    return out
 
 
 def load_section(name: str, user_config: str | Path | None = None) -> dict[str, Any]:
     """Defaults of stage `name` with the user's YAML section of the same name merged over them."""
-    section = default_section(name)
-    if user_config:
-        user = _read_yaml(user_config)
-        override = user.get(name, {})
-        if override is None:
-            override = {}
-        if not isinstance(override, dict):
-            raise UsageError(f"{user_config}: section '{name}' must be a mapping")
-        section = deep_merge(section, override)
-    return section
+    return merge_user_sections({name: default_section(name)}, user_config)[name]

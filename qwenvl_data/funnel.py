@@ -6,7 +6,6 @@ enforces the conservation law in = kept + Σ dropped per source and fails loudly
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 
 from .errors import QwenVLDataError

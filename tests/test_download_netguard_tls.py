@@ -5,7 +5,6 @@ Servers are on 127.0.0.1 (allowed) and 127.0.0.2 (not allowed); the certificate 
 import datetime
 import http.server
 import ipaddress
-import socket
 import ssl
 import threading
 import urllib.error

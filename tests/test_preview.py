@@ -1,6 +1,5 @@
 """`qwenvl-data preview`: OCR quads and grounding boxes land where the sample says."""
 import io
-import json
 
 import numpy as np
 from PIL import Image
