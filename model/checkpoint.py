@@ -3,12 +3,13 @@
 Stages talk only through these files (nanochat's layout). The meta json holds the model config, the
 stage, step, the data position of every rank and the RNG states, so `--resume` continues exactly;
 the optimizer state has its own file because a later stage's `--init` reads only the model.
+The RNG states are plain JSON (numbers and base64 bytes), never pickle: a checkpoint folder someone
+shares cannot run code when it is resumed, and a malformed state is a one-line UsageError.
 """
 from __future__ import annotations
 
 import base64
 import json
-import pickle
 import random
 import re
 from pathlib import Path
@@ -21,19 +22,45 @@ from qwenvl_data.errors import UsageError
 STEP_RE = re.compile(r"meta_(\d{6})\.json$")
 
 
-def rng_state() -> str:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    return base64.b64encode(pickle.dumps(state)).decode("ascii")
+def _b64(t: torch.Tensor) -> str:
+    return base64.b64encode(t.cpu().numpy().tobytes()).decode("ascii")
 
 
-def set_rng_state(text: str):
-    state = pickle.loads(base64.b64decode(text))
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def _bytes_tensor(text: str) -> torch.Tensor:
+    return torch.from_numpy(np.frombuffer(base64.b64decode(text, validate=True), dtype=np.uint8).copy())
+
+
+def rng_state() -> dict:
+    """The RNG states of python, numpy, torch (and CUDA) as JSON-only values."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(internal), gauss],
+            "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+            "torch": _b64(torch.get_rng_state()),
+            "cuda": [_b64(s) for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state) -> None:
+    """Restore what rng_state wrote; anything else (a pickle string included) is a UsageError."""
+    try:
+        if not isinstance(state, dict):
+            raise TypeError(f"expected a JSON object, got {type(state).__name__}")
+        version, internal, gauss = state["python"]
+        if not (isinstance(version, int) and len(internal) == 625 and all(type(v) is int for v in internal)):
+            raise ValueError("python state is not 625 integers")
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        if kind != "MT19937" or len(keys) != 624:
+            raise ValueError("numpy state is not an MT19937 key of 624 integers")
+        torch_state = _bytes_tensor(state["torch"])
+        cuda = [_bytes_tensor(s) for s in state["cuda"]] if state.get("cuda") else None
+        random.setstate((version, tuple(internal), None if gauss is None else float(gauss)))
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)))
+        torch.set_rng_state(torch_state)
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as e:
+        raise UsageError(f"checkpoint meta has an invalid 'rng' state ({e}); "
+                         "it must be the JSON that qwenvl-train writes") from None
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def latest_step(out_dir: str | Path) -> int | None:
@@ -75,6 +102,6 @@ def load(path: str | Path, with_optimizer: bool = False):
         model_state = torch.load(d / f"model_{step:06d}.pt", map_location="cpu", weights_only=True)
         optim = torch.load(d / f"optim_{step:06d}.pt", map_location="cpu", weights_only=True) \
             if with_optimizer else None
-    except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as e:
+    except (OSError, ValueError, RuntimeError) as e:
         raise UsageError(f"cannot read checkpoint step {step} in {d}: {e}") from None
     return meta, model_state, optim
