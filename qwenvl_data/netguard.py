@@ -9,6 +9,8 @@
 - No proxy handler: proxy environment variables would otherwise route every request to one address
   that the check never sees.
 - A response body over `max_bytes` is cut off (`too_large`) instead of filling memory.
+- Each request has a deadline (`deadline` seconds for connect + headers + body, on top of the
+  per-read `timeout`): a server trickling one byte a second fails with `timeout` instead of hanging.
 
 img2dataset fetches with `urllib.request.urlopen`, which uses the opener installed in its process;
 `install(policy)` makes ours that opener (called in each download worker, see pipelines/download.py).
@@ -17,9 +19,12 @@ img2dataset records as the sample's error message.
 """
 from __future__ import annotations
 
+import functools
 import http.client
+import io
 import ipaddress
 import socket
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -62,6 +67,7 @@ class AddressPolicy:
     allow: tuple[Network, ...] = ()           # ranges allowed even though not public
     max_bytes: int | None = 32 * 1024 * 1024  # largest response body read
     timeout: float = 10.0
+    deadline: float | None = 60.0             # seconds for one request: connect + headers + body
 
     def allowed(self, ip_text: str) -> bool:
         ip = ipaddress.ip_address(ip_text.split("%", 1)[0])
@@ -100,8 +106,47 @@ def _vetted_connection(policy: AddressPolicy, address, timeout, source_address=N
     raise last or OSError(f"cannot connect to {host}")
 
 
+class RequestTimeout(Refused):
+    """The whole request (connect + headers + body) ran past its deadline."""
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The response's socket stream, each read bounded by the per-read timeout and the request's deadline."""
+
+    def __init__(self, raw, sock, deadline: float, read_timeout: float | None, limit: float):
+        self.raw, self.sock, self.deadline, self.read_timeout, self.limit = raw, sock, deadline, read_timeout, limit
+
+    def readable(self):
+        return True
+
+    def _late(self):
+        return RequestTimeout(f"timeout: request took over its {self.limit:g} s deadline")
+
+    def readinto(self, b):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise self._late()
+        self.sock.settimeout(left if self.read_timeout is None else min(self.read_timeout, left))
+        try:
+            return self.raw.readinto(b)
+        except TimeoutError:
+            if self.deadline - time.monotonic() <= 0:
+                raise self._late() from None
+            raise
+
+    def close(self):
+        if not self.closed:
+            self.raw.close()  # the socket itself closes with its last stream (urllib relies on that)
+        super().close()
+
+
 class _CappedResponse(http.client.HTTPResponse):
     max_bytes: int | None = None
+
+    def __init__(self, sock, *args, deadline: tuple[float, float | None, float] | None = None, **kwargs):
+        super().__init__(sock, *args, **kwargs)
+        if deadline is not None:  # headers and body read through the deadline-bounded reader
+            self.fp = io.BufferedReader(_DeadlineReader(self.fp.detach(), sock, *deadline))
 
     def read(self, amt=None):
         if amt is not None or self.max_bytes is None:
@@ -121,6 +166,10 @@ def _connection_class(base, policy: AddressPolicy):
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
+            if policy.deadline:  # urllib makes one connection per request: the clock starts here
+                read_timeout = self.timeout if isinstance(self.timeout, (int, float)) else None
+                self.response_class = functools.partial(
+                    response, deadline=(time.monotonic() + policy.deadline, read_timeout, policy.deadline))
             # http.client sets this per instance; every socket (and CONNECT tunnel) comes from here.
             self._create_connection = lambda address, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, \
                 source_address=None: _vetted_connection(policy, address, timeout, source_address)
