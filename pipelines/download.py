@@ -80,6 +80,7 @@ def add_arguments(p):
     p.add_argument("--processes", type=int, help="worker processes (default: CPU count)")
     p.add_argument("--threads", type=int, help="concurrent downloads per process")
     p.add_argument("--timeout", type=float, help="seconds per connect/read")
+    p.add_argument("--deadline", type=float, help="seconds per whole request (connect + headers + body)")
     p.add_argument("--samples-per-shard", type=int)
     p.add_argument("--allow-addresses", metavar="IP|CIDR,...",
                    help="non-public addresses that may be fetched (test servers, intranet mirrors)")
@@ -87,7 +88,7 @@ def add_arguments(p):
 
 def settings(args) -> dict:
     cfg = load_section("download", args.config)
-    for flag in ("image_size", "encode_format", "processes", "threads", "timeout", "samples_per_shard"):
+    for flag in ("image_size", "encode_format", "processes", "threads", "timeout", "deadline", "samples_per_shard"):
         if getattr(args, flag, None) is not None:
             cfg[flag] = getattr(args, flag)
     if args.allow_addresses:
@@ -151,7 +152,9 @@ def run_img2dataset(cfg: dict, input_dir: str, output: Path, engine: str, ray_ad
         limits, image_size=int(cfg["image_size"]), resize_mode=cfg["resize_mode"],
         resize_only_if_bigger=bool(cfg["resize_only_if_bigger"]), encode_format=cfg["encode_format"],
         encode_quality=int(cfg["encode_quality"]))
-    policy = AddressPolicy(parse_allow(cfg.get("allow_addresses")), cfg.get("max_bytes"), float(cfg["timeout"]))
+    deadline = float(cfg["deadline"]) if cfg.get("deadline") else None
+    policy = AddressPolicy(parse_allow(cfg.get("allow_addresses")), cfg.get("max_bytes"), float(cfg["timeout"]),
+                           deadline)
     directives = cfg.get("disallowed_header_directives") or None
     downloader = GuardedDownloader(
         policy, sample_writer_class=AtomicShardWriter, resizer=resizer, thread_count=int(cfg["threads"]),
