@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from qwenvl_data.errors import BadInput, UsageError
+from qwenvl_data.outdir import refuse_in_progress
 from qwenvl_data.schema import first_error, load_schema
 from qwenvl_data.shards import iter_tar_samples
 
@@ -92,6 +93,8 @@ def validate_tar(path: Path, force: str | None = None) -> int:
 
 def run(args) -> int:
     total = 0
+    for raw in args.paths:  # a folder a run has not finished (killed, failed, or still running)
+        refuse_in_progress(raw)
     files = list(_expand(args.paths))
     for path in files:
         if path.suffix == ".tar":
