@@ -19,6 +19,7 @@ import fsspec
 from qwenvl_data import funnel
 from qwenvl_data.config import default_file, merge_user_sections
 from qwenvl_data.errors import BadInput, UsageError
+from qwenvl_data.outdir import own_output
 from qwenvl_data.rules import PairRules, RULES
 from qwenvl_data.sources import layouts_from_config, source_for_path
 from qwenvl_data.pipelines.engines import ENGINES, EngineOptions, get_engine
@@ -107,31 +108,35 @@ def run(args) -> int:
     paths = expand_inputs(args.input)
     chunks, bad = plan(paths, cfg, args.source, args.skip_bad_files)
     out = args.output.rstrip("/")
-    fs, root = fsspec.core.url_to_fs(out)
-    for sub in ("pairs", "rejects", "_work"):
-        if fs.exists(f"{root}/{sub}"):
-            fs.rm(f"{root}/{sub}", recursive=True)
-    fs.makedirs(root, exist_ok=True)
-    total_rows = sum(c.num_rows for c in chunks)
-    num_partitions = max(2, math.ceil(total_rows / ROWS_PER_PARTITION))
-    job = FilterJob(rules, layouts_from_config(cfg["sources"]), out, num_partitions,
-                    list(cfg["filter"].get("source_order") or []))
-    options = EngineOptions(args.workers, args.ray_address, beam_args, not args.no_progress and sys.stderr.isatty())
-    t0 = time.perf_counter()
-    if chunks:
-        get_engine(args.engine).run(job, chunks, options)
-    seconds = time.perf_counter() - t0
-    counts = read_counts(out)
-    for c in chunks:  # a source whose every row was read shows up even with zero rows
-        counts.setdefault(c.source, {})
-    result = funnel.finalise(counts, RULES, bad_files=bad, engine=args.engine, seconds=round(seconds, 3),
-                             rows_per_s=round(total_rows / seconds) if seconds > 0 and total_rows else 0)
-    if result["total"]["in"] != total_rows:
-        raise funnel.ConservationError(f"read {total_rows} rows but the funnel counts {result['total']['in']}")
-    if fs.exists(f"{root}/_work"):
-        fs.rm(f"{root}/_work", recursive=True)
-    for sub in ("pairs", "rejects"):
-        fs.makedirs(f"{root}/{sub}", exist_ok=True)
-    funnel.write(result, out)
-    print(funnel.to_markdown(result))
-    return 0
+    inputs = [("--input", p) for p in list(args.input) + paths]
+    with own_output(out, stage="filter", inputs=inputs):  # the lock, the marker, no overlap with inputs
+        fs, root = fsspec.core.url_to_fs(out)
+        for sub in ("pairs", "rejects", "_work"):
+            if fs.exists(f"{root}/{sub}"):
+                fs.rm(f"{root}/{sub}", recursive=True)
+        fs.makedirs(root, exist_ok=True)
+        total_rows = sum(c.num_rows for c in chunks)
+        num_partitions = max(2, math.ceil(total_rows / ROWS_PER_PARTITION))
+        job = FilterJob(rules, layouts_from_config(cfg["sources"]), out, num_partitions,
+                        list(cfg["filter"].get("source_order") or []))
+        options = EngineOptions(args.workers, args.ray_address, beam_args,
+                                not args.no_progress and sys.stderr.isatty())
+        t0 = time.perf_counter()
+        if chunks:
+            get_engine(args.engine).run(job, chunks, options)
+        seconds = time.perf_counter() - t0
+        counts = read_counts(out)
+        for c in chunks:  # a source whose every row was read shows up even with zero rows
+            counts.setdefault(c.source, {})
+        result = funnel.finalise(counts, RULES, bad_files=bad, engine=args.engine, seconds=round(seconds, 3),
+                                 rows_per_s=round(total_rows / seconds) if seconds > 0 and total_rows else 0)
+        if result["total"]["in"] != total_rows:
+            raise funnel.ConservationError(
+                f"read {total_rows} rows but the funnel counts {result['total']['in']}")
+        if fs.exists(f"{root}/_work"):
+            fs.rm(f"{root}/_work", recursive=True)
+        for sub in ("pairs", "rejects"):
+            fs.makedirs(f"{root}/{sub}", exist_ok=True)
+        funnel.write(result, out)
+        print(funnel.to_markdown(result))
+        return 0
