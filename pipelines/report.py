@@ -3,8 +3,9 @@
     qwenvl-data report OUT/clip                 # follows clip -> download -> filter by recorded inputs
     qwenvl-data report OUT/filter OUT/download  # or name the stage directories yourself
 
-Each DIR is recognised by the summary it holds: `funnel.json` (filter), `download.json` (download),
-`clip.json` (clip-score). A download or clip summary records its input directory, so the stages
+Each DIR is recognised by the stage summaries it holds: any top-level JSON object whose `stage` key
+names a stage (`filter`, `download`, `clip-score`, `synth-ocr`; written by `qwenvl_data.funnel.write_summary`),
+never by its file name. A download or clip summary records its input directory, so the stages
 before it are found without being named (the filter funnel sits beside the pairs directory).
 Writes `report.md`, `report.html` (the chart embedded) and `report.png` into --output (default: the
 first DIR). Every number comes from the stage's own summary; nothing is recounted here.
@@ -16,9 +17,8 @@ import html
 import json
 from pathlib import Path
 
+from qwenvl_data import funnel
 from qwenvl_data.errors import BadInput, UsageError
-
-SUMMARIES = {"filter": "funnel.json", "download": "download.json", "clip-score": "clip.json"}
 
 
 def add_arguments(p):
@@ -45,16 +45,19 @@ def find_stages(dirs: list[str]) -> dict[str, dict]:
             raise UsageError(f"{d}: not a directory")
     while todo:
         d = todo.pop(0)
-        for stage, name in SUMMARIES.items():
-            if (d / name).is_file() and stage not in stages:
-                summary = _read(d / name)
-                summary["_dir"] = str(d)
-                stages[stage] = summary
-                if summary.get("input"):
-                    up = Path(summary["input"])
-                    todo += [up, up.parent]  # download's input is OUT/pairs; the funnel is in OUT
+        if not d.is_dir():
+            continue
+        for path in sorted(d.glob("*.json")):
+            summary = _read(path) if path.name in funnel.SUMMARY_FILES.values() else funnel.read_summary(path)
+            stage = summary.get("stage") if summary else None
+            if stage not in funnel.SUMMARY_FILES or stage in stages:
+                continue
+            summary["_dir"] = str(d)
+            stages[stage] = summary
+            for up in ([Path(summary["input"])] if isinstance(summary.get("input"), str) else []):
+                todo += [up, up.parent]  # download's input is OUT/pairs; the funnel is in OUT
     if not stages:
-        raise UsageError(f"{', '.join(dirs)}: no funnel.json, download.json or clip.json found")
+        raise UsageError(f"{', '.join(dirs)}: no stage summary (a JSON object with a 'stage' key) found")
     return stages
 
 
@@ -73,6 +76,15 @@ def funnel_rows(stages: dict) -> list[tuple[str, int, int]]:
     return rows
 
 
+def _synth_totals(stages: dict) -> tuple[int, int, dict]:
+    sources = stages.get("synth-ocr", {}).get("sources", {})
+    dropped: dict = {}
+    for s in sources.values():
+        for r, n in s.get("dropped", {}).items():
+            dropped[r] = dropped.get(r, 0) + n
+    return sum(s.get("in", 0) for s in sources.values()), sum(s.get("kept", 0) for s in sources.values()), dropped
+
+
 def drop_reasons(stages: dict) -> list[tuple[str, str, int]]:
     """(stage, reason, count) for every reason a pair or sample left the corpus."""
     out = []
@@ -82,6 +94,8 @@ def drop_reasons(stages: dict) -> list[tuple[str, str, int]]:
         out += [("download", r, n) for r, n in stages["download"].get("failed", {}).items()]
     if "clip-score" in stages:
         out += [("clip-score", r, n) for r, n in stages["clip-score"].get("dropped", {}).items()]
+    if "synth-ocr" in stages:
+        out += [("synth-ocr", r, n) for r, n in _synth_totals(stages)[2].items() if n]
     return sorted(out, key=lambda t: -t[2])
 
 
@@ -140,6 +154,10 @@ def markdown(stages: dict, chart: str | None) -> str:
                   _table(["source", "lang", "threshold"],
                          [[t["source"], t["lang"], "-" if t.get("threshold_max") is None
                            else f"{t['threshold_max']:.4f}"] for t in c.get("thresholds", [])]), ""]
+    if "synth-ocr" in stages:
+        n_in, kept, _ = _synth_totals(stages)
+        parts += ["## OCR pages (synth-ocr)", "", f"Pages kept {kept}/{n_in} ({_pct(kept, n_in)}).", "",
+                  _source_table(stages["synth-ocr"].get("sources", {}), "kept", "dropped"), ""]
     return "\n".join(parts)
 
 
@@ -149,7 +167,7 @@ def plot(stages: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = funnel_rows(stages)
+    rows = funnel_rows(stages) or [("synth-ocr", *_synth_totals(stages)[:2])]
     reasons = drop_reasons(stages)[:15]
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
     labels = ["input"] + [s for s, _, _ in rows]

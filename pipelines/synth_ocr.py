@@ -9,7 +9,7 @@ as stage-2 OCR task shards (schemas/ocr.schema.json).
 - Resumable and deterministic: finished shards (stats json present) are skipped; a page's pixels
   depend only on (seed, language, page number), so reruns and any worker count give identical bytes.
 - Every input page ends up in a shard or in the funnel's dropped counts with a reason;
-  `funnel.json` is checked (in = kept + dropped) before the job reports success.
+  `synth_ocr.json` (stage "synth-ocr") is checked (in = kept + dropped) before the job reports success.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from qwenvl_data import funnel
 from qwenvl_data.config import load_section
 from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.shards import ShardWriter, clean_stale_temps, shard_done, shard_name
@@ -34,7 +35,7 @@ FILES_PER_SHARD = 50  # real pages: input files per shard
 
 
 def add_arguments(p):
-    p.add_argument("--output", required=True, help="output folder for the shards and funnel.json")
+    p.add_argument("--output", required=True, help="output folder for the shards and synth_ocr.json")
     p.add_argument("--num", type=int, default=0, help="synthetic pages in all (split over languages)")
     p.add_argument("--lang", choices=["en", "zh", "both"], default="both")
     p.add_argument("--seed", type=int, default=0)
@@ -113,17 +114,15 @@ def _encode_png(image) -> bytes:
 def write_shard(job: ShardJob) -> dict:
     """Write one shard and return its funnel stats {source: {in, kept, dropped}}; module level so
     that process pools and Ray can pickle it."""
-    funnel: dict = {}
+    tally = funnel.Tally()
     counters: dict = {}
     rejects = []
 
     def count(source, reason=None):
-        s = funnel.setdefault(source, {"in": 0, "kept": 0, "dropped": {}})
-        s["in"] += 1
         if reason:
-            s["dropped"][reason] = s["dropped"].get(reason, 0) + 1
+            tally.drop(source, reason)
         else:
-            s["kept"] += 1
+            tally.keep(source)
 
     with ShardWriter(job.out_dir, job.shard_id, job.prefix, parquet_schema=ROW_SCHEMA) as writer:
         if job.kind == "synth":
@@ -149,8 +148,8 @@ def write_shard(job: ShardJob) -> dict:
                     continue
                 writer.add(uid, {"png": _encode_png(image), "json": sample}, _row(uid, sample))
                 count(job.kind)
-        writer.close({"funnel": funnel, "counters": counters, "rejects": rejects})
-    return funnel
+        writer.close({"funnel": tally.counts, "counters": counters, "rejects": rejects})
+    return tally.counts
 
 
 def _shard_stats(job: ShardJob) -> dict:
@@ -224,18 +223,8 @@ def run_on_ray(jobs: list[ShardJob], workers: int, address: str | None) -> list[
 
 
 def merge_funnel(parts: list[dict]) -> dict:
-    total: dict = {}
-    for part in parts:
-        for source, s in part.items():
-            t = total.setdefault(source, {"in": 0, "kept": 0, "dropped": {}})
-            t["in"] += s["in"]
-            t["kept"] += s["kept"]
-            for r, n in s["dropped"].items():
-                t["dropped"][r] = t["dropped"].get(r, 0) + n
-    for source, t in total.items():
-        if t["in"] != t["kept"] + sum(t["dropped"].values()):
-            raise BadInput(f"funnel of {source} does not add up: {t}")
-    return total
+    """Per-source {in, kept, dropped} of all shards; raises when a source does not add up."""
+    return funnel.check_sources(funnel.merge(*parts))
 
 
 def _check_inputs(args, cfg: dict):
@@ -263,13 +252,13 @@ def run(args) -> int:
     start = time.time()
     run_jobs(todo, args.engine, args.workers, args.ray_address)
     seconds = time.time() - start
-    funnel = merge_funnel([_shard_stats(j) for j in jobs])
-    report = {"sources": funnel, "shards": len(jobs), "shards_written": len(todo),
+    sources = merge_funnel([_shard_stats(j) for j in jobs])
+    report = {"sources": sources, "shards": len(jobs), "shards_written": len(todo),
               "engine": args.engine, "workers": args.workers, "seconds": round(seconds, 2)}
-    (Path(args.output) / "funnel.json").write_text(json.dumps(report, indent=1, sort_keys=True))
-    kept = sum(s["kept"] for s in funnel.values())
+    funnel.write_summary(args.output, "synth-ocr", report)
+    kept = sum(s["kept"] for s in sources.values())
     print(f"synth-ocr: {kept} pages kept in {len(jobs)} shards ({len(todo)} written, "
           f"{len(jobs) - len(todo)} already done) in {seconds:.1f}s -> {args.output}")
-    for source, s in sorted(funnel.items()):
+    for source, s in sorted(sources.items()):
         print(f"  {source}: in {s['in']}, kept {s['kept']}, dropped {s['dropped'] or 0}")
     return 0

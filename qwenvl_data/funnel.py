@@ -1,7 +1,10 @@
 """The funnel: rows in, dropped per rule, kept, per source and in total — the shape of the paper's Table 2.
 
-Counts are plain dicts so every engine can ship them between processes and `merge` them; `check`
-enforces the conservation law in = kept + Σ dropped per source and fails loudly when it does not hold.
+The one counter of every stage. Counts are plain dicts so every engine can ship them between processes
+and `merge` them (`Tally` builds them one record at a time); `finalise` (with an ordered rule list) and
+`check_sources` enforce the conservation law in = kept + Σ dropped per source and fail loudly when it
+does not hold. Every stage's summary carries a `stage` key (`write_summary`), and `qwenvl-data report`
+dispatches on that key, never on a file name.
 """
 from __future__ import annotations
 
@@ -9,6 +12,11 @@ import json
 from pathlib import Path
 
 from .errors import QwenVLDataError
+
+
+# The summary file each stage writes into its output folder (one place; `report` reads the `stage` key).
+SUMMARY_FILES = {"filter": "funnel.json", "download": "download.json", "clip-score": "clip.json",
+                 "synth-ocr": "synth_ocr.json"}
 
 
 def empty() -> dict:
@@ -55,6 +63,37 @@ class ConservationError(QwenVLDataError):
     exit_code = 1
 
 
+class Tally:
+    """Per-source counts of one worker: `seen`, then `keep` or `drop(reason)` for every record."""
+
+    def __init__(self):
+        self.counts: dict = {}
+
+    def keep(self, source: str, lang: str | None = None):
+        add(self.counts, source, "in", 1)
+        add(self.counts, source, "kept", 1)
+        if lang:
+            add(self.counts, source, "kept_by_lang", 1, lang)
+
+    def drop(self, source: str, reason: str):
+        add(self.counts, source, "in", 1)
+        add(self.counts, source, "dropped", 1, reason)
+
+
+def check_sources(sources: dict) -> dict:
+    """Merged per-source counts with `dropped` filled in; raises ConservationError if one does not add up."""
+    out = {}
+    for name, s in sorted(sources.items()):
+        st = {"in": s.get("in", 0), "kept": s.get("kept", 0), "dropped": dict(sorted(s.get("dropped", {}).items())),
+              **{k: v for k, v in s.items() if k not in ("in", "kept", "dropped")}}
+        accounted = st["kept"] + sum(st["dropped"].values())
+        if accounted != st["in"]:
+            raise ConservationError(f"funnel does not add up for {name}: in={st['in']} but kept + dropped = "
+                                    f"{accounted} (kept={st['kept']}, dropped={st['dropped']})")
+        out[name] = st
+    return out
+
+
 def finalise(counts: dict, rules, **extra) -> dict:
     """Per-source and total stats; raises ConservationError when a source's rows do not add up."""
     sources = {src: _stats(s, rules) for src, s in sorted(counts.items())}
@@ -86,11 +125,32 @@ def to_markdown(funnel: dict, title: str = "Filter funnel") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(funnel: dict, out_dir: str | Path, title: str = "Filter funnel"):
-    """OUT/funnel.json and OUT/funnel.md; OUT may be a local path or any fsspec URL."""
+def write_summary(out_dir: str | Path, stage: str, summary: dict) -> str:
+    """Write a stage's summary (with its `stage` key) to OUT/SUMMARY_FILES[stage]; local path or fsspec URL.
+    Returns the path written."""
     import fsspec
-    out = str(out_dir).rstrip("/")
-    with fsspec.open(f"{out}/funnel.json", "w", encoding="utf-8") as f:
-        f.write(json.dumps(funnel, indent=1, ensure_ascii=False))
-    with fsspec.open(f"{out}/funnel.md", "w", encoding="utf-8") as f:
+
+    if stage not in SUMMARY_FILES:
+        raise ValueError(f"unknown stage {stage!r}; add it to funnel.SUMMARY_FILES")
+    path = f"{str(out_dir).rstrip('/')}/{SUMMARY_FILES[stage]}"
+    with fsspec.open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"stage": stage, **summary}, indent=1, ensure_ascii=False, sort_keys=False))
+    return path
+
+
+def read_summary(path: str | Path) -> dict | None:
+    """A stage summary (a JSON object with a known `stage` key) or None for any other JSON file."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("stage") in SUMMARY_FILES else None
+
+
+def write(funnel: dict, out_dir: str | Path, title: str = "Filter funnel"):
+    """The filter's OUT/funnel.json (stage "filter") and OUT/funnel.md; OUT may be a local path or any fsspec URL."""
+    import fsspec
+
+    write_summary(out_dir, "filter", funnel)
+    with fsspec.open(f"{str(out_dir).rstrip('/')}/funnel.md", "w", encoding="utf-8") as f:
         f.write(to_markdown(funnel, title))

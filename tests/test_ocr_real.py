@@ -56,7 +56,7 @@ def test_pdf_pages_lines_words_and_filters(tmp_path):
     (pdfs / "broken.pdf").write_bytes(b"%PDF-1.4 this is not a pdf")
     out = tmp_path / "out"
     assert main(["synth-ocr", "--output", str(out), "--pdf", str(pdfs)]) == 0
-    funnel = json.loads((out / "funnel.json").read_text())["sources"]["pdf"]
+    funnel = json.loads((out / "synth_ocr.json").read_text())["sources"]["pdf"]
     assert funnel == {"in": 4, "kept": 1, "dropped": {"latin_extended_a": 1, "too_few_chars": 1,
                                                       "unreadable_pdf": 1}}
     [(key, image, sample)] = samples(out, "pdf")
@@ -112,7 +112,7 @@ def test_html_pages_render_offline_with_line_boxes(tmp_path):
     finally:
         server.shutdown()
     assert _Recorder.hits == []  # the browser fetched nothing
-    funnel = json.loads((out / "funnel.json").read_text())["sources"]["html"]
+    funnel = json.loads((out / "synth_ocr.json").read_text())["sources"]["html"]
     assert funnel == {"in": 2, "kept": 1, "dropped": {"latin_extended_a": 1}}
     [(key, image, sample)] = samples(out, "html")
     texts = [ln["text"] for ln in sample["lines"]]

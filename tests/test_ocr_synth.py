@@ -133,7 +133,7 @@ def test_job_is_deterministic_resumable_and_valid(tmp_path, capsys):
     assert sorted(first) == ["synthdog-en-000000.tar", "synthdog-en-000001.tar", "synthdog-zh-000000.tar",
                              "synthdog-zh-000001.tar"]
     assert first == _shard_bytes(b)  # same seed, any worker count: byte-identical shards
-    funnel = json.loads((a / "funnel.json").read_text())["sources"]
+    funnel = json.loads((a / "synth_ocr.json").read_text())["sources"]
     assert funnel["synthdog-en"]["in"] == 5 and funnel["synthdog-zh"]["kept"] == 5
     assert main(["validate", str(a)]) == 0
 

@@ -12,7 +12,7 @@ STATS = {"in": 1000, "kept": 400, "dropped": {"lang_not_en_zh": 350, "caption_to
 def make_tree(root):
     (root / "filter" / "pairs").mkdir(parents=True)
     (root / "filter" / "funnel.json").write_text(json.dumps({
-        "rules": ["lang_not_en_zh", "caption_too_short"], "sources": {"laion": STATS}, "total": STATS,
+        "stage": "filter", "rules": ["lang_not_en_zh", "caption_too_short"], "sources": {"laion": STATS}, "total": STATS,
         "bad_files": [], "engine": "local", "seconds": 1.5}))
     (root / "download").mkdir()
     (root / "download" / "download.json").write_text(json.dumps({
@@ -60,3 +60,21 @@ def test_report_of_filter_only_and_bad_summary(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "download.json: not a readable stage summary" in err[0] and "not a directory" in err[1]
+
+
+def test_report_dispatches_on_the_stage_key_not_the_file_name(tmp_path, capsys):
+    """synth-ocr's summary is never read as the filter's funnel; a funnel.json without a stage key is
+    not a summary; the same summary under another file name is still found by its key."""
+    ocr = tmp_path / "ocr"
+    ocr.mkdir()
+    (ocr / "synth_ocr.json").write_text(json.dumps({
+        "stage": "synth-ocr", "sources": {"synthdog-en": {"in": 10, "kept": 9, "dropped": {"no_text_lines": 1}}}}))
+    (ocr / "funnel.json").write_text(json.dumps({"sources": {}, "total": {"in": 0, "kept": 0}}))
+    stages = find_stages([str(ocr)])
+    assert set(stages) == {"synth-ocr"}
+    assert cli.main(["report", str(ocr)]) == 0
+    md = (ocr / "report.md").read_text()
+    assert "Pages kept 9/10 (90.0%)" in md and "| filter |" not in md and "## Filter" not in md
+    make_tree(tmp_path)
+    (tmp_path / "download" / "download.json").rename(tmp_path / "download" / "old-run.json")
+    assert set(find_stages([str(tmp_path / "download")])) == {"download", "filter"}
