@@ -22,6 +22,7 @@ from qwenvl_data.config import load_section
 from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.mix import choose, interleave, plan_counts
 from qwenvl_data.shards import ShardWriter, clean_stale_temps, shard_done
+from qwenvl_data.outdir import own_output
 from qwenvl_data.tasks.common import Reject
 from qwenvl_data.tasks.tokens import TokenCounter
 from qwenvl_data.tasks.training import build_stage12, build_stage3, read_records, scan_pairs, scan_sft, \
@@ -195,18 +196,18 @@ def run(args) -> int:
     else:
         def build(r, f):
             return build_stage12(r, f, stage)
-    out.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(out)
-    book, build_rejected = write_shards(streams, {n: len(v) for n, v in streams.items()}, stage, out,
-                                        size, seed, build, counter)
-    index = make_index(stage, seed, weights, groups, counts, streams, book, scan_rejected, build_rejected,
-                       seen, counter, [str(f) for f in files], time.time() - t0)
-    (out / "index.json").write_text(json.dumps(index, ensure_ascii=False, indent=1, sort_keys=True))
-    t = index["totals"]
-    print(f"stage {stage}: {t['samples']} samples, {t['images']} images, {t['tokens']} tokens "
-          f"({'exact' if counter.exact else 'estimated'}) in {len(book.shards)} shards; "
-          f"rejected {sum(index['rejected'].values())}, unused {index['inputs']['unused']}")
-    return 0
+    with own_output(out, stage="shards", inputs=[("--input", p) for p in args.input]):
+        clean_stale_temps(out)
+        book, build_rejected = write_shards(streams, {n: len(v) for n, v in streams.items()}, stage, out,
+                                            size, seed, build, counter)
+        index = make_index(stage, seed, weights, groups, counts, streams, book, scan_rejected, build_rejected,
+                           seen, counter, [str(f) for f in files], time.time() - t0)
+        (out / "index.json").write_text(json.dumps(index, ensure_ascii=False, indent=1, sort_keys=True))
+        t = index["totals"]
+        print(f"stage {stage}: {t['samples']} samples, {t['images']} images, {t['tokens']} tokens "
+              f"({'exact' if counter.exact else 'estimated'}) in {len(book.shards)} shards; "
+              f"rejected {sum(index['rejected'].values())}, unused {index['inputs']['unused']}")
+        return 0
 
 
 def make_index(stage, seed, weights, groups, counts, streams, book, scan_rej, build_rej, seen, counter,
