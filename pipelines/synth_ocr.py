@@ -26,6 +26,7 @@ import pyarrow as pa
 from qwenvl_data import funnel
 from qwenvl_data.config import load_section
 from qwenvl_data.errors import BadInput, UsageError
+from qwenvl_data.outdir import own_output
 from qwenvl_data.shards import ShardWriter, clean_stale_temps, shard_done, shard_name
 
 ROW_SCHEMA = pa.schema([("key", pa.string()), ("uid", pa.string()), ("source", pa.string()),
@@ -246,19 +247,20 @@ def run(args) -> int:
     cfg = load_section("synth_ocr", args.config)
     _check_inputs(args, cfg)
     jobs = plan(args, cfg)
-    Path(args.output).mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(args.output)
-    todo = [j for j in jobs if not shard_done(j.out_dir, j.shard_id, j.prefix)]
-    start = time.time()
-    run_jobs(todo, args.engine, args.workers, args.ray_address)
-    seconds = time.time() - start
-    sources = merge_funnel([_shard_stats(j) for j in jobs])
-    report = {"sources": sources, "shards": len(jobs), "shards_written": len(todo),
-              "engine": args.engine, "workers": args.workers, "seconds": round(seconds, 2)}
-    funnel.write_summary(args.output, "synth-ocr", report)
-    kept = sum(s["kept"] for s in sources.values())
-    print(f"synth-ocr: {kept} pages kept in {len(jobs)} shards ({len(todo)} written, "
-          f"{len(jobs) - len(todo)} already done) in {seconds:.1f}s -> {args.output}")
-    for source, s in sorted(sources.items()):
-        print(f"  {source}: in {s['in']}, kept {s['kept']}, dropped {s['dropped'] or 0}")
-    return 0
+    inputs = [(f"--{k}", getattr(args, k, None)) for k in ("corpus", "backgrounds", "fonts", "pdf", "html")]
+    with own_output(args.output, stage="synth-ocr", inputs=inputs):
+        clean_stale_temps(args.output)
+        todo = [j for j in jobs if not shard_done(j.out_dir, j.shard_id, j.prefix)]
+        start = time.time()
+        run_jobs(todo, args.engine, args.workers, args.ray_address)
+        seconds = time.time() - start
+        sources = merge_funnel([_shard_stats(j) for j in jobs])
+        report = {"sources": sources, "shards": len(jobs), "shards_written": len(todo),
+                  "engine": args.engine, "workers": args.workers, "seconds": round(seconds, 2)}
+        funnel.write_summary(args.output, "synth-ocr", report)
+        kept = sum(s["kept"] for s in sources.values())
+        print(f"synth-ocr: {kept} pages kept in {len(jobs)} shards ({len(todo)} written, "
+              f"{len(jobs) - len(todo)} already done) in {seconds:.1f}s -> {args.output}")
+        for source, s in sorted(sources.items()):
+            print(f"  {source}: in {s['in']}, kept {s['kept']}, dropped {s['dropped'] or 0}")
+        return 0
