@@ -15,6 +15,7 @@ from pathlib import Path
 from qwenvl_data.config import load_section
 from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.shards import clean_stale_temps
+from qwenvl_data.outdir import own_output
 from qwenvl_data.tasks import CONVERTERS, converter
 from qwenvl_data.tasks.common import TaskSink
 
@@ -60,7 +61,8 @@ def convert_dataset(dataset: str, input_dir, output_dir, images_dir=None, cfg: d
 
 def run(args) -> int:
     cfg = load_section("tasks", args.config)
-    stats = convert_dataset(args.dataset, args.input, args.output, args.images, cfg, args.shard_size)
+    with own_output(args.output, stage="tasks", inputs=[("--input", args.input), ("--images", args.images)]):
+        stats = convert_dataset(args.dataset, args.input, args.output, args.images, cfg, args.shard_size)
     rej = ", ".join(f"{k} {v}" for k, v in sorted(stats["rejected"].items())) or "none"
     tasks = json.dumps(stats["by_task"], sort_keys=True)
     print(f"{args.dataset}: {stats['in']} in, {stats['out']} samples {tasks}, rejected: {rej}")
