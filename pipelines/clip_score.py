@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from qwenvl_data.config import load_section
 from qwenvl_data.errors import BadInput, QwenVLDataError, UsageError
+from qwenvl_data.outdir import own_output
 from qwenvl_data.pipelines.clip_thresholds import apply_thresholds
 
 SCORES_META = {b"qwenvl.schema": b"clip_score"}
@@ -191,8 +192,12 @@ def expected_samples(input_dir: str, shards) -> int | None:
 def run(args) -> int:
     cfg = settings(args)
     shards = input_shards(args.input)
+    with own_output(args.output, stage="clip-score", inputs=[("--input", args.input)]):
+        return _score(args, cfg, shards)
+
+
+def _score(args, cfg: dict, shards) -> int:
     output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
     start = time.time()
     raw = load_or_score(cfg, shards, output, args.ray_address)
     expected = expected_samples(args.input, shards)

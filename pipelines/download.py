@@ -27,6 +27,7 @@ from qwenvl_data.config import load_section
 from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.images import ImageLimits
 from qwenvl_data.netguard import AddressPolicy, parse_allow
+from qwenvl_data.outdir import own_output
 from qwenvl_data.pipelines.download_dedup import drop_duplicates
 
 # The snake_case reasons our own checks put at the front of an error message (netguard, images).
@@ -248,8 +249,12 @@ def run(args) -> int:
     cfg = settings(args)
     parse_allow(cfg.get("allow_addresses"))  # a bad range is a usage error before any work
     files, n_in = input_files(args.input)
+    with own_output(args.output, stage="download", inputs=[("--input", args.input)]):
+        return _download(args, cfg, n_in)
+
+
+def _download(args, cfg: dict, n_in: int) -> int:
     output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
     start = time.time()
     run_img2dataset(cfg, args.input, output, args.engine, args.ray_address)
     s = summarise(output, args.input, n_in, cfg, args.engine, time.time() - start)
