@@ -19,6 +19,7 @@ from pathlib import Path
 
 from qwenvl_data import funnel
 from qwenvl_data.errors import BadInput, UsageError
+from qwenvl_data.outdir import own_output, refuse_in_progress
 
 
 def add_arguments(p):
@@ -219,13 +220,15 @@ def render_html(md: str, png: Path) -> str:
 
 
 def run(args) -> int:
+    for d in args.dirs:  # numbers of a run that has not finished would be reported as final
+        refuse_in_progress(d)
     stages = find_stages(args.dirs)
     out = Path(args.output or args.dirs[0])
-    out.mkdir(parents=True, exist_ok=True)
-    png = plot(stages, out / "report.png")
-    md = markdown(stages, png.name)
-    (out / "report.md").write_text(md, encoding="utf-8")
-    (out / "report.html").write_text(render_html(md, png), encoding="utf-8")
+    with own_output(out, stage="report", marker=False, allow_overlap=True):  # it writes beside its inputs
+        png = plot(stages, out / "report.png")
+        md = markdown(stages, png.name)
+        (out / "report.md").write_text(md, encoding="utf-8")
+        (out / "report.html").write_text(render_html(md, png), encoding="utf-8")
     found = ", ".join(f"{s} ({v['_dir']})" for s, v in stages.items())
     print(f"report: {out / 'report.md'} and {out / 'report.html'} from {found}")
     return 0
