@@ -89,7 +89,7 @@ def test_visual_genome(data, tmp_path):
 
 def test_grit_grounded_caption_box_b1(data, tmp_path):
     stats, s = convert(data, tmp_path, "grit")
-    assert stats["rejected"] == {"no_boxes": 1, "not_downloaded": 1}
+    assert stats["rejected"] == {"no_boxes": 1, "not_downloaded": 1, "unknown_resize": 1}
     g = s["grit:1"]
     assert g["prompt"] == "Generate the caption in English with grounding:"
     assert g["target"] == ("Beautiful shot of <ref>bees</ref><box>(661,612),(833,812)</box>"
@@ -122,7 +122,8 @@ def test_grit_confidence_threshold(data, tmp_path):
     ("ocrvqa", "ocrvqa:b1:0", " Who wrote this book? Answer:", "Ann Author", {"split_excluded": 1}),
     ("dvqa", "dvqa:1", " How many bars are there? Answer:", "3", {}),
     ("ai2d", "ai2d:0.png-0",
-     " Which stage comes first? Options: (A) egg (B) larva (C) pupa (D) adult Answer:", "egg", {}),
+     " Which stage comes first? Options: (A) egg (B) larva (C) pupa (D) adult Answer:", "egg",
+     {"split_excluded": 1}),  # the question on test image 1 (ai2d_test_ids.csv)
 ])
 def test_vqa_sets(data, tmp_path, dataset, uid, prompt, target, rejected):
     stats, s = convert(data, tmp_path, dataset)

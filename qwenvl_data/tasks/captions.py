@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import formats
 from ..errors import BadInput
 from ..shards import iter_tar_samples
-from .common import ImageCache, Reject, Sample, image_from_bytes, read_json
+from .common import DEFAULT_MAX_PIXELS, ImageCache, Reject, Sample, image_from_bytes, read_json
 
 COCO_FILES = (("captions_train2014.json", "train2014"), ("captions_train2017.json", "train2017"))
 
@@ -26,24 +26,24 @@ def convert_coco(input_dir: Path, dataset: str, images_dir: Path, cfg: dict):
     else:
         raise BadInput(f"{input_dir}/annotations: no captions_train2014.json or captions_train2017.json")
     data = read_json(path)
-    images = {im["id"]: im for im in data.get("images", [])}
-    cache = ImageCache(images_dir)
+    images = {im.get("id"): im for im in data.get("images", []) if isinstance(im, dict)}
+    cache = ImageCache(images_dir, cfg.get("max_pixels"))
     for a in sorted(data.get("annotations", []), key=lambda a: (a.get("image_id"), a.get("id"))):
         uid = f"coco:{a.get('id')}"
         im = images.get(a.get("image_id"))
-        caption = (a.get("caption") or "").strip()
+        caption = a.get("caption").strip() if isinstance(a.get("caption"), str) else ""
         if im is None:
             yield Reject(uid, "missing_annotation", f"image {a.get('image_id')}")
             continue
         if not caption:
             yield Reject(uid, "empty_caption")
             continue
-        img = cache.get(f"{folder}/{im['file_name']}", uid)
+        img = cache.get(f"{folder}/{im.get('file_name')}", uid)
         yield img if isinstance(img, Reject) else Sample(uid, "caption", formats.caption_prompt("en"),
-                                                         caption, "en", img)
+                                                         caption, "en", img, {"image_id": f"coco:{im.get('id')}"})
 
 
-def iter_pairs(tar: Path):
+def iter_pairs(tar: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS):
     """(uid, source, lang, caption, ImageFile | Reject) for each sample of one pair shard."""
     for key, files in iter_tar_samples(tar):
         try:
@@ -52,7 +52,7 @@ def iter_pairs(tar: Path):
             meta = {}
         uid = str(meta.get("uid") or f"{tar.stem}:{key}")
         data = files.get("jpg") or files.get("png") or files.get("jpeg")
-        img = image_from_bytes(data, f"{tar.name}/{key}", uid) if data else Reject(uid, "missing_image")
+        img = image_from_bytes(data, f"{tar.name}/{key}", uid, max_pixels) if data else Reject(uid, "missing_image")
         caption = meta.get("caption") or (files.get("txt") or b"").decode("utf-8", "replace")
         yield uid, str(meta.get("source") or "unknown"), meta.get("lang"), caption.strip(), img
 
@@ -72,7 +72,7 @@ def convert_pairs(input_dir: Path, dataset: str, images_dir: Path, cfg: dict):
     if not tars:
         raise BadInput(f"{input_dir}: no pair shards (*.tar)")
     for tar in tars:
-        for uid, source, lang, caption, img in iter_pairs(tar):
+        for uid, source, lang, caption, img in iter_pairs(tar, cfg.get("max_pixels")):
             s = pair_sample(uid, lang, caption, img)
             if isinstance(s, Sample):
                 s.extra["pair_source"] = source

@@ -6,21 +6,24 @@ samples into `{dataset}-{000000}.tar` shards (ShardWriter) and counts every reje
 """
 from __future__ import annotations
 
-import io
+import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from PIL import Image
-
 from ..boxes import BoxError, box_to_bins
 from ..errors import BadInput
+from ..images import ImageRejected, decode_fully, open_checked
 from ..schema import first_error
 from ..shards import ShardWriter, shard_done
+from ..vocab import TASKS
 
-# Members of a task shard other than json: the image format as stored by the dataset.
-_IMAGE_FORMATS = {"JPEG": "jpg", "PNG": "png"}
+# Members of a task shard other than json: the image format as stored by the dataset. A camera JPEG
+# with a multi-picture (MPF) segment opens as MPO; its bytes are a plain JPEG whose first frame is the photo.
+_IMAGE_FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png"}
+DEFAULT_MAX_PIXELS = 40_000_000
 
 
 @dataclass
@@ -51,53 +54,106 @@ class ImageFile:
 
 
 class ImageCache:
-    """Read each image file once for the consecutive samples that share it (refs, regions, QAs)."""
+    """Read each image file once for the consecutive samples that share it (refs, regions, QAs).
 
-    def __init__(self, root: Path):
+    File names come from annotation files: one that is absolute, holds `..` or resolves (through a
+    link) outside the image root is rejected as `unsafe_path`, never read.
+    """
+
+    def __init__(self, root: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS):
         self.root = Path(root)
+        self._root_real = self.root.resolve()
+        self.max_pixels = max_pixels
         self._last: tuple[str, ImageFile | Reject] | None = None
 
     def get(self, rel: str, uid: str) -> ImageFile | Reject:
         if self._last and self._last[0] == rel:
             img = self._last[1]
             return Reject(uid, img.reason, img.detail) if isinstance(img, Reject) else img
-        img = load_image(self.root / rel, rel, uid)
+        img = self._load(rel, uid)
         self._last = (rel, img)
         return img
 
+    def _load(self, rel, uid: str) -> ImageFile | Reject:
+        if not isinstance(rel, str) or not rel or "\x00" in rel:
+            return Reject(uid, "bad_record", f"image name {rel!r}")
+        path = self.root / rel
+        parts = Path(rel).parts
+        if Path(rel).is_absolute() or ".." in parts or rel.startswith("~"):
+            return Reject(uid, "unsafe_path", f"{rel!r}: image names must stay inside {self.root}")
+        try:
+            path.resolve().relative_to(self._root_real)
+        except ValueError:
+            return Reject(uid, "unsafe_path", f"{rel!r} leads outside {self.root}")
+        return load_image(path, rel, uid, self.max_pixels)
 
-def load_image(path: Path, ref: str, uid: str) -> ImageFile | Reject:
+
+def load_image(path: Path, ref: str, uid: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageFile | Reject:
     try:
         data = path.read_bytes()
     except OSError:
         return Reject(uid, "missing_image", f"{path}: not found")
-    return image_from_bytes(data, ref, uid)
+    return image_from_bytes(data, ref, uid, max_pixels)
 
 
-def image_from_bytes(data: bytes, ref: str, uid: str) -> ImageFile | Reject:
+def image_from_bytes(data: bytes, ref: str, uid: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageFile | Reject:
+    """The stored image after the checks download applies (qwenvl_data/images.py): header and pixel
+    limit before decoding, then a full decode (a truncated file fails here, not in training)."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.verify()  # checks the file structure without decoding all pixels
-        with Image.open(io.BytesIO(data)) as im:
-            fmt, (w, h) = im.format, im.size
-    except Exception as e:
-        return Reject(uid, "bad_image", f"{ref}: {type(e).__name__}")
+        img = open_checked(data, max_pixels)
+        fmt, (w, h) = img.format, img.size
+        if fmt in _IMAGE_FORMATS:
+            decode_fully(img)
+    except ImageRejected as e:
+        return Reject(uid, e.reason, f"{ref}: {e}")
     if fmt not in _IMAGE_FORMATS:
-        return Reject(uid, "bad_image", f"{ref}: unsupported format {fmt}")
+        return Reject(uid, "unsupported_format", f"{ref}: {fmt}")
     return ImageFile(data, _IMAGE_FORMATS[fmt], w, h, ref)
+
+
+def number(v) -> float | None:
+    """A finite float from an annotation value (int, float or numeric string), else None ("12px", None, nan)."""
+    if isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def scale_or_reject(img: ImageFile, ann_w, ann_h, uid: str):
+    """(sx, sy) from the annotated image size to the stored file's, or a Reject when the size is unusable."""
+    w = img.width if ann_w is None else number(ann_w)
+    h = img.height if ann_h is None else number(ann_h)
+    if not w or not h or w <= 0 or h <= 0:
+        return Reject(uid, "bad_image_size", f"annotated size {ann_w!r}x{ann_h!r}")
+    return img.width / w, img.height / h
 
 
 def bins_or_reject(box, width: float, height: float, uid: str):
     """Pixel [x1,y1,x2,y2] -> bins (clipped to the image), or a Reject with the box's reason."""
+    vals = [number(v) for v in box] if isinstance(box, (list, tuple)) and len(box) == 4 else [None]
+    if any(v is None for v in vals):
+        return Reject(uid, "invalid_box", f"box {box!r} is not four numbers")
     try:
-        return box_to_bins(box, width, height)
+        return box_to_bins(vals, width, height)
     except BoxError as e:
         return Reject(uid, e.reason, str(e))
 
 
 def xywh_to_xyxy(b):
-    x, y, w, h = (float(v) for v in b)
-    return x, y, x + w, y + h
+    """[x, y, w, h] -> [x1, y1, x2, y2]; a value that is not a number stays None (bins_or_reject rejects it)."""
+    if not isinstance(b, (list, tuple)) or len(b) != 4:
+        return [None] * 4
+    x, y, w, h = (number(v) for v in b)
+    if None in (x, y, w, h):
+        return [None] * 4
+    return [x, y, x + w, y + h]
+
+
+def scaled(box, sx: float, sy: float):
+    return [None if v is None else v * (sx if i % 2 == 0 else sy) for i, v in enumerate(box)]
 
 
 def read_json(path: Path):
@@ -116,7 +172,7 @@ def require(path: Path, what: str) -> Path:
     return path
 
 
-_TASKS = frozenset(("caption", "vqa", "grounding", "ref_grounding", "grounded_caption", "ocr", "text"))
+_TASKS = frozenset(TASKS)
 
 
 def _size_ok(v) -> bool:
@@ -166,14 +222,23 @@ class TaskSink:
         self._writer: ShardWriter | None = None
         self._shard_id, self._in_shard, self._shard_stats = 0, 0, {}
         self.skipped_shards = 0
+        self._uids: set[bytes] = set()  # 16-byte digests: a few hundred MB for the largest sets
+
+    def _reject(self, item: Reject):
+        self.rejected[item.reason] = self.rejected.get(item.reason, 0) + 1
+        if len(self._rejects) < 100_000:
+            self._rejects.append({"uid": item.uid, "reason": item.reason, "detail": item.detail[:500]})
 
     def add(self, item: Sample | Reject):
         self.seen += 1
         if isinstance(item, Reject):
-            self.rejected[item.reason] = self.rejected.get(item.reason, 0) + 1
-            if len(self._rejects) < 100_000:
-                self._rejects.append({"uid": item.uid, "reason": item.reason, "detail": item.detail[:500]})
+            self._reject(item)
             return
+        digest = hashlib.blake2b(item.uid.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        if digest in self._uids:  # the first sample with a uid is kept; later ones are counted, not written
+            self._reject(Reject(item.uid, "duplicate_uid", "uid already written by this dataset"))
+            return
+        self._uids.add(digest)
         obj = sample_json(item, self.dataset)
         err = task_error(obj)
         if err:  # a converter bug, not a data problem: stop loudly with the sample named

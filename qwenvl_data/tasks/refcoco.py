@@ -16,7 +16,8 @@ from pathlib import Path
 
 from .. import formats
 from ..errors import BadInput
-from .common import ImageCache, Reject, Sample, bins_or_reject, read_json, require, xywh_to_xyxy
+from .common import ImageCache, Reject, Sample, bins_or_reject, read_json, require, scale_or_reject, scaled, \
+    xywh_to_xyxy
 from .safe_pickle import safe_load
 
 REFS_FILES = {"refcoco": ["refs(unc).p"], "refcoco+": ["refs(unc).p"],
@@ -36,10 +37,10 @@ def convert(input_dir: Path, dataset: str, images_dir: Path, cfg: dict):
     if not isinstance(refs, list):
         raise BadInput(f"{refs_path}: expected a list of refs, got {type(refs).__name__}")
     inst = read_json(require(input_dir / "instances.json", "COCO instances of the refs"))
-    images = {im["id"]: im for im in inst.get("images", [])}
-    anns = {a["id"]: a for a in inst.get("annotations", [])}
+    images = {im.get("id"): im for im in inst.get("images", []) if isinstance(im, dict)}
+    anns = {a.get("id"): a for a in inst.get("annotations", []) if isinstance(a, dict)}
     splits = set(cfg.get("splits") or [])
-    cache = ImageCache(images_dir)
+    cache = ImageCache(images_dir, cfg.get("max_pixels"))
     good = []
     for i, ref in enumerate(refs):
         if isinstance(ref, dict):
@@ -71,14 +72,14 @@ def _ref_samples(ref, sents, uids, images, anns, cache):
     if not sents:
         yield from reject_all("no_expression")
         return
-    img = cache.get(im["file_name"], uids[0])
+    img = cache.get(im.get("file_name"), uids[0])
     if isinstance(img, Reject):
         yield from reject_all(img.reason, img.detail)
         return
     # COCO boxes live in the annotated image's frame; scale if the stored file differs
-    sx, sy = img.width / im.get("width", img.width), img.height / im.get("height", img.height)
-    x1, y1, x2, y2 = xywh_to_xyxy(ann["bbox"])
-    bins = bins_or_reject((x1 * sx, y1 * sy, x2 * sx, y2 * sy), img.width, img.height, uids[0])
+    scale = scale_or_reject(img, im.get("width"), im.get("height"), uids[0])
+    bins = scale if isinstance(scale, Reject) else \
+        bins_or_reject(scaled(xywh_to_xyxy(ann.get("bbox")), *scale), img.width, img.height, uids[0])
     if isinstance(bins, Reject):
         yield from reject_all(bins.reason, bins.detail)
         return
@@ -89,7 +90,8 @@ def _ref_samples(ref, sents, uids, images, anns, cache):
             yield Reject(u + ":region", "no_expression")
             continue
         objects = [{"ref": expr, "box": list(bins), "category_id": ref.get("category_id")}]
+        extra = {"objects": objects, "image_id": f"coco:{ref.get('image_id')}"}
         yield Sample(u + ":ref", "ref_grounding", formats.ref_grounding_prompt(expr),
-                     formats.boxes_text([bins]), "en", img, {"objects": objects})
+                     formats.boxes_text([bins]), "en", img, extra)
         yield Sample(u + ":region", "grounded_caption", formats.region_caption_prompt(bins), expr,
-                     "en", img, {"objects": objects})
+                     "en", img, dict(extra))

@@ -1,10 +1,13 @@
-"""Pure-text autoregression samples from a corpus: DIR/*.jsonl (`{"text": ..., "lang"?: ...}` a
-line) and/or DIR/*.parquet (a `text` column, optional `lang`). Task `text`: no image, empty prompt,
+"""Pure-text autoregression samples from a corpus: JSON lines (`{"text": ..., "lang"?: ...}` a line) in
+DIR/**/*.jsonl, *.jsonl.gz or *.json.gz (C4's release: en/c4-train.00000-of-01024.json.gz) and/or
+DIR/**/*.parquet (a `text` column, optional `lang`). Task `text`: no image, empty prompt,
 all the text carries loss. Documents longer than `max_chars` are cut at whitespace into pieces."""
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import zlib
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -32,28 +35,48 @@ def split_text(text: str, max_chars: int) -> list[str]:
     return [p for p in pieces if p]
 
 
+_JSONL = (".jsonl", ".jsonl.gz", ".json.gz")
+
+
+def _name(f: Path, input_dir: Path) -> str:
+    rel = str(f.relative_to(input_dir))
+    for ext in _JSONL + (".parquet",):
+        if rel.endswith(ext):
+            return rel[:-len(ext)]
+    return rel
+
+
+def _json_lines(f: Path, name: str):
+    opener = gzip.open if f.name.endswith(".gz") else open
+    try:
+        with opener(f, "rt", encoding="utf-8", errors="replace") as fh:
+            for i, line in enumerate(fh):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    rec = None
+                yield f"{name}:{i}", rec if isinstance(rec, dict) else None
+    except (OSError, EOFError, zlib.error) as e:
+        raise BadInput(f"{f}: cannot read ({type(e).__name__}: {e})") from None
+
+
 def _records(input_dir: Path):
-    files = sorted(list(input_dir.glob("*.jsonl")) + list(input_dir.glob("*.parquet")))
+    files = sorted(f for f in input_dir.rglob("*") if f.is_file() and f.name.endswith(_JSONL + (".parquet",)))
     if not files:
-        raise BadInput(f"{input_dir}: no text corpus (*.jsonl or *.parquet with a 'text' column)")
+        raise BadInput(f"{input_dir}: no text corpus (*.jsonl, *.json.gz or *.parquet with a 'text' column)")
     for f in files:
-        if f.suffix == ".jsonl":
-            with open(f, encoding="utf-8") as fh:
-                for i, line in enumerate(fh):
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                    except ValueError:
-                        rec = None
-                    yield f"{f.stem}:{i}", rec if isinstance(rec, dict) else None
+        name = _name(f, input_dir)
+        if f.suffix != ".parquet":
+            yield from _json_lines(f, name)
         else:
             table = pq.read_table(f)
             if "text" not in table.column_names:
                 raise BadInput(f"{f}: no 'text' column")
             for i, rec in enumerate(table.select([c for c in ("text", "lang", "id")
                                                   if c in table.column_names]).to_pylist()):
-                yield f"{f.stem}:{i}", rec
+                yield f"{name}:{i}", rec
 
 
 def convert(input_dir: Path, dataset: str, images_dir: Path, cfg: dict):
