@@ -4,8 +4,11 @@
         [--draw boxes.png] [--max-new-tokens 64]
 
 A stage-3 checkpoint gets the ChatML prompt of DESIGN.md; stage 1/2 checkpoints get the plain
-`<img>…</img>{prompt}` prefix they were trained on. Boxes in the answer (ints in [0, 1000)) are
-mapped back to the image's pixels with the project's one formula (qwenvl_data.boxes.denormalise).
+`<img>…</img>{prompt}` prefix they were trained on. Boxes in the answer are read as the official
+Qwen-VL parser reads them (`(123, 456)` with spaces, a coordinate of 1000, and after a stage-1/2 prompt
+that ends in `<box>`, as in the official grounding evaluation, the continuation `(x1,y1),(x2,y2)</box>`
+with the prompt's `<ref>`), then mapped back to the image's pixels with the project's one formula
+(qwenvl_data.boxes.denormalise).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from qwenvl_data.boxes import denormalise, parse_refs
+from qwenvl_data.boxes import denormalise, parse_answer
 from qwenvl_data.errors import QwenVLDataError, UsageError
 
 from . import checkpoint
@@ -65,9 +68,10 @@ def generate(model: QwenVL, encoder: TextEncoder, image: torch.Tensor, segments,
     return encoder.decode(new)
 
 
-def pixel_boxes(answer: str, width: int, height: int) -> list[dict]:
+def pixel_boxes(answer: str, width: int, height: int, prompt: str = "") -> list[dict]:
+    """[{ref, box: [x1, y1, x2, y2] pixels}] of the answer; `prompt` is the text the answer continues."""
     boxes = []
-    for ref in parse_refs(answer):
+    for ref in parse_answer(answer, prompt):
         for x1, y1, x2, y2 in ref["boxes"]:
             boxes.append({"ref": ref["ref"], "box": [float(denormalise(x1, width)), float(denormalise(y1, height)),
                                                      float(denormalise(x2, width)), float(denormalise(y2, height))]})
@@ -103,7 +107,7 @@ def main(argv=None) -> int:
             raise UsageError(f"cannot read image {a.image}: {e}") from None
         image = normalise(torch.from_numpy(pixels)[None])
         answer = generate(model, encoder, image, prompt_segments(a.prompt, meta["stage"]), a.max_new_tokens)
-        boxes = pixel_boxes(answer, width, height)
+        boxes = pixel_boxes(answer, width, height, "" if meta["stage"] == 3 else a.prompt)
         print(json.dumps({"answer": answer, "boxes": boxes}, ensure_ascii=False))
         if a.draw:
             draw(a.image, boxes, a.draw)

@@ -1,8 +1,11 @@
 """Tokenizer set-up and the one place that turns training text into token ids and a loss mask.
 
 - Loaded from a local directory (any `transformers` fast tokenizer: a Qwen2 `tokenizer.json`, or the
-  small byte-level BPE that scripts/make_tokenizer.py trains); the Qwen-VL special tokens are added
-  when absent, plus `<imgpad>`, which fills the 256 positions of each image.
+  small byte-level BPE that scripts/make_tokenizer.py trains); the Qwen-VL special tokens
+  (qwenvl_data.vocab.SPECIAL_TOKENS) are added when absent, in the official order: `<|endoftext|>`,
+  `<|im_start|>`, `<|im_end|>`, 205 `<|extra_N|>`, `<ref>` ... `<img>`, `</img>`, `<imgpad>`. On a Qwen
+  base vocabulary (151643 byte-level tokens) the ids come out as the official ones (151643 + index);
+  on any other base they keep the same relative order. `<imgpad>` fills the 256 positions of an image.
 - `<img>X</img>` in the text becomes `<img>` + 256 x `<imgpad>` + `</img>`: the reference X is never
   tokenized, the model overwrites the pads with the adapter's embeddings. Image positions never
   carry loss, whatever the segment says.
@@ -15,9 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from qwenvl_data.errors import UsageError
+from qwenvl_data.vocab import QWEN_SPECIAL_START, SPECIAL_TOKENS
 
-SPECIAL_TOKENS = ["<img>", "</img>", "<imgpad>", "<ref>", "</ref>", "<box>", "</box>", "<quad>", "</quad>",
-                  "<|im_start|>", "<|im_end|>", "<|endoftext|>"]
 IMAGE_RE = re.compile(r"<img>(.*?)</img>", re.S)
 IGNORE = -100  # label of positions without loss (torch cross-entropy's ignore_index)
 
@@ -31,12 +33,21 @@ def load_tokenizer(path: str | Path):
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot load a tokenizer from {path}: {e}") from None
-    missing = [t for t in SPECIAL_TOKENS if t not in tok.get_vocab()]
-    if missing:
-        tok.add_special_tokens({"additional_special_tokens": missing})
-    else:  # present in the vocab but they must also be matched whole, never split by BPE
-        tok.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS})
+    add_special_tokens(tok)
     return tok
+
+
+def add_special_tokens(tok) -> None:
+    """Add the Qwen-VL special tokens the tokenizer lacks, in the official order (ids follow the base
+    vocabulary), and mark every one special so it is always matched whole, never split by BPE."""
+    # one call with the whole ordered list: tokens already present keep their ids, the missing ones are
+    # appended in list order (a Qwen2 tokenizer already holds the three ChatML tokens at 151643..151645)
+    tok.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
+
+
+def official_ids(tok) -> bool:
+    """True when every special token has its official Qwen-VL id (a Qwen base vocabulary)."""
+    return all(tok.convert_tokens_to_ids(t) == QWEN_SPECIAL_START + i for i, t in enumerate(SPECIAL_TOKENS))
 
 
 class TextEncoder:

@@ -6,7 +6,7 @@
 
 - Stage 1: caption samples from pair shards, mixed across sources by configured weights (Table 2).
 - Stage 2: task samples (schema task/ocr), mixed across tasks by configured weights (Table 3); one
-  sample per training sample: packing into 2048-token sequences happens in the training loader.
+  sample per training sample: packing into sequences of vocab.STAGE_SETTINGS[2]['seq_len'] tokens happens in the training loader.
 - Stage 3: ChatML conversations from fine-tuning JSON, plus task samples as chat turns.
 Writes `OUT/stage{N}-{000000}.tar` (+ `.parquet`, `.json`) and `OUT/index.json`; checks that every
 input sample is written, rejected with a reason, or left unused by the mix.
@@ -20,9 +20,10 @@ from pathlib import Path
 
 from qwenvl_data.config import load_section
 from qwenvl_data.errors import BadInput, UsageError
+from qwenvl_data.vocab import STAGE_SETTINGS
 from qwenvl_data.mix import choose, interleave, plan_counts
-from qwenvl_data.shards import ShardWriter, clean_stale_temps, shard_done
 from qwenvl_data.outdir import own_output
+from qwenvl_data.shards import ShardWriter, clean_stale_temps, shard_done
 from qwenvl_data.tasks.common import Reject
 from qwenvl_data.tasks.tokens import TokenCounter
 from qwenvl_data.tasks.training import build_stage12, build_stage3, read_records, scan_pairs, scan_sft, \
@@ -43,6 +44,9 @@ def add_arguments(p):
     p.add_argument("--all", action="store_true", help="ignore the weights: every sample once")
     p.add_argument("--shard-size", type=int, help="samples per output shard")
     p.add_argument("--seed", type=int, help="seed of the mix (default from config)")
+    p.add_argument("--stage3-mask", choices=("official", "answers"),
+                   help="stage-3 loss mask: official (finetune.py: answers + <|im_start|>, <|im_end|>, \\n of "
+                        "every turn) or answers (answer + <|im_end|> only); default from config")
 
 
 def input_files(stage: int, inputs) -> list[Path]:
@@ -189,10 +193,13 @@ def run(args) -> int:
     streams = plan_streams(groups, counts, seed)
     counter = TokenCounter(args.tokenizer)
     s3 = cfg.get("stage3") or {}
+    mask = args.stage3_mask or s3.get("mask") or "official"
+    if mask not in ("official", "answers"):
+        raise UsageError(f"shards.stage3.mask is {mask!r}: expected official or answers")
     if stage == 3:
         def build(r, f):
             return build_stage3(r, f, s3.get("system") or "You are a helpful assistant.",
-                                float(s3.get("zh_instruction_fraction") or 0.0))
+                                float(s3.get("zh_instruction_fraction") or 0.0), mask)
     else:
         def build(r, f):
             return build_stage12(r, f, stage)
@@ -227,7 +234,9 @@ def make_index(stage, seed, weights, groups, counts, streams, book, scan_rej, bu
                        f"{book.totals['samples']} written, rejected {rejected}")
     return {"schema": "index", "stage": stage, "seed": seed, "group_by": "source" if stage == 1 else "task",
             "token_counter": {"name": counter.name, "exact": counter.exact},
-            "packing": "none: one sample per training sample; the stage-2 loader packs 2048-token sequences",
+            "settings": dict(STAGE_SETTINGS[stage]),
+            "packing": "none: one sample per training sample; the stage-2 loader packs "
+                       f"{STAGE_SETTINGS[2]['seq_len']}-token sequences (settings.seq_len)",
             "inputs": {"files": inputs, "samples": seen, "usable": seen - sum(scan_rej.values()),
                        "unused": unused},
             "mix": mix, "rejected": rejected, "totals": book.totals, "by_task": book.by_task,

@@ -5,7 +5,13 @@
 - Between prompt and target the training text puts one space when the prompt ends in words
   (`...English:` + ` the flowers`) and nothing when the target opens with a tag (`<ref>x</ref><box>`);
   the space belongs to the target, so it carries loss like the words it precedes.
-- Stage 3 renders ChatML per DESIGN.md: loss on each assistant answer and its `<|im_end|>` only.
+- Stage 3 renders ChatML per DESIGN.md with the loss mask of the official `finetune.py` `preprocess`
+  (mask "official", the default): in every turn `<|im_start|>`, `<|im_end|>` and the `\n` after it carry
+  loss, the role word and its newline never do, and of the contents only the assistant's. Mask "answers"
+  (the older choice) puts loss on each answer and its `<|im_end|>` only.
+- Segment boundaries follow the official tokenization: it tokenizes the role line and the content
+  apart, so the role line never shares a segment with the content (the loader tokenizes each segment
+  on its own; a boundary at a special token changes no token, so those pieces are merged).
 """
 from __future__ import annotations
 
@@ -13,13 +19,11 @@ import hashlib
 import re
 
 from .boxes import format_box, format_ref
+from .vocab import IM_END, IM_START, SPECIAL_TOKENS, TASKS  # noqa: F401  (re-exported for older imports)
+from .vocab import IMAGE_TOKENS as IMG_TOKENS  # noqa: F401
 
-IMG_TOKENS = 256                   # visual embeddings that replace the span between <img> and </img>
 DEFAULT_SYSTEM = "You are a helpful assistant."
-# Qwen-VL's special tokens: each is one token, never split (the trainer adds them to any tokenizer).
-SPECIAL_TOKENS = ["<img>", "</img>", "<imgpad>", "<ref>", "</ref>", "<box>", "</box>", "<quad>", "</quad>",
-                  "<|im_start|>", "<|im_end|>", "<|endoftext|>"]
-TASKS = ("caption", "vqa", "grounding", "ref_grounding", "grounded_caption", "ocr", "text")
+STAGE3_MASKS = ("official", "answers")  # the stage-3 loss masks (see the module docstring)
 
 CAPTION_PROMPT = {"en": "Generate the caption in English:", "zh": "Generate the caption in Chinese:"}
 GROUNDING_PROMPT = "Generate the caption in English with grounding:"
@@ -99,21 +103,57 @@ def picture_prefix(names: list[str], start: int = 1) -> str:
     return "".join(f"Picture {start + i}: {image_tag(n)}\n" for i, n in enumerate(names))
 
 
-def chat_segments(turns: list[tuple[str, str]], system: str = DEFAULT_SYSTEM) -> list[dict]:
-    """ChatML segments of [(role, text)] with role user|assistant; loss on answers + <|im_end|>.
+def chat_segments(turns: list[tuple[str, str]], system: str = DEFAULT_SYSTEM, mask: str = "official") -> list[dict]:
+    """ChatML segments of [(role, text)] with role user|assistant, after a system turn.
 
-    One segment per system/user turn and three per assistant turn, as docs/CONTRACTS.md pins them."""
-    segs = [{"text": f"<|im_start|>system\n{system}<|im_end|>\n", "loss": False}]
-    for role, text in turns:
-        if role == "user":
-            segs.append({"text": f"<|im_start|>user\n{text}<|im_end|>\n", "loss": False})
-        elif role == "assistant":
-            segs.append({"text": "<|im_start|>assistant\n", "loss": False})
-            segs.append({"text": f"{text}<|im_end|>", "loss": True})
-            segs.append({"text": "\n", "loss": False})
-        else:
+    mask "official": per turn `<|im_start|>` (loss) | `{role}\n` (none) | content (loss for the assistant
+    only) + `<|im_end|>\n` (loss). mask "answers": loss on `{answer}<|im_end|>` only."""
+    if mask not in STAGE3_MASKS:
+        raise ValueError(f"unknown stage-3 mask {mask!r} (expected one of {', '.join(STAGE3_MASKS)})")
+    segs: list[dict] = []
+    for i, (role, text) in enumerate([("system", system)] + list(turns)):
+        if role not in ("user", "assistant") and i:
             raise ValueError(f"unknown role {role!r} (expected user or assistant)")
+        answer = role == "assistant"
+        if mask == "official":
+            head, tail = [(IM_START, True), (f"{role}\n", False)], [(text, answer), (f"{IM_END}\n", True)]
+        else:
+            head, tail = [(f"{IM_START}{role}\n", False)], [(text, answer), (IM_END, answer), ("\n", False)]
+        segs += _merged(head) + _merged(tail)  # never merged across the role line | content boundary
     return segs
+
+
+def _merged(parts) -> list[dict]:
+    """Adjacent (text, loss) pieces with equal loss joined (at a special token: no token changes)."""
+    out: list[dict] = []
+    for piece, loss in parts:
+        if out and out[-1]["loss"] == loss:
+            out[-1]["text"] += piece
+        elif piece:
+            out.append({"text": piece, "loss": loss})
+    return out
+
+
+_TURN_RE = re.compile(re.escape(IM_START) + r"(system|user|assistant)\n(.*?)" + re.escape(IM_END) + "\n", re.S)
+
+
+def chat_turns(text: str) -> tuple[str | None, list[tuple[str, str]]]:
+    """The inverse of `chat_segments` (on the joined text): (system or None, [(role, content)]).
+    Raises ValueError when the text is not a whole number of ChatML turns."""
+    system, turns, pos = None, [], 0
+    for m in _TURN_RE.finditer(text):
+        if m.start() != pos:
+            break
+        pos = m.end()
+        if m.group(1) == "system" and not turns and system is None:
+            system = m.group(2)
+        elif m.group(1) == "system":
+            raise ValueError("a system turn after the first turn")
+        else:
+            turns.append((m.group(1), m.group(2)))
+    if pos != len(text):
+        raise ValueError(f"not ChatML at character {pos}: {text[pos:pos + 40]!r}")
+    return system, turns
 
 
 # Stage-3 instructions for task samples turned into chat turns ({x} is filled per task).

@@ -3,9 +3,20 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from qwenvl_data.boxes import BoxError, box_to_bins, clip_box, denormalise, format_box, normalise, parse_refs
+from qwenvl_data.boxes import (
+    BoxError,
+    box_to_bins,
+    clip_box,
+    degenerate,
+    denormalise,
+    format_box,
+    normalise,
+    parse_answer,
+    parse_refs,
+)
 
 sizes = st.integers(min_value=1, max_value=20000)
 coords = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
@@ -50,8 +61,13 @@ def test_clipped_box_inside_image_or_rejected(x1, y1, w, h, W, H):
         assert e.reason == "empty_box"  # fully outside the image
         return
     assert 0 <= cx1 < cx2 <= W and 0 <= cy1 < cy2 <= H
-    bins = box_to_bins((x1, y1, x1 + w, y1 + h), W, H)
-    assert all(0 <= b <= 999 for b in bins) and bins[0] <= bins[2] and bins[1] <= bins[3]
+    try:
+        bins = box_to_bins((x1, y1, x1 + w, y1 + h), W, H)
+    except BoxError as e:  # a sliver thinner than one bin
+        assert e.reason == "degenerate_box"
+        assert min(normalise(cx2, W) - normalise(cx1, W), normalise(cy2, H) - normalise(cy1, H)) == 0
+        return
+    assert all(0 <= b <= 999 for b in bins) and bins[0] < bins[2] and bins[1] < bins[3]
     assert parse_refs(format_box(bins))[0]["boxes"] == [bins]
 
 
@@ -69,3 +85,40 @@ def test_inverted_and_empty_rejected_with_reason():
 
 def test_box_outside_is_clipped():
     assert box_to_bins((-20, -5, 250, 80), 200, 100) == (0, 0, 999, 800)
+
+
+def test_degenerate_box_rejected_with_its_own_reason():
+    # 1.5 px wide in a 2000 px image (2 px per bin): x1=500 and x2=501.5 both land in bin 250
+    with pytest.raises(BoxError) as e:
+        box_to_bins((500, 10, 501.5, 90), 2000, 100)
+    assert e.value.reason == "degenerate_box"
+    with pytest.raises(BoxError) as e:  # GRIT's 0-1 coordinates: thinner than 1/1000
+        box_to_bins((0.1, 0.2, 0.3, 0.2004), 1.0, 1.0)
+    assert e.value.reason == "degenerate_box"
+    assert box_to_bins((500, 10, 504, 90), 2000, 100) == (250, 100, 252, 900)
+    assert degenerate(np.array([[250, 100, 250, 900], [1, 2, 3, 2], [1, 2, 3, 4]])).tolist() == [True, True, False]
+
+
+def test_parse_refs_reads_every_form_the_official_parser_reads():
+    # spaces after commas, a coordinate of 1000, the ref stripped as the official parser returns it
+    assert parse_refs("<ref> a dog </ref><box>(123, 456),(789,1000)</box>") == [
+        {"ref": "a dog", "boxes": [(123, 456, 789, 1000)], "quads": []}]
+    assert parse_refs("<box>( 1 ,2 ), (3,4)</box>")[0]["boxes"] == [(1, 2, 3, 4)]
+    assert parse_refs("<box>1,2,3,4</box>")[0]["boxes"] == [(1, 2, 3, 4)]  # brackets are dropped, not required
+    # several boxes after one ref stay with it; a box that is not 4 integers is skipped
+    refs = parse_refs("<ref>bees</ref><box>(661,612),(833,812)</box><box>(120,555),(265,770)</box> gathering "
+                      "<ref>a flower</ref><box>(1,2),(3)</box><box>(1.5,2),(3,4)</box>")
+    assert refs == [{"ref": "bees", "boxes": [(661, 612, 833, 812), (120, 555, 265, 770)], "quads": []},
+                    {"ref": "a flower", "boxes": [], "quads": []}]
+    assert parse_refs("<ref>Cafe\u0301</ref><quad>(1, 2),(3,4),(5,6),(7,1000)</quad>") == [
+        {"ref": "Caf\u00e9", "boxes": [], "quads": [[(1, 2), (3, 4), (5, 6), (7, 1000)]]}]  # NFC, as official
+
+
+def test_parse_answer_continues_a_prompt_that_ends_in_box():
+    prompt = "<img>img0.jpg</img><ref>the ear on a giraffe</ref><box>"  # the official grounding eval prompt
+    assert parse_answer("(176,106),(232,160)</box>", prompt) == [
+        {"ref": "the ear on a giraffe", "boxes": [(176, 106, 232, 160)], "quads": []}]
+    assert parse_answer("(176, 106),(232,1000)", prompt)[0]["boxes"] == [(176, 106, 232, 1000)]  # cut short
+    assert parse_answer("(1,2),(3,4)</box><ref>x</ref><box>(5,6),(7,8)</box>", "<img>a</img><box>") == [
+        {"ref": None, "boxes": [(1, 2, 3, 4)], "quads": []}, {"ref": "x", "boxes": [(5, 6, 7, 8)], "quads": []}]
+    assert parse_answer("(1,2),(3,4)</box>", "What is it?") == []  # no open box: nothing to continue

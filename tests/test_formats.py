@@ -40,20 +40,42 @@ def test_stage12_segments_split_prompt_and_target():
     assert formats.train_segments("text", "", "plain words", []) == [{"text": "plain words", "loss": True}]
 
 
-def test_chatml_exact_and_loss_only_on_answers():
+def test_chatml_exact_text_and_both_masks():
     turns = [("user", formats.picture_prefix(["img0.jpg", "img1.jpg"]) + "Compare them."),
              ("assistant", "Same."), ("user", "Sure?"), ("assistant", "Yes.")]
-    segs = formats.chat_segments(turns)
-    assert joined(segs) == (
-        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-        "<|im_start|>user\nPicture 1: <img>img0.jpg</img>\nPicture 2: <img>img1.jpg</img>\nCompare them.<|im_end|>\n"
-        "<|im_start|>assistant\nSame.<|im_end|>\n<|im_start|>user\nSure?<|im_end|>\n"
-        "<|im_start|>assistant\nYes.<|im_end|>\n")
-    assert [s["text"] for s in segs if s["loss"]] == ["Same.<|im_end|>", "Yes.<|im_end|>"]
-    assert segs[2:5] == [{"text": "<|im_start|>assistant\n", "loss": False},
-                         {"text": "Same.<|im_end|>", "loss": True}, {"text": "\n", "loss": False}]
-    assert segs[1] == {"text": "<|im_start|>user\nPicture 1: <img>img0.jpg</img>\nPicture 2: <img>img1.jpg</img>\n"
-                               "Compare them.<|im_end|>\n", "loss": False}
+    text = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+            "<|im_start|>user\nPicture 1: <img>img0.jpg</img>\nPicture 2: <img>img1.jpg</img>\n"
+            "Compare them.<|im_end|>\n"
+            "<|im_start|>assistant\nSame.<|im_end|>\n<|im_start|>user\nSure?<|im_end|>\n"
+            "<|im_start|>assistant\nYes.<|im_end|>\n")
+    segs = formats.chat_segments(turns)  # official: <|im_start|>, <|im_end|>\n of every turn + the answers
+    assert joined(segs) == text
+    assert segs[:8] == [{"text": "<|im_start|>", "loss": True}, {"text": "system\n", "loss": False},
+                        {"text": "You are a helpful assistant.", "loss": False},
+                        {"text": "<|im_end|>\n", "loss": True},
+                        {"text": "<|im_start|>", "loss": True}, {"text": "user\n", "loss": False},
+                        {"text": "Picture 1: <img>img0.jpg</img>\nPicture 2: <img>img1.jpg</img>\nCompare them.",
+                         "loss": False}, {"text": "<|im_end|>\n", "loss": True}]
+    assert segs[8:11] == [{"text": "<|im_start|>", "loss": True}, {"text": "assistant\n", "loss": False},
+                          {"text": "Same.<|im_end|>\n", "loss": True}]
+    assert loss_text(segs) == "<|im_start|><|im_end|>\n" * 2 + "<|im_start|>Same.<|im_end|>\n" + \
+        "<|im_start|><|im_end|>\n<|im_start|>Yes.<|im_end|>\n"
+    old = formats.chat_segments(turns, mask="answers")  # the answers-only mask of earlier shards
+    assert joined(old) == text
+    assert [s["text"] for s in old if s["loss"]] == ["Same.<|im_end|>", "Yes.<|im_end|>"]
+    assert old[4:7] == [{"text": "<|im_start|>assistant\n", "loss": False},
+                        {"text": "Same.<|im_end|>", "loss": True}, {"text": "\n", "loss": False}]
+    assert formats.chat_turns(text) == (formats.DEFAULT_SYSTEM, turns)
+
+
+def test_chat_turns_refuses_text_that_is_not_chatml():
+    import pytest
+    for bad in ("<|im_start|>user\nhi<|im_end|>", "hi<|im_start|>user\nhi<|im_end|>\n",
+                "<|im_start|>user\nhi<|im_end|>\n<|im_start|>system\nx<|im_end|>\n"):
+        with pytest.raises(ValueError):
+            formats.chat_turns(bad)
+    with pytest.raises(ValueError):
+        formats.chat_segments([("user", "hi")], mask="everything")
 
 
 def test_rename_images_in_order():

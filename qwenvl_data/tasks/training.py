@@ -92,7 +92,13 @@ def scan_tasks(path: Path):
 
 
 def scan_sft(path: Path):
-    """Stage 3: conversations from a Qwen-VL fine-tuning JSON (images relative to the file)."""
+    """Stage 3: conversations from a Qwen-VL fine-tuning JSON (images relative to the file).
+
+    As the official finetune.py `preprocess`: a conversation whose first turn is not the user's loses
+    that one turn (with its images), and one that ends with a user turn is kept (that turn teaches
+    only `<|im_start|>`, `<|im_end|>`, `\n`). One left with no assistant turn is rejected
+    (`no_assistant_turn`; the official code would train on its special tokens alone). An optional
+    string `system` per conversation (written by `qwenvl-data export`) overrides the configured one."""
     from .common import read_json
     data = read_json(path)
     if not isinstance(data, list):
@@ -106,8 +112,14 @@ def scan_sft(path: Path):
                 for t in turns):
             yield Reject(uid, "bad_conversation", "conversations must be [{from: user|assistant, value}]")
             continue
-        if turns[-1]["from"] != "assistant":
-            yield Reject(uid, "bad_conversation", "last turn is not the assistant's")
+        if turns[0]["from"] != "user":
+            turns = turns[1:]
+        if not any(t["from"] == "assistant" for t in turns):
+            yield Reject(uid, "no_assistant_turn", "no assistant turn after the first user turn")
+            continue
+        system = conv.get("system")
+        if system is not None and not isinstance(system, str):
+            yield Reject(uid, "bad_conversation", "system must be a string")
             continue
         paths = [p for t in turns for p in formats.image_refs(t["value"])]
         files = [(path.parent / p) if not Path(p).is_absolute() else Path(p) for p in paths]
@@ -117,7 +129,8 @@ def scan_sft(path: Path):
             continue
         text = " ".join(t["value"] for t in turns)
         yield Record("chat", path.stem, guess_lang(text), uid, path, pos, "",
-                     {"turns": [(t["from"], t["value"]) for t in turns], "files": [str(f) for f in files]})
+                     {"turns": [(t["from"], t["value"]) for t in turns], "files": [str(f) for f in files],
+                      "system": system})
 
 
 def read_records(records):
@@ -179,8 +192,9 @@ def build_stage12(r: Record, files: dict, stage: int):
         members
 
 
-def build_stage3(r: Record, files: dict, system: str, zh_fraction: float):
-    """(train json, members) for a stage-3 chat: an SFT conversation or a task sample as one turn."""
+def build_stage3(r: Record, files: dict, system: str, zh_fraction: float, mask: str = "official"):
+    """(train json, members) for a stage-3 chat: an SFT conversation or a task sample as one turn;
+    `mask` is the loss mask (formats.STAGE3_MASKS)."""
     if r.group == "chat":
         members, names = {}, []
         for i, f in enumerate(r.meta["files"]):
@@ -195,7 +209,8 @@ def build_stage3(r: Record, files: dict, system: str, zh_fraction: float):
             text, _ = formats.rename_images(text, names[used:used + n])
             used += n
             turns.append((role, text))
-        return _train_json(r, 3, "chat", r.lang, names, formats.chat_segments(turns, system)), members
+        segments = formats.chat_segments(turns, r.meta.get("system") or system, mask)
+        return _train_json(r, 3, "chat", r.lang, names, segments), members
     m = r.meta | json.loads(files["json"])
     if m["task"] == "text":
         return Reject(r.uid, "no_chat_form")
@@ -204,5 +219,5 @@ def build_stage3(r: Record, files: dict, system: str, zh_fraction: float):
     name = _member(m["ext"], 0)
     lang = r.lang if m["task"] in ("vqa", "caption") else lang
     turns = [("user", formats.picture_prefix([name]) + question), ("assistant", answer)]
-    return _train_json(r, 3, m["task"], lang, [name], formats.chat_segments(turns, system)), \
+    return _train_json(r, 3, m["task"], lang, [name], formats.chat_segments(turns, system, mask)), \
         {name: files[m["ext"]]}
