@@ -1,5 +1,5 @@
-# download + clip-score (issue 3): clean pairs -> image shards -> CLIP-scored shards, and the report
-# (docs/readme/30-download.md). Production runs read $(OUT)/filter/pairs and write $(OUT)/download,
+# download + clip-score: clean pairs -> image shards -> CLIP-scored shards, and the report
+# (README: Stage: download and CLIP score). Production runs read $(OUT)/filter/pairs and write $(OUT)/download,
 # $(OUT)/clip; CLIP weights are a local file (never downloaded): CLIP_MODEL + CLIP_CHECKPOINT.
 DOWNLOAD_FLAGS ?=
 DOWNLOAD_ENGINE ?= local

@@ -1,4 +1,4 @@
-# Stage: filter (issue 2). INPUT: parquet paths/globs; SOURCE: layout name; CONFIG: optional YAML.
+# Stage: filter. INPUT: parquet paths/globs; SOURCE: layout name; CONFIG: optional YAML.
 INPUT ?= data/pairs/*.parquet
 SOURCE ?= laion
 ENGINE ?= local

@@ -1,4 +1,4 @@
-# synth-ocr: synthetic EN/ZH OCR pages + real PDF/HTML pages -> OCR task shards (docs/readme/40-synth-ocr.md)
+# synth-ocr: synthetic EN/ZH OCR pages + real PDF/HTML pages -> OCR task shards (README: Stage: synth-ocr)
 SYNTH_NUM ?= 10000
 SYNTH_ARGS ?=
 .PHONY: synth-ocr demo-synth bench-synth
