@@ -12,6 +12,10 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Every stage reads and writes under OUT (default: ./out); the demo under ./demo_out.
 OUT ?= out
 DEMO ?= demo_out
+# Variables more than one stage reads are defined here, once (an empty `?=` in an earlier-included
+# make/*.mk would win over a later default). TOKENIZER: shards count exact tokens with it when it
+# exists; `make train STAGE=1` makes the tiny test tokenizer there when it does not.
+TOKENIZER ?= $(OUT)/tokenizer
 
 .PHONY: setup test demo bench clean
 .DEFAULT_GOAL := help

@@ -1,11 +1,10 @@
-# tasks + shards (issue 5; stage-1 shards of issue 3): dataset converters -> task shards; mixed
-# stage-1/2/3 training shards + index.json (docs/readme/50-tasks-shards.md).
+# tasks + shards: dataset converters -> task shards; mixed stage-1/2/3 training shards + index.json
+# (README: Stages: tasks and shards).
 # TASKS_DATA/<dataset>/ holds each dataset as downloaded; datasets whose folder is missing are skipped.
 TASKS_DATA ?= data
 TASK_DATASETS ?= refcoco refcoco+ refcocog vg grit vqav2 gqa textvqa docvqa chartqa ocrvqa dvqa ai2d coco text
 SFT_JSON ?= data/sft/finetune.json
-TOKENIZER ?=
-SHARDS_ARGS ?= $(if $(TOKENIZER),--tokenizer $(TOKENIZER))
+SHARDS_ARGS ?= $(if $(wildcard $(TOKENIZER)),--tokenizer $(TOKENIZER))
 QD := $(PY) -m qwenvl_data.pipelines.cli
 .PHONY: tasks shards demo-tasks demo-shards bench-shards
 

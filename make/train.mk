@@ -1,9 +1,9 @@
 # model/: train the bundled Qwen-VL model on the training shards, one stage at a time.
 #   make train STAGE=1 [DATA=$(OUT)/shards/stage1] [OUT=out] [CONFIG=tiny] [TOKENIZER=DIR] [ARGS="--steps 100"]
+# TOKENIZER (default $(OUT)/tokenizer) is defined in the Makefile: shards read it too.
 # Stage N+1 starts from $(OUT)/train/stage$(N) automatically.
 STAGE ?= 1
 CONFIG ?= tiny
-TOKENIZER ?= $(OUT)/tokenizer
 DATA ?= $(OUT)/shards/stage$(STAGE)
 TRAIN_OUT = $(OUT)/train/stage$(STAGE)
 PREV_STAGE = $(shell echo $$(( $(STAGE) - 1 )))
