@@ -2,7 +2,9 @@
 
 Each command lives in its own module under pipelines/ exposing `add_arguments(parser)` and
 `run(args) -> int`; modules are imported only when their command runs, so `qwenvl-data validate`
-does not pay for importing torch or ray.
+does not pay for importing torch or ray. Numeric options are range-checked as they are parsed
+(qwenvl_data/cliargs.py). Bad input ends as one line and exit 1 (data) or 2 (usage); anything else
+that escapes a command is reported as one line naming a log file that holds the traceback (exit 1).
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import importlib
 import os
 import sys
 
-from qwenvl_data.errors import QwenVLDataError
+from qwenvl_data.cliargs import check_numbers
+from qwenvl_data.errors import QwenVLDataError, internal_error
 
 COMMANDS = {
     "filter": ("filter", "clean web image-text pairs into an English+Chinese corpus"),
@@ -19,11 +22,14 @@ COMMANDS = {
     "clip-score": ("clip_score", "score samples with an open_clip model and drop low scores"),
     "synth-ocr": ("synth_ocr", "synthetic OCR pages and real PDF/HTML pages with quads"),
     "tasks": ("tasks", "convert grounding/VQA/caption datasets to Qwen-VL task samples"),
+    "decontaminate": ("decontaminate", "drop benchmark evaluation images and questions from training shards"),
     "shards": ("shards", "mix and write stage-1/2/3 training shards with an index"),
+    "export": ("export", "training shards -> Qwen-VL fine-tuning JSON and LLaMA-Factory/ms-swift chat JSON"),
     "validate": ("validate", "check parquet files and shards against the schemas"),
     "report": ("report", "funnel and corpus statistics as Markdown + HTML"),
     "preview": ("preview", "a PNG contact sheet of a shard with boxes and quads drawn"),
     "gen-pairs": ("gen_pairs", "generate LAION-like noisy pair metadata (demo and bench)"),
+    "prove": ("prove", "train on our own shards and measure that the model learns (make prove)"),
 }
 
 
@@ -50,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"qwenvl_data.pipelines.{modname}")
     parser = argparse.ArgumentParser(prog=f"qwenvl-data {cmd}", description=help_)
     module.add_arguments(parser)
+    check_numbers(parser)
     args = parser.parse_args(argv[1:])  # exits 2 with a one-line error on bad usage
     try:
         return int(module.run(args) or 0)
@@ -59,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"qwenvl-data {cmd}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - last resort: one line, the traceback in a log file
+        print(f"qwenvl-data {cmd}: error: {internal_error(f'qwenvl-data-{cmd}', e)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

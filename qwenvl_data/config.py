@@ -1,7 +1,9 @@
 """Configuration: one YAML file per stage under configs/ holds the documented defaults.
 
 A user's YAML file may hold any of the stage sections (`filter:`, `download:`, ...) and overrides
-the defaults key by key (deep merge). `None`/`null` switches a check off.
+the defaults key by key (deep merge). `None`/`null` switches a check off. Every section a stage loads
+is checked against its schema (qwenvl_data/config_schema.py: types, ranges, unknown keys with a
+"did you mean") before the stage starts; a bad value is a one-line UsageError naming file and key.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from .config_schema import check_section, check_sections
 from .errors import UsageError
 
 
@@ -58,15 +61,26 @@ def merge_user_sections(defaults: dict[str, dict], user_config: str | Path | Non
     if not user_config:
         return defaults
     user = read_yaml(user_config)
+    check_sections(user, known_sections(), str(user_config))
     out = dict(defaults)
     for key in defaults:
         override = user.get(key)
         if override is None:
             continue
         if not isinstance(override, dict):
-            raise UsageError(f"{user_config}: section '{key}' must be a mapping")
+            raise UsageError(f"{user_config}: section '{key}' must be a mapping, got {type(override).__name__}")
         out[key] = deep_merge(defaults[key], override)
+        check_section(key, out[key], defaults[key], str(user_config))
     return out
+
+
+def known_sections() -> list[str]:
+    """Every top-level section the shipped configs/*.yaml files define."""
+    names: list[str] = []
+    for entry in resources.files("qwenvl_data.configs").iterdir():
+        if entry.name.endswith(".yaml"):
+            names += [k for k in (yaml.safe_load(entry.read_text(encoding="utf-8")) or {}) if k not in names]
+    return sorted(names)
 
 
 def load_section(name: str, user_config: str | Path | None = None) -> dict[str, Any]:
