@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--workers", type=int, default=0, help="processes / Ray CPUs (default: all cores)")
     p.add_argument("--ray-address", help="join this Ray cluster instead of starting a local Ray")
     p.add_argument("--skip-bad-files", action="store_true",
-                   help="list unreadable files in the funnel as bad_file and go on")
+                   help="read every row group once first; list unreadable files in the funnel and go on")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("beam_args", nargs=argparse.REMAINDER,
                    help="after `--`: Beam pipeline options (e.g. --runner=DataflowRunner ...)")
@@ -71,26 +71,54 @@ def expand_inputs(patterns: list[str]) -> list[str]:
     return paths
 
 
+def _stem(path: str) -> str:
+    return Path(path.split("://", 1)[-1]).stem
+
+
+def unique_stems(paths: list[str]) -> list[str]:
+    """Each input's file stem for its uids; a repeated stem gets `~k`, the smallest k that names no
+    other input (`a.parquet` twice and a real `a~1.parquet` give a, a~2, a~1)."""
+    taken = {_stem(p) for p in paths}
+    seen: set[str] = set()
+    out = []
+    for p in paths:
+        stem = _stem(p)
+        if stem in seen:
+            k = 1
+            while f"{stem}~{k}" in taken or f"{stem}~{k}" in seen:
+                k += 1
+            stem = f"{stem}~{k}"
+        seen.add(stem)
+        out.append(stem)
+    return out
+
+
+def _check_readable(pf, columns: dict) -> None:
+    """Decode every row group once (only with --skip-bad-files): a corrupt data page, not only a bad
+    footer, makes the whole file a bad file before any of it is filtered."""
+    for rg in range(pf.metadata.num_row_groups):
+        pf.read_row_group(rg, columns=sorted({c for c in columns.values() if c}))
+
+
 def plan(paths, cfg, explicit_source, skip_bad) -> tuple[list[Chunk], list[dict]]:
     layouts = layouts_from_config(cfg["sources"])
     chunks, bad = [], []
-    stems: dict[str, int] = {}
-    for path in paths:
+    for path, stem in zip(paths, unique_stems(paths)):
         source = source_for_path(path, explicit_source, cfg["paths"], layouts)
         try:
             pf = open_parquet(path)
             meta = pf.metadata
+            columns = layouts[source].resolve(pf.schema_arrow.names, path)
+            if skip_bad:
+                _check_readable(pf, columns)
+        except BadInput:
+            raise
         except Exception as e:
             msg = f"not a readable parquet file ({type(e).__name__}: {str(e)[:160]})"
             if not skip_bad:
                 raise BadInput(f"{path}: {msg}") from None
             bad.append({"path": path, "error": msg})
             continue
-        columns = layouts[source].resolve(pf.schema_arrow.names, path)
-        stem = Path(path.split("://", 1)[-1]).stem
-        stems[stem] = stems.get(stem, 0) + 1
-        if stems[stem] > 1:  # two inputs with one file name: keep their uids apart
-            stem = f"{stem}~{stems[stem] - 1}"
         offset = 0
         for rg in range(meta.num_row_groups):
             n = meta.row_group(rg).num_rows
@@ -124,6 +152,7 @@ def run(args) -> int:
         t0 = time.perf_counter()
         if chunks:
             get_engine(args.engine).run(job, chunks, options)
+            job.resolve_duplicate_uids()
         seconds = time.perf_counter() - t0
         counts = read_counts(out)
         for c in chunks:  # a source whose every row was read shows up even with zero rows

@@ -1,4 +1,5 @@
-"""URL deduplication (rule 11): normalised URL, stable hash partitioning, winner per URL.
+"""Cross-row rules: one row per uid (`duplicate_uid`) and one per URL (`duplicate_url`): normalised URL,
+stable hash partitioning, winner per uid and per URL.
 
 The engines shuffle candidates by `partition_of(url_norm, n)` so that every copy of a URL meets in one
 partition; `pick_winners` then keeps one row per URL inside a partition. No global set of URLs exists.
@@ -79,6 +80,20 @@ def pick_winners(t: pa.Table, source_rank: dict[str, int]) -> np.ndarray:
     first = np.ones(len(urls), dtype=bool)
     if len(urls) > 1:
         first[1:] = pc.not_equal(urls[1:], urls[:-1]).to_numpy(zero_copy_only=False)
+    keep = np.zeros(t.num_rows, dtype=bool)
+    keep[order.to_numpy()] = first
+    return keep
+
+
+def first_of_uid(t: pa.Table) -> np.ndarray:
+    """Boolean mask over `t` (columns uid, _order): True for the earliest row (input order) of each uid."""
+    if t.num_rows == 0:
+        return np.zeros(0, dtype=bool)
+    order = pc.sort_indices(t, sort_keys=[("uid", "ascending"), ("_order", "ascending")])
+    uids = t["uid"].take(order).combine_chunks()
+    first = np.ones(len(uids), dtype=bool)
+    if len(uids) > 1:
+        first[1:] = pc.fill_null(pc.not_equal(uids[1:], uids[:-1]), True).to_numpy(zero_copy_only=False)
     keep = np.zeros(t.num_rows, dtype=bool)
     keep[order.to_numpy()] = first
     return keep

@@ -1,26 +1,29 @@
-"""The ordered pair rules of the Qwen-VL stage-1 recipe, as functions over Arrow tables.
+"""The pair rules of the Qwen-VL stage-1 recipe: one ordered list of named rules over Arrow tables.
+
+`PIPELINE` below is the only place the order lives. Each rule is a function `(settings, batch) -> mask`
+(True = the row fails), named by its reason; `FilterSettings.from_config` builds every setting from
+configs/filter.yaml by keyword. To add a rule: write its function, add one `Rule(...)` line to
+`PIPELINE`, and its settings to `FilterSettings` and configs/filter.yaml.
 
 `PairRules.apply(table, layout)` takes normalised pair columns (sources.normalise) and returns them with
 the cleaned `caption`, `lang`, `lang_score`, `reason` (the first rule failed, null when the row survives)
-and `reasons` (every rule among 1–9 it fails, plus `language` for rows that reach rule 10; fastText runs
-only on rows that pass rules 1–9). Rule 11 (`duplicate_url`) needs all inputs and lives in dedup.py.
+and `reasons` (every rule it fails; a `survivors_only` rule is asked only about rows that passed every
+earlier rule, since it is the expensive kind). The cross-row rules `duplicate_uid` and `duplicate_url`
+need every input and run in the reduce step (dedup.py, pipelines/filter_job.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .filter_settings import FilterSettings
 from .sources import Layout
-from .text import langid
-from .text.clean import Cleaner
 from .text.script import count_units, has_emoji, has_foreign_script
 
-RULES = ("bad_metadata", "aspect_ratio", "image_too_small", "clip_score", "special_tags",
-         "emoji", "script", "text_length", "language", "duplicate_url")
-MAP_RULES = RULES[:-1]
 URL_OK = r"^(?i)https?://[^\s/?#]+\S*$"
 
 
@@ -28,90 +31,168 @@ def _np(mask) -> np.ndarray:
     return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
 
 
+@dataclass
+class Batch:
+    """What the rules see: the normalised table, its layout, and what earlier rules worked out."""
+    settings: FilterSettings
+    t: pa.Table
+    layout: Layout
+    alive: np.ndarray
+    lang: np.ndarray = field(init=False)
+    lang_score: np.ndarray = field(init=False)
+    _caption: pa.Array | None = None
+
+    def __post_init__(self):
+        self.lang = np.full(self.t.num_rows, None, dtype=object)
+        self.lang_score = np.full(self.t.num_rows, np.nan, dtype=np.float64)
+
+    @property
+    def caption(self) -> pa.Array:
+        """The cleaned caption, made the first time a rule asks (cleaning drops nothing)."""
+        if self._caption is None:
+            raw = self.t["caption_raw"]
+            self._caption = self.settings.cleaner(raw.combine_chunks() if isinstance(raw, pa.ChunkedArray) else raw)
+        return self._caption
+
+
+def bad_metadata(s: FilterSettings, b: Batch) -> np.ndarray:
+    t = b.t
+    bad = ~_np(pc.match_substring_regex(t["url"], URL_OK))
+    bad |= ~_np(pc.match_substring_regex(t["caption_raw"], r"\S"))
+    bad |= t["_meta_bad"].to_numpy(zero_copy_only=False)
+    for side in (t["width"], t["height"]):
+        v = side.to_numpy(zero_copy_only=False)       # float64, NaN where absent
+        with np.errstate(invalid="ignore"):
+            present = ~np.isnan(v)
+            # sizes are cast to int64 later: only whole, positive, plausible numbers get that far
+            bad |= present & ~((v > 0) & (v <= s.max_image_side_value) & (np.floor(v) == v))
+    return bad
+
+
+def _sized(b: Batch) -> np.ndarray:
+    return _np(pc.and_(pc.greater(b.t["width"], 0), pc.greater(b.t["height"], 0)))
+
+
+def aspect_ratio(s: FilterSettings, b: Batch):
+    if s.max_aspect_ratio is None:
+        return None
+    w, h = b.t["width"], b.t["height"]
+    ratio = pc.max_element_wise(pc.divide(w, h), pc.divide(h, w))
+    return _sized(b) & _np(pc.greater(ratio, s.max_aspect_ratio))
+
+
+def image_too_small(s: FilterSettings, b: Batch):
+    if s.min_image_side is None:
+        return None
+    return _sized(b) & _np(pc.less(pc.min_element_wise(b.t["width"], b.t["height"]), s.min_image_side))
+
+
+def clip_score(s: FilterSettings, b: Batch):
+    """The source's own CLIP similarity, where it publishes one (threshold per source layout)."""
+    if b.layout.score_threshold is None:
+        return None
+    return _np(pc.less(b.t["score"], b.layout.score_threshold))
+
+
+def special_tags(s: FilterSettings, b: Batch):
+    """On the raw caption: cleaning would erase <PERSON>."""
+    if not (b.layout.special_tags and s.special_tag_pattern):
+        return None
+    return _np(pc.match_substring_regex(b.t["caption_raw"], s.special_tag_pattern))
+
+
+def emoji(s: FilterSettings, b: Batch):
+    return _np(has_emoji(b.caption))
+
+
+def script(s: FilterSettings, b: Batch):
+    return _np(has_foreign_script(b.caption, s.script_allowed))
+
+
+def text_length(s: FilterSettings, b: Batch):
+    units = count_units(b.caption)
+    fail = np.zeros(b.t.num_rows, dtype=bool)
+    if s.min_units is not None:
+        fail |= _np(pc.less(units, s.min_units))
+    if s.max_units is not None:
+        fail |= _np(pc.greater(units, s.max_units))
+    return fail
+
+
+def _on_alive(b: Batch, fn) -> np.ndarray:
+    fail = np.zeros(b.t.num_rows, dtype=bool)
+    idx = np.flatnonzero(b.alive)
+    if len(idx):
+        fail[idx] = fn(idx, b.caption.take(pa.array(idx)))
+    return fail
+
+
+def placeholder_text(s: FilterSettings, b: Batch):
+    if s.junk is None:
+        return None
+    return _on_alive(b, lambda idx, cap: s.junk(cap))
+
+
+def language(s: FilterSettings, b: Batch):
+    if s.language is None:
+        return None
+
+    def decide(idx, cap):
+        lang, score, ok = s.language.decide(cap)
+        b.lang[idx], b.lang_score[idx] = lang, score
+        return ~ok
+    return _on_alive(b, decide)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    check: Callable[[FilterSettings, Batch], np.ndarray | None]
+    survivors_only: bool = False
+
+
+PIPELINE: tuple[Rule, ...] = (
+    Rule("bad_metadata", bad_metadata),
+    Rule("aspect_ratio", aspect_ratio),
+    Rule("image_too_small", image_too_small),
+    Rule("clip_score", clip_score),
+    Rule("special_tags", special_tags),
+    Rule("emoji", emoji),
+    Rule("script", script),
+    Rule("text_length", text_length),
+    Rule("placeholder_text", placeholder_text, survivors_only=True),
+    Rule("language", language, survivors_only=True),
+)
+MAP_RULES = tuple(r.name for r in PIPELINE)
+CROSS_ROW_RULES = ("duplicate_uid", "duplicate_url")   # the reduce step's, in this order
+RULES = MAP_RULES + CROSS_ROW_RULES
+
+
 @dataclass(frozen=True)
 class PairRules:
-    max_aspect_ratio: float | None
-    min_image_side: float | None
-    special_tag_pattern: str | None
-    cleaner: Cleaner
-    min_units: int | None
-    max_units: int | None
-    languages: tuple
-    min_lang_score: float | None
-    langid_model: str | None
-    langid_max_chars: int
-    language_aliases: dict | None = None
+    settings: FilterSettings
 
     @classmethod
     def from_config(cls, cfg: dict) -> "PairRules":
-        return cls(cfg.get("max_aspect_ratio"), cfg.get("min_image_side"), cfg.get("special_tag_pattern"),
-                   Cleaner.from_config(cfg.get("clean") or {}), cfg.get("min_units"), cfg.get("max_units"),
-                   tuple(cfg.get("languages") or ()), cfg.get("min_lang_score"), cfg.get("langid_model"),
-                   int(cfg.get("langid_max_chars") or 256), cfg.get("language_aliases"))
+        return cls(FilterSettings.from_config(cfg))
 
     def apply(self, t: pa.Table, layout: Layout) -> pa.Table:
         n = t.num_rows
+        b = Batch(self.settings, t, layout, np.ones(n, dtype=bool))
         fails: dict[str, np.ndarray] = {}
-        url, raw = t["url"], t["caption_raw"]
-        w, h = t["width"], t["height"]
-
-        # 1. bad_metadata
-        bad = ~_np(pc.match_substring_regex(url, URL_OK))
-        bad |= ~_np(pc.match_substring_regex(raw, r"\S"))
-        bad |= t["_meta_bad"].to_numpy(zero_copy_only=False)
-        for side in (w, h):
-            bad |= _np(pc.less_equal(side, 0))
-        fails["bad_metadata"] = bad
-        sized = _np(pc.and_(pc.greater(w, 0), pc.greater(h, 0)))
-        # 2. aspect_ratio and 3. image_too_small, only where both sizes are known
-        if self.max_aspect_ratio is not None:
-            ratio = pc.max_element_wise(pc.divide(w, h), pc.divide(h, w))
-            fails["aspect_ratio"] = sized & _np(pc.greater(ratio, self.max_aspect_ratio))
-        if self.min_image_side is not None:
-            fails["image_too_small"] = sized & _np(pc.less(pc.min_element_wise(w, h), self.min_image_side))
-        # 4. clip_score: the source's own score, where it publishes one
-        if layout.score_threshold is not None:
-            fails["clip_score"] = _np(pc.less(t["score"], layout.score_threshold))
-        # 5. special_tags, on the raw caption (cleaning would erase <PERSON>)
-        if layout.special_tags and self.special_tag_pattern:
-            fails["special_tags"] = _np(pc.match_substring_regex(raw, self.special_tag_pattern))
-        # 6. cleaning drops nothing
-        caption = self.cleaner(raw.combine_chunks() if isinstance(raw, pa.ChunkedArray) else raw)
-        # 7–9 on the cleaned caption
-        fails["emoji"] = _np(has_emoji(caption))
-        fails["script"] = _np(has_foreign_script(caption))
-        units = count_units(caption)
-        too_short = pc.less(units, self.min_units) if self.min_units is not None else None
-        too_long = pc.greater(units, self.max_units) if self.max_units is not None else None
-        length_fail = np.zeros(n, dtype=bool)
-        for m in (too_short, too_long):
-            if m is not None:
-                length_fail |= _np(m)
-        fails["text_length"] = length_fail
-
-        # 10. language, only for rows that passed 1–9 (the expensive step runs on survivors)
-        alive = np.ones(n, dtype=bool)
-        for m in fails.values():
-            alive &= ~m
-        lang = np.full(n, None, dtype=object)
-        lang_score = np.full(n, np.nan, dtype=np.float64)
-        idx = np.flatnonzero(alive)
-        if len(idx) and self.languages:
-            langs, scores = langid.predict(caption.take(pa.array(idx)), self.langid_model,
-                                           self.langid_max_chars, self.language_aliases)
-            lang[idx], lang_score[idx] = langs, scores
-            ok = np.isin(langs, list(self.languages))
-            if self.min_lang_score is not None:
-                ok &= scores >= self.min_lang_score
-            lang_fail = np.zeros(n, dtype=bool)
-            lang_fail[idx] = ~ok
-            fails["language"] = lang_fail
-
+        for rule in PIPELINE:
+            if rule.survivors_only and not b.alive.any():
+                continue
+            mask = rule.check(self.settings, b)
+            if mask is None:
+                continue
+            fails[rule.name] = mask
+            b.alive &= ~mask
         reason, reasons = _reasons(fails, n)
         out = t.drop_columns(["_meta_bad"])
-        return out.append_column("caption", caption) \
-            .append_column("lang", pa.array(lang, pa.string())) \
-            .append_column("lang_score", pa.array(lang_score, pa.float64(), from_pandas=True)) \
+        return out.append_column("caption", b.caption) \
+            .append_column("lang", pa.array(b.lang, pa.string())) \
+            .append_column("lang_score", pa.array(b.lang_score, pa.float64(), from_pandas=True)) \
             .append_column("reason", reason).append_column("reasons", reasons)
 
 

@@ -2,7 +2,9 @@
 
 `normalise(table, layout, source, file_stem, row_offset)` returns a table with
 `uid, source, url, caption_raw, width, height, score, _meta_bad` where `_meta_bad` flags rows whose
-published values could not be read as the right type (non-numeric sizes, non-UTF-8 caption bytes).
+published values could not be read as the right type (non-numeric sizes, bytes that are not UTF-8).
+Dictionary-encoded, string_view and large_string columns read like plain ones; a column of a type that
+cannot hold the field at all (a numeric URL, a list id) is a one-line BadInput naming file and column.
 """
 from __future__ import annotations
 
@@ -69,41 +71,68 @@ def source_for_path(path: str, explicit: str | None, path_map: dict, layouts: di
     return name
 
 
-def _as_string(arr: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """Any column as utf8 strings + a mask of values that were present but not valid text."""
+def _plain(arr: pa.ChunkedArray | pa.Array, where: str) -> pa.Array:
+    """One contiguous array with dictionary encoding and view/large layouts undone (pandas categoricals,
+    string_view and large_string columns read like plain ones)."""
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    t = arr.type
+    target = pa.string() if (pa.types.is_large_string(t) or pa.types.is_string_view(t)) else \
+        pa.binary() if (pa.types.is_large_binary(t) or pa.types.is_binary_view(t)) else None
+    if target is not None:
+        try:
+            arr = arr.cast(target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+            raise BadInput(f"{where}: cannot read as {target} ({str(e).splitlines()[0][:120]})") from None
+    return arr
+
+
+def _decode_rows(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Bytes -> utf8; rows that are not valid UTF-8 become null and are flagged (rare, so a loop is fine)."""
+    bad = np.zeros(len(arr), dtype=bool)
+    vals = []
+    for i, v in enumerate(arr.cast(pa.binary()).to_pylist()):
+        if v is None:
+            vals.append(None)
+            continue
+        try:
+            vals.append(v.decode("utf-8"))
+        except UnicodeDecodeError:
+            vals.append(None)
+            bad[i] = True
+    return pa.array(vals, pa.string()), bad
+
+
+def _as_string(arr: pa.ChunkedArray | pa.Array, where: str = "column") -> tuple[pa.Array, np.ndarray]:
+    """A text column as utf8 strings + a mask of values that were present but not valid UTF-8.
+    A column of another type (numbers, lists, ...) is a BadInput naming it: every row would be lost."""
+    arr = _plain(arr, where)
     n = len(arr)
     bad = np.zeros(n, dtype=bool)
-    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        return arr.cast(pa.string()), bad
-    if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
+    if pa.types.is_string(arr.type):
+        try:
+            arr.validate(full=True)   # parquet readers do not check UTF-8; Python would fail on it later
+            return arr, bad
+        except pa.ArrowInvalid:
+            return _decode_rows(arr)
+    if pa.types.is_binary(arr.type):
         try:
             return arr.cast(pa.string()), bad
-        except pa.ArrowInvalid:  # some rows are not UTF-8: find them (rare, so a loop is fine)
-            vals = []
-            for i, v in enumerate(arr.to_pylist()):
-                if v is None:
-                    vals.append(None)
-                    continue
-                try:
-                    vals.append(v.decode("utf-8"))
-                except UnicodeDecodeError:
-                    vals.append(None)
-                    bad[i] = True
-            return pa.array(vals, pa.string()), bad
+        except pa.ArrowInvalid:
+            return _decode_rows(arr)
     if pa.types.is_null(arr.type):
         return pa.nulls(n, pa.string()), bad
-    # numbers or other types published where text is expected: text is not valid here
-    bad |= ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False))
-    return pa.nulls(n, pa.string()), bad
+    raise BadInput(f"{where}: holds {arr.type}, expected text (a string column)")
 
 
 _NUMBER_RE = r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$"
 
 
 def _as_float(arr) -> tuple[pa.Array, np.ndarray]:
-    """A size/score column as float64 + a mask of present-but-not-a-number values."""
-    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    """A size/score column as float64 + a mask of present-but-not-a-number values (NaN included; the
+    range of a number is the bad_metadata rule's to check, before anything casts it)."""
+    arr = _plain(arr, "column")
     n = len(arr)
     if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_decimal(arr.type):
         out = arr.cast(pa.float64())
@@ -121,12 +150,23 @@ def _as_float(arr) -> tuple[pa.Array, np.ndarray]:
     return pa.nulls(n, pa.float64()), bad
 
 
+def _as_id(arr, where: str) -> pa.Array:
+    """An id column (text or integers) as strings; another type is a BadInput naming the column."""
+    arr = _plain(arr, where)
+    if pa.types.is_integer(arr.type) or pa.types.is_decimal(arr.type):
+        return arr.cast(pa.string())
+    if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type) or pa.types.is_null(arr.type):
+        ids, _ = _as_string(arr, where)   # an id that is not UTF-8 falls back to file:row below
+        return ids
+    raise BadInput(f"{where}: holds {arr.type}, expected an id (text or integers)")
+
+
 def normalise(table: pa.Table, layout: Layout, columns: dict, source: str, file_stem: str,
-              row_offset: int) -> pa.Table:
+              row_offset: int, path: str = "input") -> pa.Table:
     """Published columns -> the normalised pair columns (before any rule)."""
     n = table.num_rows
-    url, url_bad = _as_string(table.column(columns["url"]))
-    caption, cap_bad = _as_string(table.column(columns["caption"]))
+    url, url_bad = _as_string(table.column(columns["url"]), f"{path}: column {columns['url']!r}")
+    caption, cap_bad = _as_string(table.column(columns["caption"]), f"{path}: column {columns['caption']!r}")
     meta_bad = url_bad | cap_bad
     sizes = {}
     for f in ("width", "height"):
@@ -138,14 +178,13 @@ def normalise(table: pa.Table, layout: Layout, columns: dict, source: str, file_
             sizes[f] = pa.nulls(n, pa.float64())
     if columns.get("score"):
         score, _ = _as_float(table.column(columns["score"]))  # an unreadable score is treated as absent
-        score = pc.if_else(pc.fill_null(pc.is_nan(score), False), pa.scalar(None, pa.float64()), score)
+        finite = pc.fill_null(pc.is_finite(score), True)   # NaN or inf: treated as absent
+        score = pc.if_else(finite, score, pa.scalar(None, pa.float64()))
     else:
         score = pa.nulls(n, pa.float64())
     rows = pa.array(np.arange(row_offset, row_offset + n, dtype=np.int64))
     if columns.get("id"):
-        ids, _ = _as_string(table.column(columns["id"]).cast(pa.string())
-                            if not pa.types.is_binary(table.column(columns["id"]).type)
-                            else table.column(columns["id"]))
+        ids = _as_id(table.column(columns["id"]), f"{path}: column {columns['id']!r}")
         fallback = pc.binary_join_element_wise(pa.scalar(file_stem), pc.cast(rows, pa.string()), ":")
         ids = pc.if_else(pc.fill_null(pc.greater(pc.utf8_length(ids), 0), False), ids, fallback)
     else:

@@ -33,6 +33,6 @@ def run(job, chunks, options) -> None:
     with beam.Pipeline(options=pipeline_options(options.beam_args, workers)) as p:
         _ = (p
              | "plan chunks" >> beam.Create(chunks, reshuffle=True)
-             | "apply rules 1-10" >> beam.FlatMap(_emit, job)
+             | "apply row rules" >> beam.FlatMap(_emit, job)
              | "shuffle by url hash" >> beam.GroupByKey()
-             | "dedup urls and write" >> beam.Map(_reduce, job))
+             | "dedup uids and urls, write" >> beam.Map(_reduce, job))

@@ -21,8 +21,8 @@ class _MapChunks:
             for part, table in self.job.map_chunk(Chunk(**spec)).items():
                 out.append(table.append_column("part", pa.array([part] * table.num_rows, pa.int32())))
         if not out:
-            from qwenvl_data.pipelines.filter_job import PAIR_SCHEMA
-            schema = pa.schema(list(PAIR_SCHEMA) + [pa.field("url_norm", pa.string()), pa.field("part", pa.int32())])
+            from qwenvl_data.pipelines.filter_job import CANDIDATE_SCHEMA
+            schema = pa.schema(list(CANDIDATE_SCHEMA) + [pa.field("part", pa.int32())])
             return schema.empty_table()
         return pa.concat_tables(out)
 
@@ -42,18 +42,11 @@ class _ReducePartition:
 def run(job, chunks, options) -> None:
     import ray
     from dataclasses import asdict
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    started = False
-    if not ray.is_initialized():
-        if options.ray_address:
-            ray.init(address=options.ray_address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=options.workers or os.cpu_count(), object_store_memory=512 * 1024 ** 2,
-                     include_dashboard=False, log_to_driver=False)
-        started = True
+
+    from qwenvl_data.pipelines.engines.ray_setup import start_ray, stop_ray
+
+    started = start_ray(options.ray_address, options.workers or os.cpu_count(), 512 * 1024**2, options.progress)
     try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = options.progress
         specs = [asdict(c) for c in chunks]
         ds = ray.data.from_items(specs, override_num_blocks=max(1, len(specs)))
         cands = ds.map_batches(_MapChunks, fn_constructor_args=(job,), batch_size=1, batch_format="pyarrow",
@@ -65,5 +58,4 @@ def run(job, chunks, options) -> None:
             _ReducePartition, fn_constructor_args=(job,), batch_format="pyarrow", concurrency=1)
         result.materialize()
     finally:
-        if started:
-            ray.shutdown()
+        stop_ray(started)

@@ -1,8 +1,20 @@
-"""Caption cleaning (rule 6): HTML tags and entities, irregular patterns, repeated punctuation, whitespace.
+"""Caption cleaning: repair what can be repaired, remove markup and noise, keep every word of text.
 
-Vectorised with pyarrow.compute (RE2). The two steps RE2 cannot express — unescaping arbitrary HTML
-entities and collapsing a run of the *same* punctuation character (needs a backreference) — are done in
-Python on just the rows a vectorised pre-filter flags, which are a small minority of real captions.
+Steps, in order (each can be switched off in configs/filter.yaml `clean:`):
+1. `repair`: mojibake (UTF-8 read as cp1252/latin-1) and C1 control bytes (`Children\\x92s` ->
+   `Children’s`) fixed with ftfy, only on rows that show the signs of it.
+2. `html_entities`: entities decoded until stable (`&amp;amp;` -> `&`), *before* tags are stripped, so
+   that an escaped tag (`&lt;p&gt;`) is removed as a tag instead of being left in the caption.
+3. `html_tags`: tags and comments -> a space.
+4. `controls`: C0/C1 control characters -> space; zero-width, bidi-override and soft-hyphen characters
+   removed (they are invisible and would split words).
+5. `patterns`: named RE2 patterns from the config (URL, e-mail, image file names, ...).
+6. `repeated_punctuation`: a run of 3+ of the same punctuation character collapses to one.
+7. `whitespace`: every Unicode space (U+00A0, U+2000-U+200A, U+202F, U+205F, U+3000, ...) and
+   whitespace run -> one space, trimmed.
+
+Vectorised with pyarrow.compute (RE2). What RE2 cannot do (entities, ftfy, same-character runs) runs in
+Python on just the rows a vectorised pre-filter flags, a small minority of real captions.
 """
 from __future__ import annotations
 
@@ -14,44 +26,88 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..vocab import IMAGE_EXTS
+
 HTML_TAG = r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>|<!--.*?-->"
-ENTITY = r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});"
-# Runs of 2+ whitespace, or a single non-space whitespace; a lone " " is left alone, which makes this
-# pass ~8x faster than replacing every whitespace run (most of them are already a single space).
-_WS = r"\s\x{00A0}\x{3000}\x{200B}"
-WHITESPACE_RUN = rf"[{_WS}]{{2,}}|[\t\n\r\x0b\x0c\x{{00A0}}\x{{3000}}\x{{200B}}]"
+ENTITY = r"&(?:#[0-9]{1,7};?|#[xX][0-9a-fA-F]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};|(?:amp|lt|gt|quot|nbsp)\b)"
+# Signs of mojibake: a UTF-8 lead byte read as cp1252/latin-1 followed by a continuation byte read the same
+# way, or any C1 control character (cp1252 punctuation decoded as latin-1).
+_CP1252_CONT = (r"\x{80}-\x{BF}\x{20AC}\x{201A}\x{0192}\x{201E}\x{2026}\x{2020}\x{2021}\x{02C6}\x{2030}\x{0160}"
+                r"\x{2039}\x{0152}\x{017D}\x{2018}\x{2019}\x{201C}\x{201D}\x{2022}\x{2013}\x{2014}\x{02DC}"
+                r"\x{2122}\x{0161}\x{203A}\x{0153}\x{017E}\x{0178}")
+MOJIBAKE_PREFILTER = rf"[\x{{C2}}-\x{{F4}}][{_CP1252_CONT}]|[\x{{80}}-\x{{9F}}]"
+# Control characters -> space; invisible format characters -> nothing.
+CONTROLS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x{80}-\x{9F}]"
+INVISIBLE = r"[\x{00AD}\x{200B}-\x{200D}\x{2060}\x{FEFF}\x{202A}-\x{202E}\x{2066}-\x{2069}\x{200E}\x{200F}]"
+# Runs of 2+ whitespace, or a single non-ASCII-space whitespace; a lone " " is left alone, which makes
+# this pass ~8x faster than replacing every whitespace run (most of them are already a single space).
+_WS = r"\s\x{00A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}\x{0085}"
+WHITESPACE_RUN = rf"[{_WS}]{{2,}}|[\t\n\r\x0b\x0c\x{{00A0}}\x{{1680}}\x{{2000}}-\x{{200A}}\x{{2028}}\x{{2029}}" \
+                 rf"\x{{202F}}\x{{205F}}\x{{3000}}\x{{0085}}]"
 PUNCT_RUN_PREFILTER = r"[\p{P}\p{S}]{3,}"  # RE2: \w is ASCII-only, so [^\w\s] would match every CJK run
 _SAME_PUNCT_RUN = re.compile(r"([^\w\s])\1{2,}")
+# `{IMAGE_EXTS}` in a configured pattern stands for the shared list of image extensions (vocab.py).
+_PLACEHOLDERS = {"{IMAGE_EXTS}": "|".join(IMAGE_EXTS)}
+
+
+def _unescape_all(t: str) -> str:
+    for _ in range(4):  # &amp;amp;lt; needs three rounds; stop when nothing changes
+        u = html.unescape(t)
+        if u == t:
+            break
+        t = u
+    return t
+
+
+def _ftfy_fix(t: str) -> str:
+    import ftfy
+    return ftfy.fix_text(t, uncurl_quotes=False, fix_line_breaks=False, normalization="NFC",
+                         fix_latin_ligatures=False, fix_character_width=False, explain=False) \
+        if hasattr(ftfy, "fix_text") else t
 
 
 @dataclass(frozen=True)
 class Cleaner:
-    html_tags: bool = True
+    repair: bool = True
     html_entities: bool = True
+    html_tags: bool = True
+    controls: bool = True
     patterns: tuple = ()                  # ((name, regex, replacement), ...)
     repeated_punctuation: bool = True
     whitespace: bool = True
 
     @classmethod
     def from_config(cls, cfg: dict) -> "Cleaner":
-        pats = tuple((name, p["regex"], p.get("replace", " ")) for name, p in (cfg.get("patterns") or {}).items()
-                     if p is not None)
-        return cls(bool(cfg.get("html_tags", True)), bool(cfg.get("html_entities", True)), pats,
-                   bool(cfg.get("repeated_punctuation", True)), bool(cfg.get("whitespace", True)))
+        pats = []
+        for name, p in (cfg.get("patterns") or {}).items():
+            if p is None:
+                continue
+            regex = str(p["regex"])
+            for k, v in _PLACEHOLDERS.items():
+                regex = regex.replace(k, v)
+            pats.append((name, regex, str(p.get("replace", " "))))
+        flags = {k: bool(cfg.get(k, True)) for k in ("repair", "html_entities", "html_tags", "controls",
+                                                      "repeated_punctuation", "whitespace")}
+        return cls(patterns=tuple(pats), **flags)
 
     def __call__(self, captions: pa.Array) -> pa.Array:
         s = captions
+        if self.repair:
+            s = _python_fix(s, MOJIBAKE_PREFILTER, _ftfy_fix)
+        if self.html_entities:
+            s = _python_fix(s, ENTITY, _unescape_all)
         if self.html_tags:
             s = pc.replace_substring_regex(s, HTML_TAG, " ")
-        if self.html_entities:
-            s = _python_fix(s, ENTITY, html.unescape)
+        if self.controls:
+            s = pc.replace_substring_regex(s, INVISIBLE, "")
+            s = pc.replace_substring_regex(s, CONTROLS, " ")
         for regex, repl in _merged(self.patterns):
             s = pc.replace_substring_regex(s, regex, repl)
         if self.repeated_punctuation:
             s = _python_fix(s, PUNCT_RUN_PREFILTER, lambda t: _SAME_PUNCT_RUN.sub(r"\1", t))
         if self.whitespace:
-            # \s in RE2 is ASCII only; also fold the no-break and ideographic spaces
             s = pc.utf8_trim_whitespace(pc.replace_substring_regex(s, WHITESPACE_RUN, " "))
+            s = pc.utf8_trim(s, " ")  # utf8_trim_whitespace keeps U+3000 and friends at the ends
         return s
 
 

@@ -1,0 +1,94 @@
+"""Junk alt text (`placeholder_text`): placeholder captions and keyword-stuffed SEO lists, English and Chinese.
+
+- Placeholders: the whole cleaned caption is one of the configured phrases (`Image not found`,
+  `点击查看大图`, `暂无图片`, ...), give or take case, punctuation, spaces and a trailing number.
+- Keyword lists: at least `min_items` items split by commas, pipes, slashes, Chinese enumeration commas or
+  spaces (Chinese), and either (a) the items repeat words: one word (a Han bigram for Chinese) occurs in
+  at least `max_repeat_share` of the items; or (b) the caption is only a tag list: `min_tag_items`+
+  separated items, none longer than `max_tag_words` words, and no English function word or Chinese
+  particle that a sentence would hold; or (c) 12+ words of which fewer than `max_unique_share` differ.
+Placeholders are one RE2 match; the keyword test runs in Python on the rows a vectorised count flags.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+_SEP = r"[,，、|｜/;；]"
+_SEP_RE = re.compile(r"\s*(?:[,，、|｜/;；]|\s[-–—·•]\s)\s*")
+_HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+_WORD_RE = re.compile(r"[A-Za-z0-9']+|[\u3400-\u4dbf\u4e00-\u9fff]")
+_SENTENCE_EN = re.compile(r"(?i)\b(?:the|with|of|is|are|on|in|at|and|a|an|to|for|from|by)\b")
+_SENTENCE_ZH = re.compile(r"[的了在是和与着把被]")
+
+
+def _han_bigrams(item: str) -> set[str]:
+    han = re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff]+", item)
+    return {run[i:i + 2] for run in han for i in range(max(len(run) - 1, 0))}
+
+
+@dataclass(frozen=True)
+class JunkRule:
+    placeholders: tuple = ()
+    min_items: int = 5
+    max_repeat_share: float = 0.5
+    min_tag_items: int = 8
+    max_tag_words: int = 3
+    max_unique_share: float = 0.4
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "JunkRule":
+        phrases = tuple(str(p) for p in (cfg.get("placeholders") or ()))
+        kw = {k: cfg[k] for k in ("min_items", "max_repeat_share", "min_tag_items", "max_tag_words",
+                                              "max_unique_share") if k in cfg}
+        return cls(placeholders=phrases, **kw)
+
+    def __call__(self, s: pa.Array) -> np.ndarray:
+        n = len(s)
+        junk = np.zeros(n, dtype=bool)
+        if self.placeholders:
+            body = "|".join(f"(?:{p})" for p in self.placeholders)
+            regex = rf"(?i)^[\p{{P}}\s]*(?:{body})[\p{{P}}\s\d]*$"
+            junk |= pc.fill_null(pc.match_substring_regex(s, regex), False).to_numpy(zero_copy_only=False)
+        if self.min_items:
+            seps = pc.count_substring_regex(s, _SEP).to_numpy(zero_copy_only=False)
+            spaces = pc.count_substring(s, " ").to_numpy(zero_copy_only=False)
+            cand = np.flatnonzero(~junk & ((seps + 1 >= self.min_items) | (spaces + 1 >= self.min_items)))
+            if len(cand):
+                texts = s.take(pa.array(cand)).to_pylist()
+                junk[cand] = [self._keyword_list(t) for t in texts]
+        return junk
+
+    def _keyword_list(self, t: str) -> bool:
+        items = [i for i in _SEP_RE.split(t) if i.strip()]
+        if len(items) < self.min_items:
+            words = [w.lower() for w in _WORD_RE.findall(t) if not w.isdigit() and len(w) > 1]
+            if len(words) >= 12 and len(set(words)) < self.max_unique_share * len(words):
+                return True                       # the same few words over and over
+            if not _HAN_RE.search(t):
+                return False
+            items = [i for i in t.split(" ") if i]  # Chinese keywords separated by spaces
+            if len(items) < self.min_items:
+                return False
+            return self._repeats(items)
+        if self._repeats(items):
+            return True
+        if len(items) < self.min_tag_items:
+            return False
+        short = all(len(i.split()) <= self.max_tag_words and len(i) <= 4 * self.max_tag_words + 8 for i in items)
+        return short and not _SENTENCE_EN.search(t) and not _SENTENCE_ZH.search(t)
+
+    def _repeats(self, items: list[str]) -> bool:
+        """One word (a Han bigram for Chinese) in at least `max_repeat_share` of the items, and in 3+."""
+        counts: Counter = Counter()
+        for item in items:
+            keys = {w.lower() for w in _WORD_RE.findall(item) if not w.isdigit() and len(w) > 1}
+            counts.update(keys | _han_bigrams(item))
+        top = counts.most_common(1)[0][1] if counts else 0
+        return top >= 3 and top >= self.max_repeat_share * len(items)
