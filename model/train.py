@@ -25,7 +25,10 @@ from pathlib import Path
 
 import torch
 
-from qwenvl_data.errors import QwenVLDataError, UsageError
+from qwenvl_data.cliargs import check_numbers
+from qwenvl_data.errors import QwenVLDataError, UsageError, internal_error
+from qwenvl_data.outdir import own_output
+from qwenvl_data.vocab import STAGE_SETTINGS
 
 from . import checkpoint
 from .config import ModelConfig, load_config
@@ -261,9 +264,14 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     ap = argparse.ArgumentParser(prog="qwenvl-train", description=__doc__.splitlines()[0])
     add_arguments(ap)
-    args = ap.parse_args(argv)
+    args = check_numbers(ap).parse_args(argv)
     try:
-        train(args)
+        # rank 0 (torchrun sets RANK) owns --out: one run at a time, a marker while unfinished
+        owner = own_output(args.out, stage=f"train-stage{args.stage}",
+                           inputs=[("--data", args.data), ("--init", args.init)]) \
+            if int(os.environ.get("RANK", "0")) == 0 else nullcontext()
+        with owner:
+            train(args)
     except QwenVLDataError as e:
         print(f"qwenvl-train: error: {e}", file=sys.stderr)
         return e.exit_code
@@ -278,3 +286,6 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+    except Exception as e:  # noqa: BLE001 - last resort: one line, the traceback in a log file
+        print(f"qwenvl-train: error: {internal_error('qwenvl-train', e)}", file=sys.stderr)
+        return 1
