@@ -22,7 +22,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from qwenvl_data.boxes import denormalise, parse_answer
-from qwenvl_data.errors import QwenVLDataError, UsageError
+from qwenvl_data.cliargs import check_numbers
+from qwenvl_data.errors import BadInput, QwenVLDataError, UsageError, internal_error
+from qwenvl_data.images import ImageLimits, ImageRejected, open_checked
 
 from . import checkpoint
 from .config import ModelConfig
@@ -30,6 +32,8 @@ from .data import load_image, normalise
 from .fixtures import SYSTEM
 from .qwenvl import QwenVL
 from .tokenizer import TextEncoder, load_tokenizer
+
+MAX_PIXELS = ImageLimits().max_pixels  # the download stage's limit: a bigger image is refused undecoded
 
 
 def load_model(path) -> tuple[QwenVL, TextEncoder, dict]:
@@ -96,15 +100,17 @@ def main(argv=None) -> int:
     ap.add_argument("--prompt", required=True)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--draw", help="write the image with the answer's boxes drawn to this PNG")
-    a = ap.parse_args(argv)
+    a = check_numbers(ap).parse_args(argv)
     try:
         model, encoder, meta = load_model(a.checkpoint)
         try:
             raw = Path(a.image).read_bytes()
-            width, height = Image.open(a.image).size
+            width, height = open_checked(raw, MAX_PIXELS).size  # the pixel limit before any decoding
             pixels = load_image(raw, model.image_size)
         except OSError as e:
             raise UsageError(f"cannot read image {a.image}: {e}") from None
+        except ImageRejected as e:
+            raise BadInput(f"{a.image}: {e}") from None
         image = normalise(torch.from_numpy(pixels)[None])
         answer = generate(model, encoder, image, prompt_segments(a.prompt, meta["stage"]), a.max_new_tokens)
         boxes = pixel_boxes(answer, width, height, "" if meta["stage"] == 3 else a.prompt)
@@ -114,6 +120,9 @@ def main(argv=None) -> int:
     except QwenVLDataError as e:
         print(f"qwenvl-chat: error: {e}", file=sys.stderr)
         return e.exit_code
+    except Exception as e:  # noqa: BLE001 - last resort: one line, the traceback in a log file
+        print(f"qwenvl-chat: error: {internal_error('qwenvl-chat', e)}", file=sys.stderr)
+        return 1
     return 0
 
 
