@@ -278,6 +278,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("qwenvl-train: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - last resort: one line, the traceback in a log file
+        print(f"qwenvl-train: error: {internal_error('qwenvl-train', e)}", file=sys.stderr)
+        return 1
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -286,6 +289,3 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-    except Exception as e:  # noqa: BLE001 - last resort: one line, the traceback in a log file
-        print(f"qwenvl-train: error: {internal_error('qwenvl-train', e)}", file=sys.stderr)
-        return 1
