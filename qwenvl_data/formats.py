@@ -84,6 +84,30 @@ def train_segments(task: str, prompt: str, target: str, images: list[str]) -> li
     return segments
 
 
+def task_from_segments(task: str, segments: list[dict]) -> tuple[str, str]:
+    """The inverse of `train_segments`: (prompt after the image tags, target without its separator)."""
+    prefix = "".join(s["text"] for s in segments if not s["loss"])
+    target = "".join(s["text"] for s in segments if s["loss"])
+    sep = _SEPARATOR.get(task, "")
+    if sep and target.startswith(sep) and not target[len(sep):].startswith("<"):
+        target = target[len(sep):]
+    return _IMG_RE.sub("", prefix), target
+
+
+_PICTURE_RE = re.compile(r"Picture \d+: <img>(.*?)</img>\n|<img>(.*?)</img>", re.S)
+
+
+def image_placeholders(text: str, placeholder: str = "<image>") -> tuple[str, list[str]]:
+    """`Picture N: <img>path</img>\n` (or a bare `<img>path</img>`) -> `<image>`, as LLaMA-Factory and
+    ms-swift read multimodal chats; returns the text and the paths in order."""
+    paths: list[str] = []
+
+    def sub(m):
+        paths.append(m.group(1) if m.group(1) is not None else m.group(2))
+        return placeholder
+    return _PICTURE_RE.sub(sub, text), paths
+
+
 def rename_images(text: str, names: list[str]) -> tuple[str, list[str]]:
     """Replace each `<img>path</img>` in order by the next member name; return the text + the paths."""
     paths: list[str] = []
