@@ -17,7 +17,7 @@ from qwenvl_data.config import load_section
 from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.outdir import own_output
 from qwenvl_data.shards import clean_stale_temps
-from qwenvl_data.tasks.common import TaskSink
+from qwenvl_data.tasks.sink import TaskSink
 from qwenvl_data.tasks.registry import DATASETS, converter, dataset_config, make_datasets
 
 

@@ -83,7 +83,7 @@ def refcoco(d: Path, refs_name: str = "refs(unc).p"):
          "sentences": [{"sent_id": 3, "sent": "thin line", "raw": "thin line", "tokens": []}]},
         {"ref_id": 3, "ann_id": 13, "image_id": 3, "split": "train", "category_id": 3,
          "sentences": [{"sent_id": 4, "sent": "lost image", "raw": "lost image", "tokens": []}]},
-        {"ref_id": 4, "ann_id": 10, "image_id": 1, "split": "val", "category_id": 1,
+        {"ref_id": 4, "ann_id": 12, "image_id": 2, "split": "val", "category_id": 3,  # a benchmark image
          "sentences": [{"sent_id": 5, "sent": "held out", "raw": "held out", "tokens": []}]},
     ]
     _put(d / refs_name, pickle.dumps(refs, protocol=2))
@@ -98,7 +98,7 @@ def vg(d: Path, version: str = "1.2"):
         {key: 1, "width": 800, "height": 600, "url": "https://cs.stanford.edu/people/rak248/VG_100K_2/1.jpg",
          "coco_id": None, "flickr_id": None},
         {key: 2, "width": 400, "height": 400, "url": "https://cs.stanford.edu/people/rak248/VG_100K/2.jpg",
-         "coco_id": 1, "flickr_id": None}])  # VG image 2 is COCO image 1 (a RefCOCO val image)
+         "coco_id": 2, "flickr_id": None}])  # VG image 2 is COCO image 2 (a RefCOCO val image)
 
     def region(rid, image, **kw):
         return ({"region_id": rid, "image_id": image} if version == "1.2" else {"id": rid, "image": image}) | kw
@@ -224,12 +224,12 @@ def docvqa(d: Path, layout: str = "current"):
 
 
 def coco(d: Path):
-    # COCO image 1 is also RefCOCO's image 1, whose val refs are a benchmark: decontamination removes it
-    _put(d / "train2014" / "COCO_train2014_000000000001.jpg", jpeg(200, 100, 1))
+    # COCO image 2 is RefCOCO's image 2, whose val refs are a benchmark: decontamination removes it
+    _put(d / "train2014" / "COCO_train2014_000000000002.jpg", jpeg(100, 100, 2))
     _put(d / "annotations" / "captions_train2014.json", {
-        "images": [{"id": 1, "file_name": "COCO_train2014_000000000001.jpg", "width": 200, "height": 100}],
-        "annotations": [{"id": 1, "image_id": 1, "caption": "A red square on a green field."},
-                        {"id": 2, "image_id": 1, "caption": "  "},
+        "images": [{"id": 2, "file_name": "COCO_train2014_000000000002.jpg", "width": 100, "height": 100}],
+        "annotations": [{"id": 1, "image_id": 2, "caption": "A red square on a green field."},
+                        {"id": 2, "image_id": 2, "caption": "  "},
                         {"id": 3, "image_id": 43, "caption": "no such image"}]})
 
 

@@ -1,23 +1,20 @@
 """What every converter shares: the task-sample dict, image files, and the shard sink with its funnel.
 
-A converter is a generator of `Sample | Reject` over one dataset's files; `TaskSink` writes the
+A converter is a generator of `Sample | Reject` over one dataset's files; `sink.TaskSink` writes the
 samples into `{dataset}-{000000}.tar` shards (ShardWriter) and counts every reject by reason, so
 `in == out + sum(rejected)` is checked by the job itself.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from ..boxes import BoxError, box_to_bins
 from ..errors import BadInput
 from ..images import ImageRejected, decode_fully, open_checked
 from ..schema import first_error
-from ..shards import ShardWriter, shard_done
 from ..vocab import TASKS
 
 # Members of a task shard other than json: the image format as stored by the dataset. A camera JPEG
@@ -207,94 +204,3 @@ def sample_json(s: Sample, source: str) -> dict:
         obj["image_ref"] = s.image.ref
     obj.update(s.extra)
     return obj
-
-
-class TaskSink:
-    """Write samples into rolling shards; count rejects; a finished shard is not rewritten on rerun."""
-
-    def __init__(self, out_dir: str | Path, dataset: str, shard_size: int = 1000):
-        self.out_dir, self.dataset, self.shard_size = Path(out_dir), dataset, shard_size
-        self.prefix = dataset.replace("+", "plus")
-        self.seen = self.out = 0
-        self.rejected: dict[str, int] = {}
-        self.by_task: dict[str, dict[str, int]] = {}
-        self._rejects: list[dict] = []
-        self._writer: ShardWriter | None = None
-        self._shard_id, self._in_shard, self._shard_stats = 0, 0, {}
-        self.skipped_shards = 0
-        self._uids: set[bytes] = set()  # 16-byte digests: a few hundred MB for the largest sets
-
-    def _reject(self, item: Reject):
-        self.rejected[item.reason] = self.rejected.get(item.reason, 0) + 1
-        if len(self._rejects) < 100_000:
-            self._rejects.append({"uid": item.uid, "reason": item.reason, "detail": item.detail[:500]})
-
-    def add(self, item: Sample | Reject):
-        self.seen += 1
-        if isinstance(item, Reject):
-            self._reject(item)
-            return
-        digest = hashlib.blake2b(item.uid.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-        if digest in self._uids:  # the first sample with a uid is kept; later ones are counted, not written
-            self._reject(Reject(item.uid, "duplicate_uid", "uid already written by this dataset"))
-            return
-        self._uids.add(digest)
-        obj = sample_json(item, self.dataset)
-        err = task_error(obj)
-        if err:  # a converter bug, not a data problem: stop loudly with the sample named
-            raise BadInput(f"{self.dataset}: sample {item.uid} does not match schema 'task': {err}")
-        if self._in_shard == 0:
-            self._open()
-        key = f"{self.out:09d}"
-        if self._writer is not None:
-            files = {item.image.ext: item.image.data} if item.image else {}
-            files["json"] = obj
-            self._writer.add(key, files, {"key": key, "uid": item.uid, "task": item.task, "lang": item.lang})
-        self.out += 1
-        self._in_shard += 1
-        per = self.by_task.setdefault(item.task, {})
-        per[item.lang] = per.get(item.lang, 0) + 1
-        shard_per = self._shard_stats.setdefault(item.task, {})
-        shard_per[item.lang] = shard_per.get(item.lang, 0) + 1
-        if self._in_shard >= self.shard_size:
-            self._close()
-
-    def add_all(self, items: Iterable[Sample | Reject]):
-        for item in items:
-            self.add(item)
-
-    def _open(self):
-        self._shard_stats = {}
-        if shard_done(self.out_dir, self._shard_id, self.prefix):
-            self._writer = None  # deterministic conversion: the finished shard already holds these
-            self.skipped_shards += 1
-        else:
-            self._writer = ShardWriter(self.out_dir, self._shard_id, self.prefix)
-
-    def _close(self):
-        if self._writer is not None:
-            self._writer.close({"dataset": self.dataset, "by_task": self._shard_stats})
-        self._writer, self._in_shard = None, 0
-        self._shard_id += 1
-
-    def abort(self):
-        if self._writer is not None:
-            self._writer.abort()
-
-    def finish(self, seconds: float | None = None) -> dict:
-        if self._in_shard:
-            self._close()
-        n_rej = sum(self.rejected.values())
-        if self.seen != self.out + n_rej:
-            raise BadInput(f"{self.dataset}: accounting error: in {self.seen} != out {self.out} + "
-                           f"rejected {n_rej}")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        # JSON lines, not parquet: `validate DIR` reads every parquet as pair rows.
-        with open(self.out_dir / f"{self.prefix}-rejects.jsonl", "w", encoding="utf-8") as f:
-            for r in self._rejects:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        stats = {"dataset": self.dataset, "in": self.seen, "out": self.out, "rejected": self.rejected,
-                 "by_task": self.by_task, "shards": self._shard_id, "skipped_shards": self.skipped_shards,
-                 "seconds": seconds}
-        (self.out_dir / f"{self.prefix}-stats.json").write_text(json.dumps(stats, indent=1, sort_keys=True))
-        return stats

@@ -132,7 +132,7 @@ def _ocrvqa(d: Path, split: str):
             name = next((f"images/{p.name}" for p in sorted((d / "images").glob(f"{bid}.*"))
                          if is_image_ext(p.name)), name)
         for i, (q, a) in enumerate(zip(rec.get("questions") or [], rec.get("answers") or [])):
-            yield Row(f"ocrvqa:{bid}:{i}", name, q, a if rec.get("split") == want else _NOT_SPLIT, f"ocrvqa:{bid}")
+            yield Row(f"ocrvqa:{bid}:{i}", name, q, a if rec.get("split") == want else NOT_SPLIT, f"ocrvqa:{bid}")
 
 
 def _dvqa(d: Path, split: str):
@@ -166,16 +166,16 @@ def _ai2d(d: Path, split: str):
             folder = "abc_images" if q.get("abcLabel") is True else "images"
             yield Row(f"ai2d:{q.get('questionId', f.stem + ':' + text)}", f"{folder}/{name}",
                       formats.multiple_choice_question(text, choices),
-                      (choices[correct] if ok else None) if in_split else _NOT_SPLIT, f"ai2d:{image_id}")
+                      (choices[correct] if ok else None) if in_split else NOT_SPLIT, f"ai2d:{image_id}")
 
 
-_NOT_SPLIT = object()  # marks a record of another split (a benchmark's test/val, when converting train)
+NOT_SPLIT = object()  # marks a record of another split (a benchmark's test/val, when converting train)
 READERS = {"vqav2": _vqav2, "gqa": _gqa, "textvqa": _textvqa, "docvqa": _docvqa, "chartqa": _chartqa,
            "ocrvqa": _ocrvqa, "dvqa": _dvqa, "ai2d": _ai2d}
 
 
 def read_split(dataset: str, input_dir: Path, split: str):
-    """Every Row of one split (the answers of other-split records are the _NOT_SPLIT marker)."""
+    """Every Row of one split (the answers of other-split records are the NOT_SPLIT marker)."""
     return READERS[dataset](Path(input_dir), split)
 
 
@@ -183,7 +183,7 @@ def convert(input_dir: Path, dataset: str, images_dir: Path, cfg: dict):
     cache = ImageCache(images_dir, cfg.get("max_pixels"))
     for uid, image_rel, question, answer, image_id in read_split(dataset, input_dir, cfg.get("split") or "train"):
         question = (question or "").strip() if isinstance(question, str) else ""
-        if answer is _NOT_SPLIT:
+        if answer is NOT_SPLIT:
             yield Reject(uid, "split_excluded")
             continue
         answer = str(answer).strip() if answer is not None else ""

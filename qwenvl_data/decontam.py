@@ -1,0 +1,137 @@
+"""Benchmark decontamination: which training samples show an evaluation image or ask an evaluation question.
+
+Three matches, cheapest first (docs: `qwenvl-data decontaminate`):
+- dataset ids: task samples carry the id of their image in the dataset's own namespace (`image_id`,
+  and VG's `coco_id`: "coco:1", "vg:2", "openimages:abc"); a benchmark's split files give the same ids.
+- questions: a VQA sample whose uid is a benchmark question ("vqav2:770", "docvqa:50").
+- pixels: a perceptual hash of every image (web pairs and re-encoded copies share no ids). pHash (DCT of
+  a 32x32 grey image, the 8x8 lowest frequencies against their median: 64 bits) or dHash (signs of the
+  horizontal gradient of a 9x8 grey image); a training image whose hash is within `max_distance` bits
+  (Hamming) of an evaluation image's is that image. Hashes are computed in numpy batches; distances are
+  XOR + popcount of a batch against every evaluation hash.
+"""
+from __future__ import annotations
+
+import io
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+HASH_SIZES = {"phash": (32, 32), "dhash": (9, 8)}  # (width, height) of the grey thumbnail
+_BITS = 1 << np.arange(63, -1, -1, dtype=np.uint64)
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k, i = np.arange(n)[:, None], np.arange(n)[None, :]
+    m = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    m[0] /= np.sqrt(2.0)
+    return m
+
+
+_DCT32 = _dct_matrix(32)
+
+
+def thumbnail(data: bytes, method: str = "phash", max_pixels: int | None = 40_000_000) -> np.ndarray | None:
+    """The grey thumbnail one hash is computed from (float32 [h, w]), or None if the bytes are no image."""
+    w, h = HASH_SIZES[method]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = Image.open(io.BytesIO(data))
+            if max_pixels is not None and img.size[0] * img.size[1] > max_pixels:
+                return None
+            img.draft("L", (w * 4, h * 4))  # JPEG: libjpeg's DCT scaling, far cheaper than a full decode
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+            return np.asarray(img.convert("L").resize((w, h), Image.BILINEAR, reducing_gap=2.0), np.float32)
+    except Exception:  # noqa: BLE001 - whatever Pillow raises, the image is not hashable
+        return None
+
+
+def hash_batch(thumbs: np.ndarray, method: str = "phash") -> np.ndarray:
+    """64-bit hashes (uint64 [n]) of a stack of thumbnails [n, h, w], all at once."""
+    if len(thumbs) == 0:
+        return np.zeros(0, np.uint64)
+    if method == "dhash":
+        bits = thumbs[:, :, 1:] > thumbs[:, :, :-1]                    # [n, 8, 8]
+    else:
+        freq = np.einsum("ij,njk,lk->nil", _DCT32, thumbs.astype(np.float64), _DCT32)[:, :8, :8]
+        low = freq.reshape(len(thumbs), 64)
+        med = np.median(low[:, 1:], axis=1, keepdims=True)            # the DC term would skew the median
+        bits = (low > med).reshape(-1, 8, 8)
+    return (bits.reshape(len(thumbs), 64).astype(np.uint64) * _BITS).sum(axis=1, dtype=np.uint64)
+
+
+def hash_images(blobs: list[bytes], method: str = "phash", max_pixels: int | None = 40_000_000):
+    """(hashes uint64 [n], ok bool [n]) for a list of encoded images; unreadable ones are not ok."""
+    w, h = HASH_SIZES[method]
+    thumbs = [thumbnail(b, method, max_pixels) if b else None for b in blobs]
+    ok = np.array([t is not None for t in thumbs], bool)
+    stack = np.stack([t if t is not None else np.zeros((h, w), np.float32) for t in thumbs]) if thumbs \
+        else np.zeros((0, h, w), np.float32)
+    return hash_batch(stack, method), ok
+
+
+def near(query: np.ndarray, ref: np.ndarray, max_distance: int, chunk: int = 256) -> list[np.ndarray]:
+    """For each query hash, the indices of the reference hashes within max_distance bits."""
+    out: list[np.ndarray] = []
+    for i in range(0, len(query), chunk):
+        d = np.bitwise_count(query[i:i + chunk, None] ^ ref[None, :])  # [chunk, m] Hamming distances
+        out += [np.flatnonzero(row <= max_distance) for row in d]
+    return out
+
+
+@dataclass
+class EvalSet:
+    """Everything the benchmarks' evaluation splits hold that a training sample could repeat."""
+    method: str = "phash"
+    max_distance: int = 8
+    ids: dict[str, set] = field(default_factory=dict)        # "coco:1" -> {benchmark, ...}
+    questions: dict[str, set] = field(default_factory=dict)  # "vqav2:770" -> {benchmark}
+    hashes: list[int] = field(default_factory=list)
+    hash_bench: list[str] = field(default_factory=list)
+    hashed: int = 0                 # training images hashed by match(), and the seconds it took
+    hash_seconds: float = 0.0
+    _ref: np.ndarray | None = None
+
+    def add(self, bench: str, image_id: str | None = None, question: str | None = None):
+        if image_id:
+            self.ids.setdefault(image_id, set()).add(bench)
+        if question:
+            self.questions.setdefault(question, set()).add(bench)
+
+    def add_hashes(self, bench: str, hashes: np.ndarray):
+        self.hashes += [int(h) for h in hashes]
+        self.hash_bench += [bench] * len(hashes)
+        self._ref = None
+
+    def match(self, metas: list[dict], blobs: list[bytes | None]) -> list[dict[str, str]]:
+        """For each training sample, {benchmark: how} ("id", "question" or "hash"); {} if clean."""
+        found: list[dict[str, str]] = []
+        need = []
+        for i, m in enumerate(metas):
+            hit: dict[str, str] = {}
+            for key in (m.get("image_id"), m.get("coco_id")):
+                for b in self.ids.get(key, ()) if isinstance(key, str) else ():
+                    hit.setdefault(b, "id")
+            if m.get("task") in ("vqa", None) and isinstance(m.get("uid"), str):
+                for b in self.questions.get(m["uid"], ()):
+                    hit.setdefault(b, "question")
+            found.append(hit)
+            if not hit and blobs[i]:
+                need.append(i)
+        if need and self.hashes:
+            if self._ref is None:
+                self._ref = np.array(self.hashes, np.uint64)
+            t0 = time.perf_counter()
+            hashes, ok = hash_images([blobs[i] for i in need], self.method)
+            self.hashed += len(need)
+            self.hash_seconds += time.perf_counter() - t0
+            for i, good, idx in zip(need, ok, near(hashes, self._ref, self.max_distance)):
+                for j in idx if good else ():
+                    found[i].setdefault(self.hash_bench[j], "hash")
+        return found
