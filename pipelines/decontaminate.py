@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from qwenvl_data.config import load_section
 from qwenvl_data.decontam import HASH_SIZES
 from qwenvl_data.errors import BadInput, UsageError
+from qwenvl_data.outdir import own_output
 from qwenvl_data.shards import ShardWriter, iter_tar_samples
 from qwenvl_data.tasks.benchmarks import load_benchmarks
 from qwenvl_data.vocab import is_image_ext
@@ -45,10 +46,8 @@ def _check_folders(inputs: list[Path], out: Path):
             raise UsageError(f"{p}: no such shard folder (--input)")
         if names.count(p.name) > 1:
             raise UsageError(f"two inputs are named {p.name!r}: each becomes OUT/{p.name}, rename one")
-        a, b = p.resolve(), out.resolve()
-        if a == b or a in b.parents or b in a.parents:
-            raise UsageError(f"--input {p} and --output {out} overlap; write the copies elsewhere")
-    if out.exists() and any(out.iterdir()) and not (out / REPORT).exists():
+    ours = (out / REPORT).exists() or (out / "decontamination-removed.jsonl").exists()
+    if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".qwenvl.")) and not ours:
         raise UsageError(f"{out}: not empty and not a previous decontaminate output; choose an empty folder")
 
 
@@ -115,26 +114,32 @@ def run(args) -> int:
     if not root.is_dir():
         raise UsageError(f"{root}: no such folder (--eval-root)")
     _check_folders(inputs, out)
-    ev, summary = load_benchmarks(cfg.get("benchmarks") or {}, root, method, dist, cfg.get("max_pixels"))
-    report = {name: {**info, "removed": {}, "by": {}} for name, info in summary.items()}
-    sources: dict[str, dict[str, int]] = {}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / REPORT).unlink(missing_ok=True)  # written last: its presence marks a finished run
-    with open(out / "decontamination-removed.jsonl", "w", encoding="utf-8") as log:
-        for src in inputs:
-            dest = out / src.name
-            if dest.exists():
-                shutil.rmtree(dest)
-            dest.mkdir(parents=True)
-            n_in = n_removed = 0
-            for tar in sorted(q for q in src.glob("*.tar") if not q.name.startswith(".tmp-")):
-                a, b = filter_shard(tar, dest, src.name, ev, log, report)
-                n_in, n_removed = n_in + a, n_removed + b
-            for f in src.iterdir():  # per-dataset stats and rejects travel along, unchanged
-                if f.is_file() and f.suffix in (".json", ".jsonl") and not (dest / f.name).exists() and \
-                        not f.with_suffix(".tar").exists():
-                    shutil.copy2(f, dest / f.name)
-            sources[src.name] = {"in": n_in, "out": n_in - n_removed, "removed": n_removed}
+    with own_output(out, stage="decontaminate", inputs=[("--input", p) for p in inputs]):
+        ev, summary = load_benchmarks(cfg.get("benchmarks") or {}, root, method, dist, cfg.get("max_pixels"))
+        report = {name: {**info, "removed": {}, "by": {}} for name, info in summary.items()}
+        sources: dict[str, dict[str, int]] = {}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / REPORT).unlink(missing_ok=True)  # written last: its presence marks a finished run
+        with open(out / "decontamination-removed.jsonl", "w", encoding="utf-8") as log:
+            for src in inputs:
+                dest = out / src.name
+                if dest.exists():
+                    shutil.rmtree(dest)
+                dest.mkdir(parents=True)
+                n_in = n_removed = 0
+                for tar in sorted(q for q in src.glob("*.tar") if not q.name.startswith(".tmp-")):
+                    a, b = filter_shard(tar, dest, src.name, ev, log, report)
+                    n_in, n_removed = n_in + a, n_removed + b
+                for f in src.iterdir():  # per-dataset stats and rejects travel along, unchanged
+                    if f.is_file() and f.suffix in (".json", ".jsonl") and not (dest / f.name).exists() and \
+                            not f.with_suffix(".tar").exists():
+                        shutil.copy2(f, dest / f.name)
+                sources[src.name] = {"in": n_in, "out": n_in - n_removed, "removed": n_removed}
+        _write_report(out, method, dist, root, report, sources, ev, t0)
+    return 0
+
+
+def _write_report(out: Path, method: str, dist: int, root: Path, report: dict, sources: dict, ev, t0: float):
     totals = {k: sum(s[k] for s in sources.values()) for k in ("in", "out", "removed")}
     speed = ev.hashed / ev.hash_seconds if ev.hash_seconds else None
     doc = {"schema": "decontamination", "stage": "decontaminate", "hash": {"method": method, "max_distance": dist},
@@ -144,7 +149,6 @@ def run(args) -> int:
            "seconds": round(time.time() - t0, 3)}
     (out / REPORT).write_text(json.dumps(doc, ensure_ascii=False, indent=1, sort_keys=True))
     print(table(doc))
-    return 0
 
 
 def table(doc: dict) -> str:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from qwenvl_data.config import load_section
+from qwenvl_data.decontam import reports_for
 from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.outdir import own_output
 from qwenvl_data.shards import clean_stale_temps
@@ -168,6 +169,7 @@ def run(args) -> int:
         index = make_index(stage, seed, weights, groups, counts, book, scan_rejected, build_rejected,
                            seen, counter, [str(f) for f in files], time.time() - t0)
         index["bad_files"] = bad_files
+        index.update(reports_for(args.input))  # decontaminate's per-benchmark table, when the inputs are its output
         (out / "index.json").write_text(json.dumps(index, ensure_ascii=False, indent=1, sort_keys=True))
         t = index["totals"]
         print(f"stage {stage}: {t['samples']} samples, {t['images']} images, {t['tokens']} tokens "

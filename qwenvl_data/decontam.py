@@ -13,9 +13,11 @@ Three matches, cheapest first (docs: `qwenvl-data decontaminate`):
 from __future__ import annotations
 
 import io
+import json
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -135,3 +137,20 @@ class EvalSet:
                 for j in idx if good else ():
                     found[i].setdefault(self.hash_bench[j], "hash")
         return found
+
+
+def reports_for(inputs) -> dict:
+    """{"decontamination": report} when the input folders (or the folder above them) hold the
+    `decontamination.json` of `qwenvl-data decontaminate`, for `shards` to copy into index.json; else {}."""
+    found: dict[str, dict] = {}
+    for raw in inputs:
+        p = Path(raw)
+        for cand in (p / "decontamination.json", p.parent / "decontamination.json"):
+            key = str(cand.resolve())
+            if key not in found and cand.is_file():
+                try:
+                    found[key] = json.loads(cand.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    continue
+    docs = list(found.values())
+    return {"decontamination": docs[0] if len(docs) == 1 else docs} if docs else {}
