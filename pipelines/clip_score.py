@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from qwenvl_data import storage
 from qwenvl_data.config import load_section
-from qwenvl_data.errors import BadInput, QwenVLDataError, UsageError
+from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.outdir import own_output
 from qwenvl_data.pipelines.clip_thresholds import apply_thresholds
 
@@ -66,22 +66,29 @@ def settings(args) -> dict:
     return cfg
 
 
+def _abs(url: str) -> str:
+    """Local paths absolute (Ray workers run elsewhere); URLs as given."""
+    return str(url) if storage.is_remote(url) else str(Path(url).resolve())
+
+
 def input_shards(input_dir: str) -> list[tuple[str, str]]:
-    root = Path(input_dir)
-    if not root.is_dir():
+    """(shard, path or URL) of every NNNNNN.tar under --input (a folder or any fsspec URL)."""
+    root = _abs(input_dir)
+    if not storage.isdir(root):
         raise UsageError(f"--input {input_dir}: not a directory")
-    tars = sorted(p for p in root.glob("*.tar") if not p.name.startswith(".tmp-"))
+    tars = [t for t in storage.glob(storage.join(root, "*.tar")) if not storage.name(t).startswith(".tmp-")]
     if not tars:
         raise UsageError(f"--input {input_dir}: no .tar shards")
-    bad = [p.name for p in tars if not p.stem.isdigit()]
+    bad = [t for t in tars if not storage.name(t)[:-4].isdigit()]
     if bad:
-        raise BadInput(f"{root / bad[0]}: shard names must be digits (000000.tar), as download writes them")
-    for p in tars:  # a garbage file fails here, in one line, before any Ray work starts
+        raise BadInput(f"{bad[0]}: shard names must be digits (000000.tar), as download writes them")
+    for t in tars:  # a garbage file fails here, in one line, before any Ray work starts
         try:
-            tarfile.open(p).close()
+            with storage.open(t, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
+                tar.next()
         except (tarfile.TarError, OSError) as e:
-            raise BadInput(f"{p}: not a readable tar shard ({' '.join(str(e).split())[:160]})") from None
-    return [(p.stem, str(p.resolve())) for p in tars]
+            raise BadInput(f"{t}: not a readable tar shard ({' '.join(str(e).split())[:160]})") from None
+    return [(storage.name(t)[:-4], t) for t in tars]
 
 
 def _labels(cfg: dict) -> dict:
@@ -91,30 +98,22 @@ def _labels(cfg: dict) -> dict:
 
 
 def _start_ray(cfg: dict, address: str | None):
+    """The one Ray start (pipelines/engines/ray_setup.py), sized by the config's `ray:` section."""
     import ray
 
-    if not ray.is_initialized():
-        local = {k: v for k, v in (cfg.get("ray") or {}).items() if v is not None}
-        if "object_store_memory" in local:
-            local["object_store_memory"] = int(float(local["object_store_memory"]))
-        ray.init(address=address, include_dashboard=False, **({} if address else local))
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    from qwenvl_data.pipelines.engines.ray_setup import start_ray
+
+    local = cfg.get("ray") or {}
+    start_ray(address, local.get("num_cpus"), local.get("object_store_memory"), progress=True)
     return ray
 
 
 def _unwrap_errors(fn):
     """Run a Ray Data execution; a bad-input error raised in a worker comes back as that one line."""
-    import ray
+    from qwenvl_data.pipelines.engines.ray_setup import one_line_errors
 
-    try:
+    with one_line_errors():
         return fn()
-    except ray.exceptions.RayTaskError as e:
-        cause = e.cause
-        while isinstance(cause, ray.exceptions.RayTaskError):
-            cause = cause.cause
-        if isinstance(cause, QwenVLDataError):  # Ray appends advice lines to the message: keep ours
-            raise type(cause)(str(cause).splitlines()[0]) from None
-        raise
 
 
 def score_all(cfg: dict, shards: list[tuple[str, str]], address: str | None) -> pa.Table:
@@ -145,11 +144,11 @@ def score_all(cfg: dict, shards: list[tuple[str, str]], address: str | None) -> 
     return pa.concat_tables([p.cast(SCORED) for p in parts]) if parts else SCORED.empty_table()
 
 
-def load_or_score(cfg: dict, shards, output: Path, address: str | None) -> pa.Table:
+def load_or_score(cfg: dict, shards, output: str, address: str | None) -> pa.Table:
     """Reuse scores.parquet when it holds the same model's scores of the same shards (resume)."""
-    path = output / "scores.parquet"
-    if path.exists():
-        old = pq.read_table(path)
+    path = storage.join(output, "scores.parquet")
+    if storage.exists(path):
+        old = storage.read_parquet(path)
         meta = (old.schema.metadata or {}).get(b"qwenvl.clip_models", b"{}")
         same_shards = set(old["shard"].to_pylist()) == {s for s, _ in shards} if old.num_rows else False
         if json.loads(meta) == _labels(cfg) and same_shards:
@@ -159,7 +158,7 @@ def load_or_score(cfg: dict, shards, output: Path, address: str | None) -> pa.Ta
     return score_all(cfg, shards, address)
 
 
-def write_shards(cfg: dict, shards, scores: pa.Table, output: Path, address: str | None) -> int:
+def write_shards(cfg: dict, shards, scores: pa.Table, output: str, address: str | None) -> int:
     from qwenvl_data.pipelines.clip_stages import write_kept_shard
 
     kept = scores.filter(scores["kept"])
@@ -172,19 +171,19 @@ def write_shards(cfg: dict, shards, scores: pa.Table, output: Path, address: str
     ray = _start_ray(cfg, address)
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(write_kept_shard, batch_size=1, batch_format="pyarrow",
-                        fn_kwargs={"output": str(output.resolve()), "labels": _labels(cfg)})
+                        fn_kwargs={"output": output, "labels": _labels(cfg)})
     _unwrap_errors(ds.materialize)
-    return sum(json.loads((output / f"{s}.json").read_text())["count"] for s, _ in shards)
+    return sum(storage.read_json(storage.join(output, f"{s}.json"))["count"] for s, _ in shards)
 
 
 def expected_samples(input_dir: str, shards) -> int | None:
     """Samples the download wrote (its sidecar parquets), to check that nothing was lost."""
     total = 0
     for shard, _ in shards:
-        side = Path(input_dir) / f"{shard}.parquet"
-        if not side.exists():
+        side = storage.join(input_dir, f"{shard}.parquet")
+        if not storage.exists(side):
             return None
-        status = pq.read_table(side, columns=["status"])["status"]
+        status = storage.read_parquet(side, columns=["status"])["status"]
         total += int(pc.sum(pc.equal(status, "success")).as_py() or 0)
     return total
 
@@ -197,7 +196,7 @@ def run(args) -> int:
 
 
 def _score(args, cfg: dict, shards) -> int:
-    output = Path(args.output)
+    output = _abs(args.output)
     start = time.time()
     raw = load_or_score(cfg, shards, output, args.ray_address)
     expected = expected_samples(args.input, shards)
@@ -206,15 +205,13 @@ def _score(args, cfg: dict, shards) -> int:
                        f"{expected} successes")
     scores = apply_thresholds(raw, cfg["thresholds"])
     meta = {**SCORES_META, b"qwenvl.clip_models": json.dumps(_labels(cfg)).encode()}
-    tmp = output / ".tmp-scores.parquet"
-    pq.write_table(scores.replace_schema_metadata(meta), tmp)
-    os.replace(tmp, output / "scores.parquet")
+    storage.write_parquet(scores.replace_schema_metadata(meta), storage.join(output, "scores.parquet"))
     n_kept = int(pc.sum(scores["kept"]).as_py() or 0)
     written = write_shards(cfg, shards, scores, output, args.ray_address)
     if written != n_kept:
         raise BadInput(f"{output}: the shards hold {written} samples but {n_kept} were kept")
     summary = summarise(scores, cfg, time.time() - start, args.input)
-    (output / "clip.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
+    storage.write_json(storage.join(output, "clip.json"), summary, indent=1)
     dropped = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items()) or "none"
     print(f"clip-score: {n_kept}/{scores.num_rows} samples kept under {output}; dropped: {dropped}; "
           f"{summary['seconds']} s")
@@ -237,6 +234,6 @@ def summarise(scores: pa.Table, cfg: dict, seconds: float, input_dir: str) -> di
         for r, n in s["dropped"].items():
             dropped[r] = dropped.get(r, 0) + n
     thresholds = scores.group_by(["source", "lang"]).aggregate([("threshold", "max")]).to_pylist()
-    return {"stage": "clip-score", "input": str(Path(input_dir).resolve()), "models": _labels(cfg),
+    return {"stage": "clip-score", "input": _abs(input_dir), "models": _labels(cfg),
             "in": scores.num_rows, "kept": int(pc.sum(scores["kept"]).as_py() or 0), "dropped": dropped,
             "sources": sources, "thresholds": thresholds, "seconds": round(seconds, 2)}

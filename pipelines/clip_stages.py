@@ -15,15 +15,15 @@ import functools
 import hashlib
 import json
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from qwenvl_data import clip
+from qwenvl_data import clip, storage
 from qwenvl_data.errors import BadInput
 from qwenvl_data.images import ImageRejected, decode_rgb
 from qwenvl_data.shards import ShardWriter, iter_tar_samples, shard_done
+from qwenvl_data.vocab import LANGUAGES
 
 IMAGE_EXTS = ("jpg", "png", "webp", "jpeg")
 SCORED = pa.schema([("shard", pa.string()), ("key", pa.string()), ("uid", pa.string()),
@@ -45,13 +45,15 @@ def _sample_fields(key: str, files: dict) -> tuple[dict, bytes | None]:
     image = next((files[e] for e in IMAGE_EXTS if e in files), None)
     caption = files["txt"].decode("utf-8") if "txt" in files else meta.get("caption")
     return {"key": key, "uid": meta.get("uid") or key, "source": meta.get("source") or "unknown",
-            "lang": meta.get("lang") or "en", "caption": caption or ""}, image
+            "lang": meta.get("lang") if meta.get("lang") in LANGUAGES else None, "caption": caption or ""}, image
 
 
 def _samples(path: str):
-    """iter_tar_samples, with an unreadable tar reported as bad input naming the file."""
+    """iter_tar_samples, with an unreadable tar reported as bad input naming the file; a shard on an
+    object store is fetched to a local temp file first (the reader seeks)."""
     try:
-        yield from iter_tar_samples(path)
+        with storage.local_copy(path) as local:
+            yield from iter_tar_samples(local)
     except (tarfile.TarError, OSError, EOFError) as e:
         raise BadInput(f"{path}: not a readable tar shard ({' '.join(str(e).split())[:160]})") from None
 
@@ -67,6 +69,8 @@ def read_and_preprocess(batch: pa.Table, models: dict, read_batch: int, max_pixe
             row["pixels"], row["error"] = None, None
             if image is None:
                 row["error"] = "no_image"
+            elif row["lang"] is None:  # the shards reject it as unknown_lang too; never guess "en"
+                row["error"] = "unknown_lang"
             elif not row["caption"]:
                 row["error"] = "no_caption"
             else:
@@ -115,7 +119,7 @@ class ScoreActor:
 
 def _kept_digest(output: str, shard: str) -> str | None:
     try:
-        return json.loads((Path(output) / f"{shard}.json").read_text()).get("kept_keys_sha256")
+        return storage.read_json(storage.join(output, f"{shard}.json")).get("kept_keys_sha256")
     except (OSError, ValueError):
         return None
 

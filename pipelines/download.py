@@ -13,7 +13,6 @@ Resume: a shard whose `{shard}_stats.json` exists is done; a rerun downloads onl
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -23,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from qwenvl_data import storage
 from qwenvl_data.config import load_section
 from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.images import ImageLimits
@@ -99,18 +99,22 @@ def settings(args) -> dict:
     return cfg
 
 
-def input_files(input_dir: str) -> tuple[list[Path], int]:
+def _abs(url) -> str:
+    """Local paths absolute (workers run elsewhere); fsspec URLs (s3://, gs://) as given."""
+    return str(url) if storage.is_remote(url) else str(Path(url).resolve())
+
+
+def input_files(input_dir: str) -> tuple[list[str], int]:
     """The pair parquet files and their total rows; a missing column is named with its file."""
-    root = Path(input_dir)
-    if not root.is_dir():
+    if not storage.isdir(input_dir):
         raise UsageError(f"--input {input_dir}: not a directory of pair parquet files")
-    files = sorted(root.glob("*.parquet"))
+    files = storage.glob(storage.join(input_dir, "*.parquet"))
     if not files:
         raise UsageError(f"--input {input_dir}: no .parquet files")
     total = 0
     for f in files:
         try:
-            meta = pq.ParquetFile(f)
+            meta = pq.ParquetFile(storage.open(f, "rb"))
         except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
             raise BadInput(f"{f}: not a readable parquet file ({type(e).__name__}: {e})") from None
         missing = [c for c in PAIR_COLUMNS if c not in meta.schema_arrow.names]
@@ -120,34 +124,33 @@ def input_files(input_dir: str) -> tuple[list[Path], int]:
     return files, total
 
 
-def done_shards(output: Path) -> set[int]:
+def done_shards(output: str) -> set[int]:
     """Shards img2dataset finished: stats json readable, tar and parquet under their final names."""
     done = set()
-    for stats in output.glob("*_stats.json"):
-        sid = stats.name.split("_", 1)[0]
+    for stats in storage.glob(storage.join(output, "*_stats.json")):
+        sid = storage.name(stats).split("_", 1)[0]
         try:
-            json.loads(stats.read_text())
+            storage.read_json(stats)
         except ValueError:
             continue  # killed while writing the stats: redo the shard
-        if sid.isdigit() and (output / f"{sid}.tar").exists() and (output / f"{sid}.parquet").exists():
+        if sid.isdigit() and all(storage.exists(storage.join(output, f"{sid}{e}")) for e in (".tar", ".parquet")):
             done.add(int(sid))
     return done
 
 
-def run_img2dataset(cfg: dict, input_dir: str, output: Path, engine: str, ray_address: str | None):
+def run_img2dataset(cfg: dict, input_dir: str, output: str, engine: str, ray_address: str | None):
     """Assemble img2dataset's own parts around our seams and run its distributor."""
     from img2dataset import distributor as dist
     from img2dataset.reader import Reader
 
     from qwenvl_data.pipelines.download_parts import AtomicShardWriter, CheckedResizer, GuardedDownloader
 
-    for stale in output.glob(".tmp-*"):
-        stale.unlink()
-    tmp = output / "_tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
+    storage.clean_stale_temps(output)
+    tmp = storage.join(output, "_tmp")  # img2dataset's input slices: workers read them (fsspec)
+    storage.makedirs(tmp)
     columns = ["uid", "source", "lang"]
-    reader = Reader(str(Path(input_dir).resolve()), "parquet", "url", "caption", None, None, columns,
-                    int(cfg["samples_per_shard"]), done_shards(output), str(tmp.resolve()))
+    reader = Reader(_abs(input_dir), "parquet", "url", "caption", None, None, columns,
+                    int(cfg["samples_per_shard"]), done_shards(output), tmp)
     limits = ImageLimits(cfg.get("max_pixels"), cfg.get("min_image_side"), cfg.get("max_aspect_ratio"))
     resizer = CheckedResizer(
         limits, image_size=int(cfg["image_size"]), resize_mode=cfg["resize_mode"],
@@ -159,7 +162,7 @@ def run_img2dataset(cfg: dict, input_dir: str, output: Path, engine: str, ray_ad
     directives = cfg.get("disallowed_header_directives") or None
     downloader = GuardedDownloader(
         policy, sample_writer_class=AtomicShardWriter, resizer=resizer, thread_count=int(cfg["threads"]),
-        save_caption=True, extract_exif=False, output_folder=str(output.resolve()),
+        save_caption=True, extract_exif=False, output_folder=output,
         column_list=reader.column_list, timeout=float(cfg["timeout"]),
         number_sample_per_shard=int(cfg["samples_per_shard"]), oom_shard_count=OOM_SHARDS,
         compute_hash="sha256", verify_hash_type=None, encode_format=cfg["encode_format"],
@@ -170,22 +173,20 @@ def run_img2dataset(cfg: dict, input_dir: str, output: Path, engine: str, ray_ad
     if engine == "local":
         dist.multiprocessing_distributor(processes, downloader, reader, None, retry)
     elif engine == "ray":
-        import ray
-        if not ray.is_initialized():
-            ray.init(address=ray_address, **({} if ray_address else {"num_cpus": processes}))
-        dist.ray_distributor(processes, downloader, reader, None, retry)
+        from qwenvl_data.pipelines.engines.ray_setup import ray_session
+
+        with ray_session(ray_address, processes):
+            dist.ray_distributor(processes, downloader, reader, None, retry)
     else:
         try:
             import pyspark  # noqa: F401
         except ImportError:
             raise UsageError("--engine spark needs pyspark (pip install pyspark)") from None
         dist.pyspark_distributor(processes, downloader, reader, 1000, retry)
-    for leftover in tmp.glob("*"):
-        leftover.unlink()
-    tmp.rmdir()
+    storage.remove(tmp)
 
 
-def write_failures(output: Path, shard: str, table: pa.Table) -> pa.Table:
+def write_failures(output: str, shard: str, table: pa.Table) -> pa.Table:
     """OUT/failures/{shard}.parquet: the shard's pairs that are not samples, with their reason."""
     bad = table.filter(pc.not_equal(table["status"], "success"))
     reasons = [failure_reason(m) for m in bad["error_message"].to_pylist()]
@@ -194,11 +195,7 @@ def write_failures(output: Path, shard: str, table: pa.Table) -> pa.Table:
         "shard": pa.array([shard] * bad.num_rows, pa.string()), "key": bad["key"],
         "reason": pa.array(reasons, pa.string()), "error_message": bad["error_message"],
     }, schema=FAILURE_SCHEMA)
-    folder = output / "failures"
-    folder.mkdir(exist_ok=True)
-    tmp = folder / f".tmp-{shard}.parquet"
-    pq.write_table(out, tmp)
-    os.replace(tmp, folder / f"{shard}.parquet")
+    storage.write_parquet(out, storage.join(output, "failures", f"{shard}.parquet"))
     return out
 
 
@@ -206,10 +203,10 @@ def _counts(table: pa.Table, by: list[str]) -> list[dict]:
     return table.group_by(by).aggregate([([], "count_all")]).to_pylist() if table.num_rows else []
 
 
-def summarise(output: Path, input_dir: str, n_in: int, cfg: dict, engine: str, seconds: float) -> dict:
-    shards = sorted(p.name.split("_", 1)[0] for p in output.glob("*_stats.json"))
+def summarise(output: str, input_dir: str, n_in: int, cfg: dict, engine: str, seconds: float) -> dict:
+    shards = sorted(storage.name(p).split("_", 1)[0] for p in storage.glob(storage.join(output, "*_stats.json")))
     cols = ["uid", "source", "lang", "url", "caption", "key", "status", "error_message", "sha256"]
-    tables = {s: pq.read_table(output / f"{s}.parquet", columns=cols) for s in shards}
+    tables = {s: storage.read_parquet(storage.join(output, f"{s}.parquet"), columns=cols) for s in shards}
     if cfg.get("dedup_sha256"):
         tables = drop_duplicates(output, tables)
     fails = pa.concat_tables([write_failures(output, s, t) for s, t in tables.items()]) if tables \
@@ -233,15 +230,13 @@ def summarise(output: Path, input_dir: str, n_in: int, cfg: dict, engine: str, s
         s["in"] = s["samples"] + sum(s["failed"].values())
     reasons = {r["reason"]: r["count_all"] for r in _counts(fails, ["reason"])}
     summary = {
-        "stage": "download", "input": str(Path(input_dir).resolve()), "engine": engine,
+        "stage": "download", "input": _abs(input_dir), "engine": engine,
         "in": n_in, "samples": n_ok, "failed": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
         "success_pct": round(100.0 * n_ok / n_in, 2) if n_in else 0.0, "shards": len(shards),
         "sources": sources, "seconds": round(seconds, 2),
         "image_size": cfg["image_size"], "encode_format": cfg["encode_format"],
     }
-    tmp = output / ".tmp-download.json"
-    tmp.write_text(json.dumps(summary, indent=1, ensure_ascii=False))
-    os.replace(tmp, output / "download.json")
+    storage.write_json(storage.join(output, "download.json"), summary, indent=1)
     return summary
 
 
@@ -254,7 +249,7 @@ def run(args) -> int:
 
 
 def _download(args, cfg: dict, n_in: int) -> int:
-    output = Path(args.output)
+    output = _abs(args.output)
     start = time.time()
     run_img2dataset(cfg, args.input, output, args.engine, args.ray_address)
     s = summarise(output, args.input, n_in, cfg, args.engine, time.time() - start)

@@ -3,19 +3,17 @@
 Runs after img2dataset, over the shard sidecar parquets (sha256 of the downloaded bytes). The
 sample with the smallest key keeps its place, whatever order the workers finished in, so the result
 is deterministic. Shards holding a dropped duplicate are rewritten: tar first, then parquet (status
-`duplicate`), then stats json, each by atomic rename; a kill in between is repaired by the rerun,
+`duplicate`), then stats json, each written atomically (storage); a kill in between is repaired by the rerun,
 because the parquet still says `success` until the tar no longer holds the sample.
 """
 from __future__ import annotations
 
-import json
-import os
 import tarfile
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+
+from qwenvl_data import storage
 
 
 def duplicate_keys(tables: dict[str, pa.Table]) -> dict[str, str]:
@@ -34,22 +32,15 @@ def duplicate_keys(tables: dict[str, pa.Table]) -> dict[str, str]:
     return dict(zip(dups["key"].to_pylist(), dups["key_min"].to_pylist()))
 
 
-def _rewrite_tar(path: Path, drop: set[str]):
-    tmp = path.with_name(f".tmp-dedup-{path.name}")
-    with tarfile.open(path) as src, tarfile.open(tmp, "w", format=src.format) as dst:
+def _rewrite_tar(path: str, drop: set[str]):
+    with storage.local_copy(path) as local, tarfile.open(local) as src, storage.atomic_write(path) as f, \
+            tarfile.open(fileobj=f, mode="w", format=src.format) as dst:
         for member in src:
             if member.name.split(".", 1)[0] not in drop:
                 dst.addfile(member, src.extractfile(member) if member.isfile() else None)
-    os.replace(tmp, path)
 
 
-def _atomic_write(path: Path, write):
-    tmp = path.with_name(f".tmp-dedup-{path.name}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def drop_duplicates(output: Path, tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
+def drop_duplicates(output: str, tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
     """Remove duplicate samples from their shards; returns the updated sidecar tables."""
     dups = duplicate_keys(tables)
     if not dups:
@@ -61,8 +52,8 @@ def drop_duplicates(output: Path, tables: dict[str, pa.Table]) -> dict[str, pa.T
         if not hit:
             out[shard] = table
             continue
-        _rewrite_tar(output / f"{shard}.tar", hit)
-        full = pq.read_table(output / f"{shard}.parquet")
+        _rewrite_tar(storage.join(output, f"{shard}.tar"), hit)
+        full = storage.read_parquet(storage.join(output, f"{shard}.parquet"))
         is_dup = pc.is_in(full["key"], pa.array(sorted(hit), pa.string()))
         msgs = [f"duplicate_image: same image as sample {dups[k]}" if k in hit else m
                 for k, m in zip(full["key"].to_pylist(), full["error_message"].to_pylist())]
@@ -70,11 +61,11 @@ def drop_duplicates(output: Path, tables: dict[str, pa.Table]) -> dict[str, pa.T
                                pc.if_else(is_dup, "duplicate", full["status"]))
         full = full.set_column(full.schema.get_field_index("error_message"), "error_message",
                                pa.array(msgs, pa.string()))
-        _atomic_write(output / f"{shard}.parquet", lambda p, t=full: pq.write_table(t, p))
-        stats_path = output / f"{shard}_stats.json"
-        stats = json.loads(stats_path.read_text())
+        storage.write_parquet(full, storage.join(output, f"{shard}.parquet"))
+        stats_path = storage.join(output, f"{shard}_stats.json")
+        stats = storage.read_json(stats_path)
         stats["successes"] = int(pc.sum(pc.equal(full["status"], "success")).as_py() or 0)
         stats["duplicates"] = int(pc.sum(pc.equal(full["status"], "duplicate")).as_py() or 0)
-        _atomic_write(stats_path, lambda p, s=stats: p.write_text(json.dumps(s, indent=4)))
+        storage.write_json(stats_path, stats, indent=4)
         out[shard] = full.select(table.column_names)
     return out

@@ -6,7 +6,8 @@ img2dataset keeps fetching, resizing and tar writing; we only swap three seams i
   connection and every redirect hop is address-checked, and non-http(s) URLs are refused.
 - `CheckedResizer` runs qwenvl_data.images checks (pixel limit before decode, full decode, real
   sizes) before img2dataset's own resizer, and returns the failure reason as the error message.
-- `AtomicShardWriter` writes the tar and sidecar parquet under temporary names and renames them when
+- `AtomicShardWriter` writes the tar and sidecar parquet under temporary names, rewrites them sorted by
+  key with fixed member metadata (the same input gives the same bytes), and renames them when
   the shard is complete; img2dataset writes `{shard}_stats.json` after that, which marks it done.
   Each sample json carries `"schema": "sample"` (schemas/sample.schema.json).
 
@@ -19,13 +20,16 @@ import os
 
 import fsspec
 import numpy as np
+import pyarrow.parquet as pq
 import webdataset as wds
 from img2dataset.downloader import Downloader
 from img2dataset.resizer import Resizer
 from img2dataset.writer import BufferedParquetWriter
 
-from qwenvl_data import netguard
+from qwenvl_data import netguard, storage
 from qwenvl_data.images import ImageLimits, ImageRejected, inspect_image
+from qwenvl_data.shards.writer import write_sorted_tar
+
 
 class GuardedDownloader(Downloader):
     """img2dataset's Downloader, with every fetch in its process going through the address policy."""
@@ -67,7 +71,8 @@ class AtomicShardWriter:
         base = shard_base(output_folder, shard_id, oom_shard_count)
         self.fs, _ = fsspec.core.url_to_fs(output_folder)
         name = os.path.basename(base)
-        tmp = f"{output_folder}/.tmp-{os.getpid()}-{name}"
+        # On an object store an object appears whole when its upload completes: final names directly.
+        tmp = base if storage.is_remote(output_folder) else f"{output_folder}/.tmp-{os.getpid()}-{name}"
         self.paths = {ext: (f"{tmp}{ext}", f"{base}{ext}") for ext in (".tar", ".parquet")}
         self.tar_fd = self.fs.open(self.paths[".tar"][0], "wb")
         self.tarwriter = wds.TarWriter(self.tar_fd)
@@ -90,5 +95,19 @@ class AtomicShardWriter:
         self.parquet.close()
         self.tarwriter.close()
         self.tar_fd.close()
+        if "file" in self.fs.protocol:  # same input, same bytes: samples sorted by key, fixed metadata
+            make_deterministic(*(self.paths[ext][0] for ext in (".tar", ".parquet")))
         for ext in (".parquet", ".tar"):  # the tar last: a shard's tar implies its parquet
-            self.fs.mv(*self.paths[ext])
+            if self.paths[ext][0] != self.paths[ext][1]:
+                self.fs.mv(*self.paths[ext])
+
+
+def make_deterministic(tar: str, parquet: str):
+    """Rewrite img2dataset's tar (wall-clock mtimes, mode 0444, its owner, samples in the order the
+    threads finished) and its sidecar parquet (rows in that order) sorted by key with fixed metadata."""
+    sorted_tar = f"{tar}.sorted"
+    write_sorted_tar(tar, sorted_tar)
+    os.replace(sorted_tar, tar)
+    table = pq.read_table(parquet)
+    if "key" in table.column_names:
+        pq.write_table(table.sort_by("key"), parquet)

@@ -19,8 +19,9 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import fsspec
 
@@ -121,7 +122,9 @@ def atomic_write(url, mode: str = "wb") -> Iterator[Any]:
         try:
             yield f
         except BaseException:
-            f.discard() if hasattr(f, "discard") else None  # an unfinished upload is never committed
+            if hasattr(f, "discard"):  # an unfinished upload is never committed
+                f.discard()
+                f.closed = True
             raise
         f.close()
         return
@@ -185,3 +188,18 @@ def read_parquet(url, **kwargs):
 
     with open(url, "rb") as f:
         return pq.read_table(f, **kwargs)
+
+
+@contextlib.contextmanager
+def local_copy(url) -> Iterator[str]:
+    """A local path holding `url`'s bytes: the path itself when local, else a temp download removed after."""
+    if not is_remote(url):
+        yield local_path(url)
+        return
+    import tempfile
+
+    fs, path = fs_of(url)
+    with tempfile.TemporaryDirectory(prefix="qwenvl-get-") as tmp:
+        dest = os.path.join(tmp, name(url))
+        fs.get_file(path, dest)
+        yield dest

@@ -59,8 +59,8 @@ def user_data(tmp_path_factory):
     data = tmp_path_factory.mktemp("user") / "data"
     make_all(data)  # refcoco ... text/ and sft/finetune.json in their real layouts
     save_random_checkpoint(TINY, data / "models" / "tiny-clip.pt", seed=0)
-    (data / "clip.yaml").write_text("clip_score:\n  batch_size: 16\n  read_batch: 8\n"
-                                    "  thresholds: {default: 'q0.2'}\n  ray: {num_cpus: 1, object_store_memory: 2e8}\n")
+    (data / "clip.yaml").write_text("clip_score:\n  batch_size: 16\n  read_batch: 8\n  thresholds: {default: 'q0.2'}\n"
+                                    "  ray: {num_cpus: 1, object_store_memory: 200000000}\n")
     subprocess.run([str(ROOT / ".venv/bin/python"), "scripts/make_tokenizer.py", "--out", str(data / "tokenizer")],
                    cwd=ROOT, check=True, capture_output=True)
     return data
@@ -74,7 +74,8 @@ def test_production_targets(user_data, tmp_path):
         make("filter", out, f"INPUT={data}/laion/*.parquet", "SOURCE=laion")
         funnel = json.loads((out / "filter" / "funnel.json").read_text())
         assert funnel["total"]["in"] == 14 and funnel["total"]["kept"] == 11, funnel["total"]
-        assert {r for r, n in funnel["total"]["dropped"].items() if n} == {"image_too_small", "clip_score", "duplicate_url"}
+        dropped = {r for r, n in funnel["total"]["dropped"].items() if n}
+        assert dropped == {"image_too_small", "clip_score", "duplicate_url"}, dropped
 
         make("download", out, "DOWNLOAD_FLAGS=--allow-addresses 127.0.0.1 --processes 1 --threads 4 "
              "--image-size 224 --timeout 5")

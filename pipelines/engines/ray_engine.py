@@ -40,8 +40,9 @@ class _ReducePartition:
 
 
 def run(job, chunks, options) -> None:
-    import ray
     from dataclasses import asdict
+
+    import ray
 
     from qwenvl_data.pipelines.engines.ray_setup import start_ray, stop_ray
 
