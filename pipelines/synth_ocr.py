@@ -13,20 +13,19 @@ as stage-2 OCR task shards (schemas/ocr.schema.json).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 
-from qwenvl_data import funnel
+from qwenvl_data import funnel, storage
 from qwenvl_data.config import load_section
 from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.outdir import own_output
+from qwenvl_data.pipelines.engines.units import map_units
 from qwenvl_data.shards import ShardWriter, clean_stale_temps, shard_done, shard_name
 
 ROW_SCHEMA = pa.schema([("key", pa.string()), ("uid", pa.string()), ("source", pa.string()),
@@ -154,8 +153,11 @@ def write_shard(job: ShardJob) -> dict:
 
 
 def _shard_stats(job: ShardJob) -> dict:
-    path = Path(job.out_dir) / f"{shard_name(job.prefix, job.shard_id)}.json"
-    return json.loads(path.read_text())["funnel"]
+    return storage.read_json(storage.join(job.out_dir, f"{shard_name(job.prefix, job.shard_id)}.json"))["funnel"]
+
+
+def _done(job: ShardJob) -> bool:
+    return shard_done(job.out_dir, job.shard_id, job.prefix)
 
 
 def _real_jobs(kind: str, folder: str | None, suffixes, out: str, cfg: dict) -> list[ShardJob]:
@@ -193,34 +195,9 @@ def plan(args, cfg: dict) -> list[ShardJob]:
 
 
 def run_jobs(jobs: list[ShardJob], engine: str, workers: int, ray_address: str | None) -> list[dict]:
-    if not jobs:
-        return []
-    if engine == "ray":
-        return run_on_ray(jobs, workers, ray_address)
-    if workers <= 1 or len(jobs) == 1:
-        return [write_shard(j) for j in jobs]
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-        return list(pool.map(write_shard, jobs))
-
-
-def run_on_ray(jobs: list[ShardJob], workers: int, address: str | None) -> list[dict]:
-    """One Ray task per shard; a local Ray (small object store: tasks return only stats) unless
-    `address` names a cluster, whose workers must see --output (a shared filesystem)."""
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=max(1, workers), object_store_memory=200 * 1024**2,
-                     include_dashboard=False, log_to_driver=False)
-    try:
-        task = ray.remote(num_cpus=1)(write_shard)
-        return ray.get([task.remote(j) for j in jobs])
-    finally:
-        if started:
-            ray.shutdown()
+    """One unit per shard on the shared engine layer (pipelines/engines/units.py): a process pool or one
+    Ray task per shard (local Ray, or the cluster at ray_address); finished shards are skipped."""
+    return map_units(write_shard, jobs, engine, workers, ray_address, done=_done, desc="synth-ocr shards")
 
 
 def merge_funnel(parts: list[dict]) -> dict:
@@ -250,7 +227,7 @@ def run(args) -> int:
     inputs = [(f"--{k}", getattr(args, k, None)) for k in ("corpus", "backgrounds", "fonts", "pdf", "html")]
     with own_output(args.output, stage="synth-ocr", inputs=inputs):
         clean_stale_temps(args.output)
-        todo = [j for j in jobs if not shard_done(j.out_dir, j.shard_id, j.prefix)]
+        todo = [j for j in jobs if not _done(j)]
         start = time.time()
         run_jobs(todo, args.engine, args.workers, args.ray_address)
         seconds = time.time() - start

@@ -174,6 +174,21 @@ class ShardWriter:
         return False
 
 
+def write_sorted_tar(src: str | Path, dst: str | Path) -> int:
+    """Copy the tar `src` to `dst` with its samples sorted by key and the metadata ShardWriter uses
+    (mtime 0, mode 0644, uid/gid 0, no owner names), so the same samples give the same bytes whatever
+    order and clock they were written with (the download writer's tars). Returns the sample count."""
+    from .reader import group, members
+    samples = sorted(group(members(src)), key=lambda s: s[0])
+    with open(src, "rb") as f, tarfile.open(dst, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for key, found in samples:
+            for ext in sorted(found):
+                offset, size = found[ext]
+                f.seek(offset)
+                tar.addfile(_tarinfo(f"{key}.{ext}", size), io.BytesIO(f.read(size)))
+    return len(samples)
+
+
 def clean_stale_temps(out_dir: str | Path):
     """Remove temp files a killed run left behind (never a finished shard)."""
     storage.clean_stale_temps(out_dir)
