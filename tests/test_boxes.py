@@ -122,3 +122,17 @@ def test_parse_answer_continues_a_prompt_that_ends_in_box():
     assert parse_answer("(1,2),(3,4)</box><ref>x</ref><box>(5,6),(7,8)</box>", "<img>a</img><box>") == [
         {"ref": None, "boxes": [(1, 2, 3, 4)], "quads": []}, {"ref": "x", "boxes": [(5, 6, 7, 8)], "quads": []}]
     assert parse_answer("(1,2),(3,4)</box>", "What is it?") == []  # no open box: nothing to continue
+
+
+def test_ocr_lines_and_words_with_degenerate_boxes_left_out_and_counted():
+    from qwenvl_data.ocr.sample import ocr_sample
+    lines = [{"text": "ok", "quad": [(10, 10), (300, 10), (300, 40), (10, 40)],
+              "words": [{"text": "i", "quad": [(10, 10), (11, 10), (11, 40), (10, 40)]},  # 1 px wide: 0 bins
+                        {"text": "ok", "quad": [(20, 10), (300, 10), (300, 40), (20, 40)]}]},
+             {"text": "thin", "quad": [(10, 50), (300, 50), (300, 51), (10, 51)]},  # 1 px tall
+             {"text": "out", "quad": [(3000, 50), (3100, 50), (3100, 60), (3000, 60)]}]
+    sample, dropped = ocr_sample("u", "synthdog-en", "en", 2000, 2000, lines)
+    assert dropped == {"lines_outside_image": 1, "degenerate_box": 1, "degenerate_word_box": 1}
+    assert sample["target"] == "<ref>ok</ref><quad>(5,5),(150,5),(150,20),(5,20)</quad>"
+    assert [w["text"] for w in sample["lines"][0]["words"]] == ["ok"]
+    assert sample["lines"][0]["box"] == [5, 5, 150, 20]

@@ -150,4 +150,4 @@ def render_page(cfg: dict, res: Resources, seed: int, page_no: int) -> tuple[byt
     source = f"synthdog-{lang}"
     uid = f"{source}-s{seed}-{page_no:09d}"
     sample, dropped = ocr_sample(uid, source, lang, w, h, records, {"seed": int(seed), "page": int(page_no)})
-    return jpeg, sample, {"paragraphs_skipped": skipped, "lines_outside_image": dropped}
+    return jpeg, sample, {"paragraphs_skipped": skipped, **dropped}

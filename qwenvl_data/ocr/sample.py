@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..boxes import format_quad, format_ref, normalise
+from ..boxes import degenerate, format_quad, format_ref, normalise
 
 PROMPT = "OCR with grounding:"
 
 
 def quads_to_bins(quads: np.ndarray, width: int, height: int):
-    """(N, 4, 2) pixel quads -> (quad bins (N,4,2), box bins (N,4), inside mask (N,)).
-    A quad whose bounding box, clipped to the image, is empty lies outside the image (mask False)."""
+    """(N, 4, 2) pixel quads -> (quad bins (N,4,2), box bins (N,4), inside mask (N,), degenerate mask (N,)).
+    A quad whose bounding box, clipped to the image, is empty lies outside the image (inside False); one
+    whose box has zero width or height after binning is degenerate (boxes.degenerate: `degenerate_box`)."""
     quads = np.asarray(quads, np.float64).reshape(-1, 4, 2)
     lo, hi = quads.min(1), quads.max(1)
     size = np.array([width, height], np.float64)
@@ -24,25 +25,27 @@ def quads_to_bins(quads: np.ndarray, width: int, height: int):
     qb = np.stack([normalise(quads[..., 0], width), normalise(quads[..., 1], height)], -1)
     bb = np.concatenate([np.stack([normalise(clo[:, 0], width), normalise(clo[:, 1], height)], -1),
                          np.stack([normalise(chi[:, 0], width), normalise(chi[:, 1], height)], -1)], 1)
-    return qb, bb, inside
+    return qb, bb, inside, inside & degenerate(bb)
 
 
 def ocr_sample(uid: str, source: str, lang: str, width: int, height: int, lines: list[dict],
                extra: dict | None = None) -> tuple[dict, int]:
     """`lines`: [{'text', 'quad': (4,2) px, 'words': [{'text', 'quad'}], ...extra keys kept}].
-    Returns (sample json, lines dropped because their quad lies outside the image)."""
-    out_lines, parts, dropped = [], [], 0
+    Returns (sample json, counts of what was left out: lines outside the image `lines_outside_image`,
+    lines `degenerate_box`, words `degenerate_word_box`; a word outside the image is left out uncounted)."""
+    out_lines, parts, dropped = [], [], {"lines_outside_image": 0, "degenerate_box": 0, "degenerate_word_box": 0}
     if lines:
-        lq, lb, lok = quads_to_bins(np.array([ln["quad"] for ln in lines]), width, height)
+        lq, lb, lok, ldeg = quads_to_bins(np.array([ln["quad"] for ln in lines]), width, height)
     for i, line in enumerate(lines):
-        if not lok[i]:
-            dropped += 1
+        if not lok[i] or ldeg[i]:
+            dropped["degenerate_box" if ldeg[i] else "lines_outside_image"] += 1
             continue
         words = []
         if line.get("words"):
-            wq, wb, wok = quads_to_bins(np.array([w["quad"] for w in line["words"]]), width, height)
+            wq, wb, wok, wdeg = quads_to_bins(np.array([w["quad"] for w in line["words"]]), width, height)
             words = [{"text": w["text"], "quad": wq[j].tolist(), "box": wb[j].tolist()}
-                     for j, w in enumerate(line["words"]) if wok[j]]
+                     for j, w in enumerate(line["words"]) if wok[j] and not wdeg[j]]
+            dropped["degenerate_word_box"] += int(wdeg.sum())
         entry = {k: v for k, v in line.items() if k not in ("quad", "words")}
         quad = lq[i].tolist()
         entry.update(quad=quad, box=lb[i].tolist(), words=words,
