@@ -136,3 +136,15 @@ def test_ocr_lines_and_words_with_degenerate_boxes_left_out_and_counted():
     assert sample["target"] == "<ref>ok</ref><quad>(5,5),(150,5),(150,20),(5,20)</quad>"
     assert [w["text"] for w in sample["lines"][0]["words"]] == ["ok"]
     assert sample["lines"][0]["box"] == [5, 5, 150, 20]
+
+
+def test_converters_and_grit_reject_degenerate_boxes_with_the_reason():
+    from qwenvl_data.tasks.common import Reject, bins_or_reject
+    from qwenvl_data.tasks.grit import span_boxes
+    r = bins_or_reject([500, 10, 501.5, 90], 2000, 100, "refcoco:1")  # RefCOCO / VG / VQA go through this
+    assert isinstance(r, Reject) and (r.uid, r.reason) == ("refcoco:1", "degenerate_box")
+    assert bins_or_reject([500, 10, 504, 90], 2000, 100, "refcoco:2") == (250, 100, 252, 900)
+    dropped = {}
+    spans = [[0, 4, 0.1, 0.2, 0.3, 0.2004, 0.9], [5, 9, 0.1, 0.2, 0.3, 0.4, 0.9]]  # the first 0.0004 tall
+    assert span_boxes(spans, 9, 0.5, dropped) == {(5, 9): [(100, 200, 300, 400)]}
+    assert dropped == {"degenerate_box": 1}
