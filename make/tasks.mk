@@ -2,7 +2,10 @@
 # (README: Stages: tasks and shards).
 # TASKS_DATA/<dataset>/ holds each dataset as downloaded; datasets whose folder is missing are skipped.
 TASKS_DATA ?= data
-TASK_DATASETS ?= refcoco refcoco+ refcocog vg grit vqav2 gqa textvqa docvqa chartqa ocrvqa dvqa ai2d coco text
+# The datasets come from the one registry (qwenvl_data/tasks/registry.py); set TASK_DATASETS to convert fewer.
+TASK_DATASETS ?= $(shell $(PY) -m qwenvl_data.pipelines.cli tasks --list)
+# The benchmarks' evaluation splits (configs/decontaminate.yaml paths are relative to it).
+EVAL_DATA ?= $(TASKS_DATA)
 SFT_JSON ?= data/sft/finetune.json
 SHARDS_ARGS ?= $(if $(wildcard $(TOKENIZER)),--tokenizer $(TOKENIZER))
 QD := $(PY) -m qwenvl_data.pipelines.cli
@@ -13,11 +16,18 @@ tasks: $(STAMP)
 	  if [ -d "$(TASKS_DATA)/$$d" ]; then $(QD) tasks --dataset $$d --input $(TASKS_DATA)/$$d --output $(OUT)/tasks/$$d || exit 1; \
 	  else echo "tasks: $(TASKS_DATA)/$$d not found, skipped"; fi; done
 
+# Every training source is decontaminated first (OUT/decontam/<source>/); the shards read those copies
+# and copy OUT/decontam/decontamination.json (removed samples per benchmark and source) into index.json.
+DC_TASKS = $$(for d in $(1)/*/; do case $$(basename $$d) in clip|ocr) ;; *) echo $$d;; esac; done)
+
 shards: $(STAMP)
-	@if [ -d $(OUT)/clip ]; then $(QD) shards --stage 1 --input $(OUT)/clip --output $(OUT)/shards/stage1 $(SHARDS_ARGS); \
+	$(QD) decontaminate --input $(wildcard $(OUT)/tasks/*) $(wildcard $(OUT)/ocr $(OUT)/clip) --output $(OUT)/decontam \
+	  --eval-root $(EVAL_DATA)
+	@if [ -d $(OUT)/decontam/clip ]; then $(QD) shards --stage 1 --input $(OUT)/decontam/clip --output $(OUT)/shards/stage1 $(SHARDS_ARGS); \
 	  else echo "shards: $(OUT)/clip not found, stage 1 skipped"; fi
-	$(QD) shards --stage 2 --input $(OUT)/tasks/* $(wildcard $(OUT)/ocr) --output $(OUT)/shards/stage2 $(SHARDS_ARGS)
-	$(QD) shards --stage 3 --input $(wildcard $(SFT_JSON)) $(OUT)/tasks/* --output $(OUT)/shards/stage3 $(SHARDS_ARGS)
+	$(QD) shards --stage 2 --input $(call DC_TASKS,$(OUT)/decontam) $(if $(wildcard $(OUT)/ocr),$(OUT)/decontam/ocr) \
+	  --output $(OUT)/shards/stage2 $(SHARDS_ARGS)
+	$(QD) shards --stage 3 --input $(wildcard $(SFT_JSON)) $(call DC_TASKS,$(OUT)/decontam) --output $(OUT)/shards/stage3 $(SHARDS_ARGS)
 
 # Tiny fixtures of every dataset in its real layout -> $(DEMO)/tasks/<dataset>/.
 demo-tasks: $(STAMP)
@@ -27,11 +37,14 @@ demo-tasks: $(STAMP)
 	$(QD) validate $(DEMO)/tasks
 
 demo-shards: $(STAMP)
-	@if [ -d $(DEMO)/clip ]; then $(QD) shards --stage 1 --input $(DEMO)/clip --output $(DEMO)/shards/stage1; \
-	  else echo "demo-shards: $(DEMO)/clip not found (run demo-clip-score first), stage 1 skipped"; fi
 	@[ -d $(DEMO)/tasks ] || $(MAKE) --no-print-directory demo-tasks
-	$(QD) shards --stage 2 --input $(DEMO)/tasks/* $(wildcard $(DEMO)/ocr) --output $(DEMO)/shards/stage2
-	$(QD) shards --stage 3 --input $(DEMO)/task_inputs/sft/finetune.json $(DEMO)/tasks/* --output $(DEMO)/shards/stage3
+	$(QD) decontaminate --input $(DEMO)/tasks/* $(wildcard $(DEMO)/ocr $(DEMO)/clip) --output $(DEMO)/decontam \
+	  --eval-root $(DEMO)/task_inputs
+	@if [ -d $(DEMO)/clip ]; then $(QD) shards --stage 1 --input $(DEMO)/decontam/clip --output $(DEMO)/shards/stage1; \
+	  else echo "demo-shards: $(DEMO)/clip not found (run demo-clip-score first), stage 1 skipped"; fi
+	$(QD) shards --stage 2 --input $(call DC_TASKS,$(DEMO)/decontam) $(if $(wildcard $(DEMO)/ocr),$(DEMO)/decontam/ocr) \
+	  --output $(DEMO)/shards/stage2
+	$(QD) shards --stage 3 --input $(DEMO)/task_inputs/sft/finetune.json $(call DC_TASKS,$(DEMO)/decontam) --output $(DEMO)/shards/stage3
 	$(QD) validate $(DEMO)/shards
 	@$(PY) -c "import json,sys; [print(p, json.dumps(json.load(open(p))['totals'])) for p in sys.argv[1:]]" \
 	  $(DEMO)/shards/stage*/index.json

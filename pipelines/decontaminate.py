@@ -13,6 +13,7 @@ per removed sample). Per source: in == out + removed.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -93,13 +94,25 @@ def filter_shard(tar: Path, out_dir: Path, source: str, ev, removed_log, report:
         stats_path = tar.with_suffix(".json")
         stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
         stats = stats if isinstance(stats, dict) else {}
-        stats.update({"count": writer.count, "decontaminated_from": str(tar)})
+        stats.update({"shard": tar.stem, "count": writer.count, "decontaminated_from": str(tar)})
         if "by_task" in stats:
             stats["by_task"] = by_task
         writer.close(stats)
     except BaseException:
         writer.abort()
         raise
+    if writer.name != tar.stem:  # img2dataset's 5-digit names (00000.tar) stay as they were
+        for ext in (".tar", ".parquet", ".json"):
+            os.replace(out_dir / f"{writer.name}{ext}", out_dir / f"{tar.stem}{ext}")
+    side = tar.with_name(f"{tar.stem}_stats.json")  # img2dataset's own stats: its count is checked by readers
+    if side.exists():
+        try:
+            img_stats = json.loads(side.read_text(encoding="utf-8"))
+        except ValueError:
+            img_stats = None
+        if isinstance(img_stats, dict):
+            img_stats.update({"successes": writer.count, "decontaminated_removed": len(samples) - writer.count})
+            (out_dir / side.name).write_text(json.dumps(img_stats, indent=1, sort_keys=True))
     return len(samples), len(samples) - writer.count
 
 
@@ -111,8 +124,8 @@ def run(args) -> int:
         raise UsageError(f"decontaminate.hash: method must be one of {', '.join(HASH_SIZES)} and max_distance an "
                          f"integer 0..64, got {method!r}, {dist!r}")
     inputs, out, root = [Path(p) for p in args.input], Path(args.output), Path(args.eval_root)
-    if not root.is_dir():
-        raise UsageError(f"{root}: no such folder (--eval-root)")
+    if not root.is_dir():  # the copies are still made (and the report says so): make shards runs without it
+        print(f"decontaminate: --eval-root {root} not found: no benchmark is checked")
     _check_folders(inputs, out)
     with own_output(out, stage="decontaminate", inputs=[("--input", p) for p in inputs]):
         ev, summary = load_benchmarks(cfg.get("benchmarks") or {}, root, method, dist, cfg.get("max_pixels"))
