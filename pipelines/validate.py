@@ -73,8 +73,9 @@ def validate_tar(path: Path, force: str | None = None) -> int:
                 raise BadInput(f"{path}: sample '{key}' has no .json member")
             try:
                 sample = json.loads(files["json"])
-            except ValueError as e:
-                raise BadInput(f"{path}: sample '{key}': .json is not valid JSON ({e})") from None
+            except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the parser goes
+                raise BadInput(f"{path}: sample '{key}': .json is not valid JSON ({type(e).__name__}: "
+                               f"{str(e)[:120]})") from None
             if not isinstance(sample, dict):
                 raise BadInput(f"{path}: sample '{key}': .json is not an object")
             name = _schema_name(force or sample.get("schema"), "sample")
