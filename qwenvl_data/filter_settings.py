@@ -33,8 +33,9 @@ TOP = {
 }
 LANGUAGE = {
     "model": ((str, None), None, None), "max_chars": ((int,), 1, 100_000), "k": ((int,), 1, 176),
-    "min_score": (NUM, 0, 1), "min_score_short": (NUM, 0, 1), "short_max_words": ((int,), 0, None),
-    "lexicon": ((str, None), None, None), "lexicon_min_share": (NUM, 0, 1), "lexicon_min_score": (NUM, 0, 1),
+    "min_score": (NUM, 0, 1), "plain_min_score": (NUM, 0, 1), "plain_min_score_in_top_k": (NUM, 0, 1),
+    "lexicon": ((str, None), None, None), "lexicon_extra": ((list, tuple), None, None),
+    "lexicon_min_share": (NUM, 0, 1), "short_max_words": ((int,), 0, None), "short_min_score_alone": (NUM, 0, 1),
     "lowercase": ((str,), None, None), "han_labels": ((list, tuple), None, None),
     "han_only_is_zh": ((bool,), None, None), "mixed_min_han": ((int,), 1, None),
     "mixed_min_han_share": (NUM, 0, 1), "english_words": ((list, tuple, None), None, None),
@@ -42,7 +43,7 @@ LANGUAGE = {
 }
 PLACEHOLDER = {"placeholders": ((list, tuple, None), None, None), "min_items": ((int,), 0, None),
                "max_repeat_share": (NUM, 0, 1), "min_tag_items": ((int,), 1, None),
-               "max_tag_words": ((int,), 1, None), "max_unique_share": (NUM, 0, 1)}
+               "max_tag_words": ((int,), 1, None), "max_unique_share": (NUM, 0, 1), "max_word_share": (NUM, 0, 1)}
 CLEAN = {k: ((bool,), None, None) for k in ("repair", "html_entities", "html_tags", "controls",
                                              "repeated_punctuation", "whitespace")} | \
     {"patterns": ((dict, None), None, None)}

@@ -6,7 +6,8 @@
   spaces (Chinese), and either (a) the items repeat words: one word (a Han bigram for Chinese) occurs in
   at least `max_repeat_share` of the items; or (b) the caption is only a tag list: `min_tag_items`+
   separated items, none longer than `max_tag_words` words, and no English function word or Chinese
-  particle that a sentence would hold; or (c) 12+ words of which fewer than `max_unique_share` differ.
+  particle that a sentence would hold; or (c) 12+ words of which fewer than `max_unique_share` differ,
+  or 8+ words of which one content word makes `max_word_share`.
 Placeholders are one RE2 match; the keyword test runs in Python on the rows a vectorised count flags.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ _SEP_RE = re.compile(r"\s*(?:[,，、|｜/;；]|\s[-–—·•]\s)\s*")
 _HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _WORD_RE = re.compile(r"[A-Za-z0-9']+|[\u3400-\u4dbf\u4e00-\u9fff]")
 _SENTENCE_EN = re.compile(r"(?i)\b(?:the|with|of|is|are|on|in|at|and|a|an|to|for|from|by)\b")
+_FUNCTION = frozenset("the and with of for from to in on at by an is are or your our this that".split())
 _SENTENCE_ZH = re.compile(r"[的了在是和与着把被]")
 
 
@@ -40,13 +42,14 @@ class JunkRule:
     max_repeat_share: float = 0.5
     min_tag_items: int = 8
     max_tag_words: int = 3
-    max_unique_share: float = 0.4
+    max_unique_share: float = 0.6
+    max_word_share: float = 0.35
 
     @classmethod
     def from_config(cls, cfg: dict) -> "JunkRule":
         phrases = tuple(str(p) for p in (cfg.get("placeholders") or ()))
         kw = {k: cfg[k] for k in ("min_items", "max_repeat_share", "min_tag_items", "max_tag_words",
-                                              "max_unique_share") if k in cfg}
+                                              "max_unique_share", "max_word_share") if k in cfg}
         return cls(placeholders=phrases, **kw)
 
     def __call__(self, s: pa.Array) -> np.ndarray:
@@ -71,6 +74,9 @@ class JunkRule:
             words = [w.lower() for w in _WORD_RE.findall(t) if not w.isdigit() and len(w) > 1]
             if len(words) >= 12 and len(set(words)) < self.max_unique_share * len(words):
                 return True                       # the same few words over and over
+            content = Counter(w for w in words if w not in _FUNCTION)
+            if len(words) >= 8 and content and content.most_common(1)[0][1] >= self.max_word_share * len(words):
+                return True                       # one keyword stuffed between the others
             if not _HAN_RE.search(t):
                 return False
             items = [i for i in t.split(" ") if i]  # Chinese keywords separated by spaces

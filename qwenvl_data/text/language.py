@@ -13,10 +13,14 @@ symbols, and possibly Greek). Each caption takes one path (all settings: configs
   of the common function words of other Latin-script languages (`foreign_words`): English, score 1.0.
 - **Latin, the rest**: fastText lid.176, top `k` labels, on the text lower-cased when it is mostly
   upper case (ALL-CAPS titles otherwise come out as zh/ja/it). Labels lid.176 gives Han text are
-  ignored (the caption has none). English is accepted with p >= `min_score`; a short caption
-  (<= `short_max_words` words) with English on top and p >= `min_score_short`; and a caption whose words
-  are mostly in the English caption lexicon (`lexicon`, >= `lexicon_min_share`) with English among the
-  top labels at p >= `lexicon_min_score`. Any other top label is that language (dropped unless listed).
+  ignored (the caption has none). English is accepted with p >= `min_score` on top. A *plain* caption
+  (ASCII letters, none of `foreign_words`: short product titles and names, where lid.176 is unsure) that
+  holds a word of the English caption lexicon (`lexicon` + `lexicon_extra`) needs less: English on top
+  at p >= `plain_min_score`, or among the top k at p >= `plain_min_score_in_top_k` while no label
+  reaches `min_score`, or among the top k at all when `lexicon_min_share` of its words are in the
+  lexicon. A plain caption of at most `short_max_words` words without such a word needs
+  `short_min_score_alone` (lid.176 calls short Italian or Turkish titles English at 0.5). Otherwise the
+  top label is the caption's language (dropped unless listed).
 """
 from __future__ import annotations
 
@@ -32,18 +36,35 @@ from . import langid
 from .script import CJK_IDEOGRAPH, HAN, LATIN, OTHER_LETTER
 
 _LATIN_WORD = f"[{LATIN}]+"
-_NON_ASCII_LETTER = r"[\x{00C0}-\x{024F}]"
+_NON_ASCII_LETTER = r"[\x{00C0}-\x{00D6}\x{00D8}-\x{00F6}\x{00F8}-\x{024F}]"
 
 
 def _word_regex(words) -> str:
     return r"(?i)(?:^|[^A-Za-z'])(?:" + "|".join(sorted(set(words))) + r")(?:$|[^A-Za-z'])"
 
 
-@functools.lru_cache(maxsize=4)
-def _lexicon(name: str) -> pa.Array:
+def _extra_words(name: str) -> list[str]:
+    if name == "faker:en_US":   # faker (a dependency) ships ~1,000 common English words
+        try:
+            from faker.providers.lorem.en_US import Provider
+        except ImportError:
+            return []
+        return list(Provider.word_list)
+    from ..errors import UsageError
+    raise UsageError(f"filter.language.lexicon_extra: unknown word list {name!r} (known: faker:en_US)")
+
+
+@functools.lru_cache(maxsize=8)
+def lexicon_words(name: str, extra: tuple = (), exclude: tuple = ()) -> pa.Array:
+    """The English caption lexicon: our file's words plus the extra lists, less its '-word' lines, the
+    foreign function words and words of fewer than 3 letters."""
     path = resources.files("qwenvl_data.text").joinpath(name)
-    words = [w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines()]
-    return pa.array(sorted({w for w in words if w and not w.startswith("#")}), pa.string())
+    lines = [w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines()]
+    words = {w for w in lines if w and w[0] not in "#-"}
+    for src in extra:
+        words |= {w.lower() for w in _extra_words(src)}
+    drop = {w[1:] for w in lines if w.startswith("-")} | set(exclude)
+    return pa.array(sorted(w for w in words if len(w) >= 3 and w not in drop), pa.string())
 
 
 @dataclass(frozen=True)
@@ -53,11 +74,13 @@ class LanguageDecision:
     max_chars: int = 256
     k: int = 5
     min_score: float = 0.5
-    min_score_short: float = 0.25
-    short_max_words: int = 6
+    plain_min_score: float = 0.1
+    plain_min_score_in_top_k: float = 0.1
     lexicon: str | None = "english_words.txt"
-    lexicon_min_share: float = 0.6
-    lexicon_min_score: float = 0.05
+    lexicon_extra: tuple = ()
+    lexicon_min_share: float = 0.5
+    short_max_words: int = 4
+    short_min_score_alone: float = 0.7
     lowercase: str = "mostly_upper"          # mostly_upper | always | never
     han_labels: tuple = ("zh", "ja", "wuu", "yue", "ko")
     han_only_is_zh: bool = True
@@ -122,8 +145,14 @@ class LanguageDecision:
             lower = pc.count_substring_regex(t, r"\p{Ll}").to_numpy(zero_copy_only=False)
             t = pc.if_else(pa.array(upper > lower), pc.utf8_lower(t), t)
         labels, probs = langid.topk(langid.prepare(t, self.max_chars), self.model, self.k)
+        # "plain": ASCII letters (one accented word at most), none of the foreign function words
+        accented = pc.count_substring_regex(t, f"[A-Za-z]*{_NON_ASCII_LETTER}+").to_numpy(zero_copy_only=False)
+        plain = accented <= 1   # one loanword (café, Pokémon) keeps a caption plain
+        if self.foreign_words:
+            plain &= ~pc.fill_null(pc.match_substring_regex(t, _word_regex(self.foreign_words)), True) \
+                .to_numpy(zero_copy_only=False)
         words = pc.add(pc.count_substring(pc.utf8_trim_whitespace(t), " "), 1).to_numpy(zero_copy_only=False)
-        share = self._lexicon_share(t) if self.lexicon else np.zeros(len(rows))
+        hits, share = self._lexicon_hits(t) if self.lexicon else (np.zeros(len(rows)), np.zeros(len(rows)))
         han_labels = set(self.han_labels)
         for j, (labs, ps) in enumerate(zip(labels, probs)):
             best, p_best, p_en = "", 0.0, 0.0
@@ -139,9 +168,12 @@ class LanguageDecision:
                     best, p_best = lab, float(p)
                 if lab == "en":
                     p_en = float(p)
-            en = (best == "en" and (p_best >= self.min_score or
-                                    (words[j] <= self.short_max_words and p_best >= self.min_score_short))) \
-                or (share[j] >= self.lexicon_min_share and p_en >= self.lexicon_min_score)
+            en = (best == "en" and p_best >= self.min_score and
+                  (not plain[j] or words[j] > self.short_max_words or hits[j] > 0
+                   or p_best >= self.short_min_score_alone)) or (
+                plain[j] and hits[j] > 0 and ((best == "en" and p_best >= self.plain_min_score) or
+                                              (p_best < self.min_score and p_en >= self.plain_min_score_in_top_k) or
+                                              (share[j] >= self.lexicon_min_share and p_en > 0)))
             if en:
                 lang[rows[j]], score[rows[j]] = "en", min(max(p_en, p_best if best == "en" else 0.0), 1.0)
             else:
@@ -149,14 +181,15 @@ class LanguageDecision:
                 lang[rows[j]] = best if best and best != "en" else "und"
                 score[rows[j]] = min(p_best, 1.0)
 
-    def _lexicon_share(self, t: pa.Array) -> np.ndarray:
-        """Per caption: the share of its Latin words found in the English caption lexicon."""
+    def _lexicon_hits(self, t: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """Per caption: how many of its Latin words are in the English caption lexicon, and their share."""
         words = pc.split_pattern_regex(pc.utf8_lower(t), r"[^a-z']+")
         flat = pc.list_flatten(words)
         parent = pc.list_parent_indices(words).to_numpy(zero_copy_only=False)
         real = pc.greater(pc.utf8_length(flat), 1).to_numpy(zero_copy_only=False)
-        hit = pc.is_in(flat, value_set=_lexicon(self.lexicon)).to_numpy(zero_copy_only=False) & real
+        lex = lexicon_words(self.lexicon, tuple(self.lexicon_extra), tuple(w.lower() for w in self.foreign_words))
+        hit = pc.is_in(flat, value_set=lex).to_numpy(zero_copy_only=False) & real
         n = len(t)
         total = np.bincount(parent[real], minlength=n)
         found = np.bincount(parent[hit], minlength=n)
-        return np.where(total > 0, found / np.maximum(total, 1), 0.0) * (found >= 2)
+        return found, np.where(total > 0, found / np.maximum(total, 1), 0.0) * (found >= 2)
