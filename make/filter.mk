@@ -4,7 +4,7 @@ SOURCE ?= laion
 ENGINE ?= local
 FILTER_FLAGS ?=
 
-.PHONY: filter demo-filter bench-filter
+.PHONY: filter demo-filter bench-filter eval-filter
 filter: $(STAMP)
 	$(VENV)/bin/qwenvl-data filter --input $(INPUT) --source $(SOURCE) --engine $(ENGINE) --output $(OUT)/filter $(FILTER_FLAGS)
 
@@ -16,3 +16,11 @@ demo-filter: $(STAMP)
 BENCH_ROWS ?= 1000000
 bench-filter: $(STAMP)
 	$(PY) bench/bench_filter.py --rows $(BENCH_ROWS)
+
+# Score the caption rules on a labelled caption set (precision/recall per language, other-language leak,
+# junk kept, top losses). Default: the set written for this project (tests/data/filter_eval);
+# EVAL_DIR=folder: your own *.jsonl ({"label": en|zh|other|junk, "text": ...}) or *.tsv (label<TAB>text).
+# FILTER_CONFIG=my.yaml: score your own filter settings.
+EVAL_DIR ?=
+eval-filter: $(STAMP)
+	$(PY) -m qwenvl_data.pipelines.eval_filter $(if $(EVAL_DIR),--dir $(EVAL_DIR)) $(if $(FILTER_CONFIG),--config $(FILTER_CONFIG))
