@@ -3,7 +3,9 @@
     python scripts/make_tokenizer.py --out demo_out/tokenizer [--vocab 512] [--text FILE]
 
 Without --text it trains on a built-in sample of caption/VQA/grounding/chat text (English and
-Chinese). The Qwen-VL special tokens are left out on purpose: model/tokenizer.py adds them.
+Chinese). The Qwen-VL special tokens are left out on purpose: model/tokenizer.py adds them, in the
+official order (qwenvl_data.vocab.SPECIAL_TOKENS), after the BPE tokens: their ids keep the official
+relative order; on a Qwen vocabulary (151643 BPE tokens) they are the official ids.
 """
 from __future__ import annotations
 

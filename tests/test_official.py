@@ -149,3 +149,14 @@ def test_conversation_edges_as_preprocess(tmp_path, encoder):
                                          {"text": "Bye", "loss": False}, {"text": "<|im_end|>\n", "loss": True}]
     ids, labels, _ = encoder.encode(trailing["segments"], append_eot=False)
     assert labels[-1] == ids[-1] and np.asarray(labels[-2]) == encoder.im_end  # "<|im_end|>" "\n" labelled
+
+
+def test_chat_reads_the_boxes_the_official_parser_reads():
+    from qwenvl_data.model.chat import pixel_boxes
+    # spaces after commas and a coordinate of 1000 (-> the image's edge)
+    assert pixel_boxes("<ref> a circle</ref><box>(100, 200),(500,1000)</box>", 200, 100) == [
+        {"ref": "a circle", "box": [20.0, 20.0, 100.0, 100.0]}]
+    # the official grounding prompt ends in <box>: the answer continues it, the prompt's ref names it
+    assert pixel_boxes("(100,200),(500,600)</box>", 200, 100, "<ref>the circle</ref><box>") == [
+        {"ref": "the circle", "box": [20.0, 20.0, 100.0, 60.0]}]
+    assert pixel_boxes("(100,200),(500,600)</box>", 200, 100) == []  # without the open box: no box
