@@ -101,6 +101,19 @@ def test_stage3_export_exact_and_round_trip(inputs, tmp_path):
     assert content(again) == content(s3)
 
 
+def test_answers_mask_option_and_its_round_trip(inputs, tmp_path):
+    sft, _ = inputs
+    s3, ex, again = tmp_path / "s3", tmp_path / "export", tmp_path / "again"
+    run("shards", "--stage", 3, "--stage3-mask", "answers", "--input", sft, "--output", s3)
+    two = next(o for o, _ in read_shards(s3) if o["uid"] == "sft:two")
+    assert [s["text"] for s in two["segments"] if s["loss"]] == [
+        "The first is red.<|im_end|>", "<ref>the green one</ref><box>(0,0),(999,999)</box><|im_end|>"]
+    run("export", "--input", s3, "--output", ex)
+    run("shards", "--stage", 3, "--stage3-mask", "answers", "--input", ex / "qwenvl.json", "--output", again)
+    assert sorted(json.dumps(o["segments"]) for o, _ in read_shards(again)) == \
+        sorted(json.dumps(o["segments"]) for o, _ in read_shards(s3))
+
+
 def test_stage2_samples_as_single_turn_chats(inputs, tmp_path):
     _, tasks = inputs
     s2, ex = tmp_path / "s2", tmp_path / "export"
