@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from qwenvl_data.errors import UsageError
-from qwenvl_data.vocab import QWEN_SPECIAL_START, SPECIAL_TOKENS
+from qwenvl_data.vocab import ENDOFTEXT, IM_END, IMG_END, IMG_PAD, IMG_START, QWEN_SPECIAL_START, SPECIAL_TOKENS
 
 IMAGE_RE = re.compile(r"<img>(.*?)</img>", re.S)
 IGNORE = -100  # label of positions without loss (torch cross-entropy's ignore_index)
@@ -56,8 +56,8 @@ class TextEncoder:
     def __init__(self, tokenizer, num_image_tokens: int = 256):
         self.tok = tokenizer
         ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-        self.img, self.img_end, self.pad_img = ids["<img>"], ids["</img>"], ids["<imgpad>"]
-        self.eot, self.im_end = ids["<|endoftext|>"], ids["<|im_end|>"]
+        self.img, self.img_end, self.pad_img = ids[IMG_START], ids[IMG_END], ids[IMG_PAD]
+        self.eot, self.im_end = ids[ENDOFTEXT], ids[IM_END]
         self.num_image_tokens = num_image_tokens
 
     def encode(self, segments: list[dict], append_eot: bool):
@@ -68,11 +68,15 @@ class TextEncoder:
             pos = 0
             for m in IMAGE_RE.finditer(text):
                 if m.start() > pos:
-                    pieces.append(text[pos:m.start()]); flags.append(loss)
-                pieces.append(None); flags.append(False); refs.append(m.group(1))
+                    pieces.append(text[pos:m.start()])
+                    flags.append(loss)
+                pieces.append(None)
+                flags.append(False)
+                refs.append(m.group(1))
                 pos = m.end()
             if pos < len(text):
-                pieces.append(text[pos:]); flags.append(loss)
+                pieces.append(text[pos:])
+                flags.append(loss)
         texts = [p for p in pieces if p is not None]
         encoded = iter(self.tok(texts, add_special_tokens=False)["input_ids"] if texts else [])
         image = [self.img] + [self.pad_img] * self.num_image_tokens + [self.img_end]
@@ -82,7 +86,8 @@ class TextEncoder:
             ids.extend(chunk)
             labels.extend(chunk if loss else [IGNORE] * len(chunk))
         if append_eot:
-            ids.append(self.eot); labels.append(self.eot)
+            ids.append(self.eot)
+            labels.append(self.eot)
         return np.asarray(ids, np.int32), np.asarray(labels, np.int32), refs
 
     def decode(self, ids) -> str:

@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 from ..errors import UsageError
-from ..formats import IMG_TOKENS, SPECIAL_TOKENS
+from ..vocab import IMAGE_TOKENS as IMG_TOKENS
+from ..vocab import SPECIAL_TOKENS
 
 _IMG = re.compile(r"<img>.*?</img>", re.S)
 _CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
