@@ -9,7 +9,7 @@ Writes, beside one folder of images (`OUT/images/000000/00000000-0.jpg`, paths r
   `shards --stage 3` reads it back).
 - `OUT/messages.json`: the multimodal chat JSON of LLaMA-Factory and ms-swift, `[{"id", "messages":
   [{"role", "content"}], "images": [...]}]`, one `<image>` placeholder per image, in order. Paths are
-  relative to OUT: LLaMA-Factory's `media_dir` / ms-swift's working folder is OUT.
+  relative to OUT (`--absolute`: absolute): LLaMA-Factory's `media_dir` / the working folder is OUT.
 - `OUT/export.json`: samples in, exported, rejected by reason (in = exported + rejected).
 
 Stage-3 samples give their ChatML turns back (formats.chat_turns); stage-1/2 samples become one user
@@ -40,6 +40,8 @@ def add_arguments(p):
     p.add_argument("--format", default="qwenvl,messages",
                    help="comma-separated: qwenvl (official fine-tuning JSON), messages (LLaMA-Factory / ms-swift)")
     p.add_argument("--config", help="YAML with a 'shards:' section (stage-3 system prompt, instruction language)")
+    p.add_argument("--absolute", action="store_true",
+                   help="write absolute image paths (finetune.py opens them relative to its working folder)")
 
 
 class JsonArray:
@@ -121,6 +123,7 @@ def run(args) -> int:
     out = Path(args.output)
     (out / "images").mkdir(parents=True, exist_ok=True)
     writers = {f: JsonArray(out / f"{f}.json") for f in wanted}
+    root = f"{out.resolve()}/" if args.absolute else ""
     stats = {"in": 0, "exported": 0, "images": 0, "rejected": {}, "by_stage": {}}
     for shard in files:
         for key, members in iter_tar_samples(shard):
@@ -133,7 +136,7 @@ def run(args) -> int:
             names = (meta.get("images") or []) if isinstance(meta, dict) else []
             folder = f"images/{n // 1000:06d}"
             paths = [f"{folder}/{n:08d}-{i}.{name.rsplit('.', 1)[-1]}" for i, name in enumerate(names)]
-            chat = sample_chat(meta, members, paths, default_system, zh_fraction)
+            chat = sample_chat(meta, members, [f"{root}{p}" for p in paths], default_system, zh_fraction)
             if isinstance(chat, str):
                 stats["rejected"][chat] = stats["rejected"].get(chat, 0) + 1
                 continue
@@ -141,7 +144,8 @@ def run(args) -> int:
                 (out / folder).mkdir(exist_ok=True)
             for name, path in zip(names, paths):
                 (out / path).write_bytes(members[name])
-            write_item(writers, str(meta.get("uid") or f"{shard.name}:{key}"), *chat, default_system, paths)
+            write_item(writers, str(meta.get("uid") or f"{shard.name}:{key}"), *chat, default_system,
+                       [f"{root}{p}" for p in paths])
             stats["exported"] += 1
             stats["images"] += len(paths)
             stage = str(meta.get("stage"))

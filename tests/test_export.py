@@ -108,7 +108,9 @@ def test_answers_mask_option_and_its_round_trip(inputs, tmp_path):
     two = next(o for o, _ in read_shards(s3) if o["uid"] == "sft:two")
     assert [s["text"] for s in two["segments"] if s["loss"]] == [
         "The first is red.<|im_end|>", "<ref>the green one</ref><box>(0,0),(999,999)</box><|im_end|>"]
-    run("export", "--input", s3, "--output", ex)
+    run("export", "--input", s3, "--output", ex, "--absolute")
+    pics = [p for m in json.loads((ex / "messages.json").read_text()) for p in m["images"]]
+    assert pics and all(p.startswith(f"{ex.resolve()}/images/") for p in pics)
     run("shards", "--stage", 3, "--stage3-mask", "answers", "--input", ex / "qwenvl.json", "--output", again)
     assert sorted(json.dumps(o["segments"]) for o, _ in read_shards(again)) == \
         sorted(json.dumps(o["segments"]) for o, _ in read_shards(s3))
