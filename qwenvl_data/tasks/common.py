@@ -140,17 +140,21 @@ def bins_or_reject(box, width: float, height: float, uid: str):
 
 
 def xywh_to_xyxy(b):
-    """[x, y, w, h] -> [x1, y1, x2, y2]; a value that is not a number stays None (bins_or_reject rejects it)."""
+    """[x, y, w, h] -> [x1, y1, x2, y2]; a box that is not four numbers is returned as it is, for
+    bins_or_reject to reject with the values named."""
     if not isinstance(b, (list, tuple)) or len(b) != 4:
-        return [None] * 4
+        return b
     x, y, w, h = (number(v) for v in b)
     if None in (x, y, w, h):
-        return [None] * 4
+        return list(b)
     return [x, y, x + w, y + h]
 
 
 def scaled(box, sx: float, sy: float):
-    return [None if v is None else v * (sx if i % 2 == 0 else sy) for i, v in enumerate(box)]
+    """A box times the (sx, sy) scale; values that are not numbers stay as they are."""
+    if not isinstance(box, (list, tuple)):
+        return box
+    return [v if number(v) is None else number(v) * (sx if i % 2 == 0 else sy) for i, v in enumerate(box)]
 
 
 def read_json(path: Path):
