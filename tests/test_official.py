@@ -131,6 +131,9 @@ def test_conversation_edges_as_preprocess(tmp_path, encoder):
         {"id": "trailing", "conversations": [  # ... and keeps a conversation that ends with the user
             {"from": "user", "value": "Hi"}, {"from": "assistant", "value": "Hello."},
             {"from": "user", "value": "Bye"}]},
+        {"id": "two-leading", "conversations": [  # only the first turn goes, as source[1:] does
+            {"from": "assistant", "value": "One."}, {"from": "assistant", "value": "Two."},
+            {"from": "user", "value": "Three?"}, {"from": "assistant", "value": "Four."}]},
         {"id": "answerless", "conversations": [{"from": "assistant", "value": "Only me."}]},
         {"id": "question", "conversations": [{"from": "user", "value": "Anyone?"}]},
     ]
@@ -144,6 +147,9 @@ def test_conversation_edges_as_preprocess(tmp_path, encoder):
     assert members["img0.jpg"] == (tmp_path / "a.jpg").read_bytes()
     assert formats.chat_turns("".join(s["text"] for s in leading["segments"])) == (
         formats.DEFAULT_SYSTEM, [("user", "Picture 1: <img>img0.jpg</img>\nWhat?"), ("assistant", "A red square.")])
+    two_leading, _ = built["sft:two-leading"]
+    assert formats.chat_turns("".join(s["text"] for s in two_leading["segments"]))[1] == [
+        ("assistant", "Two."), ("user", "Three?"), ("assistant", "Four.")]
     trailing, _ = built["sft:trailing"]
     assert trailing["segments"][-4:] == [{"text": "<|im_start|>", "loss": True}, {"text": "user\n", "loss": False},
                                          {"text": "Bye", "loss": False}, {"text": "<|im_end|>\n", "loss": True}]
