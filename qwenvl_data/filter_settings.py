@@ -32,8 +32,8 @@ TOP = {
     "source_order": ((list, tuple), None, None),
 }
 LANGUAGE = {
-    "model": ((str, None), None, None), "max_chars": ((int,), 1, 100_000), "k": ((int,), 1, 176),
-    "min_score": (NUM, 0, 1), "plain_min_score": (NUM, 0, 1), "plain_min_score_in_top_k": (NUM, 0, 1),
+    "model": ((str, None), None, None), "max_chars": ((int,), 1, 100_000), "min_label_score": (NUM, 0, 1),
+    "min_score": (NUM, 0, 1), "plain_min_score": (NUM, 0, 1), "plain_min_score_listed": (NUM, 0, 1),
     "lexicon": ((str, None), None, None), "lexicon_extra": ((list, tuple), None, None),
     "lexicon_min_share": (NUM, 0, 1), "short_max_words": ((int,), 0, None), "short_min_score_alone": (NUM, 0, 1),
     "lowercase": ((str,), None, None), "han_labels": ((list, tuple), None, None),
@@ -116,11 +116,16 @@ class FilterSettings:
         clean = check_section(cfg.get("clean") or {}, CLEAN, "filter.clean")
         for name, p in (clean.get("patterns") or {}).items():
             if p is not None and not (isinstance(p, dict) and isinstance(p.get("regex"), str)
-                                      and isinstance(p.get("replace", " "), str)):
-                raise UsageError(f"filter.clean.patterns.{name} must be {{regex: ..., replace: ...}} or null")
+                                      and isinstance(p.get("replace", " "), str)
+                                      and isinstance(p.get("hint", ""), (str, type(None)))
+                                      and not set(p) - {"regex", "replace", "hint"}):
+                raise UsageError(f"filter.clean.patterns.{name} must be {{regex: ..., replace: ..., hint: ...}} "
+                                 f"or null, got {p!r}")
         cleaner = Cleaner.from_config(clean)
-        for name, regex, _ in cleaner.patterns:
+        for name, regex, _, hint in cleaner.patterns:
             check_re2(regex, f"filter.clean.patterns.{name}")
+            if hint:
+                check_re2(hint, f"filter.clean.patterns.{name}.hint")
         if cfg.get("special_tag_pattern"):
             check_re2(cfg["special_tag_pattern"], "filter.special_tag_pattern")
         script = cfg.get("script") or {}

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from .filter_settings import FilterSettings
 from .sources import Layout
 from .text.script import count_units, has_emoji, has_foreign_script
+from .text.words import Words
 
 URL_OK = r"^(?i)https?://[^\s/?#]+\S*$"
 
@@ -41,6 +42,7 @@ class Batch:
     lang: np.ndarray = field(init=False)
     lang_score: np.ndarray = field(init=False)
     _caption: pa.Array | None = None
+    _words: tuple | None = None       # (rows, Words of their captions), split once for the word rules
 
     def __post_init__(self):
         self.lang = np.full(self.t.num_rows, None, dtype=object)
@@ -119,6 +121,14 @@ def text_length(s: FilterSettings, b: Batch):
     return fail
 
 
+def _alive_words(b: Batch, idx: np.ndarray) -> Words:
+    """The Words of captions `idx` (rows still alive), split the first time a rule asks."""
+    if b._words is None:
+        b._words = (idx, Words.of(b.caption.take(pa.array(idx))))
+    have, words = b._words
+    return words.take(np.searchsorted(have, idx))   # rows alive now were alive then
+
+
 def _on_alive(b: Batch, fn) -> np.ndarray:
     fail = np.zeros(b.t.num_rows, dtype=bool)
     idx = np.flatnonzero(b.alive)
@@ -130,7 +140,7 @@ def _on_alive(b: Batch, fn) -> np.ndarray:
 def placeholder_text(s: FilterSettings, b: Batch):
     if s.junk is None:
         return None
-    return _on_alive(b, lambda idx, cap: s.junk(cap))
+    return _on_alive(b, lambda idx, cap: s.junk(cap, _alive_words(b, idx)))
 
 
 def language(s: FilterSettings, b: Batch):
@@ -138,7 +148,7 @@ def language(s: FilterSettings, b: Batch):
         return None
 
     def decide(idx, cap):
-        lang, score, ok = s.language.decide(cap)
+        lang, score, ok = s.language.decide(cap, _alive_words(b, idx))
         b.lang[idx], b.lang_score[idx] = lang, score
         return ~ok
     return _on_alive(b, decide)

@@ -8,7 +8,8 @@ Steps, in order (each can be switched off in configs/filter.yaml `clean:`):
 3. `html_tags`: tags and comments -> a space.
 4. `controls`: C0/C1 control characters -> space; zero-width, bidi-override and soft-hyphen characters
    removed (they are invisible and would split words).
-5. `patterns`: named RE2 patterns from the config (URL, e-mail, image file names, ...).
+5. `patterns`: named RE2 patterns from the config (URL, e-mail, image file names, ...); a pattern's
+   `hint` (an RE2 pattern that matches wherever the pattern could) limits it to the rows that need it.
 6. `repeated_punctuation`: a run of 3+ of the same punctuation character collapses to one.
 7. `whitespace`: every Unicode space (U+00A0, U+2000-U+200A, U+202F, U+205F, U+3000, ...) and
    whitespace run -> one space, trimmed.
@@ -44,6 +45,10 @@ INVISIBLE = r"[\x{00AD}\x{200B}-\x{200D}\x{2060}\x{FEFF}\x{202A}-\x{202E}\x{2066
 _WS = r"\s\x{00A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}\x{0085}"
 WHITESPACE_RUN = rf"[{_WS}]{{2,}}|[\t\n\r\x0b\x0c\x{{00A0}}\x{{1680}}\x{{2000}}-\x{{200A}}\x{{2028}}\x{{2029}}" \
                  rf"\x{{202F}}\x{{205F}}\x{{3000}}\x{{0085}}]"
+# One pass finds the rows steps 1-4 could change (markup, entities, controls, invisible characters,
+# mojibake signs); those steps then run on just these rows.
+ODD = rf"[<&\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x{{80}}-\x{{9F}}\x{{AD}}\x{{200B}}-\x{{200F}}\x{{202A}}-\x{{202E}}" \
+      rf"\x{{2060}}-\x{{2069}}\x{{FEFF}}]|{MOJIBAKE_PREFILTER}"
 PUNCT_RUN_PREFILTER = r"[\p{P}\p{S}]{3,}"  # RE2: \w is ASCII-only, so [^\w\s] would match every CJK run
 _SAME_PUNCT_RUN = re.compile(r"([^\w\s])\1{2,}")
 # `{IMAGE_EXTS}` in a configured pattern stands for the shared list of image extensions (vocab.py).
@@ -72,7 +77,7 @@ class Cleaner:
     html_entities: bool = True
     html_tags: bool = True
     controls: bool = True
-    patterns: tuple = ()                  # ((name, regex, replacement), ...)
+    patterns: tuple = ()                  # ((name, regex, replacement, hint or None), ...)
     repeated_punctuation: bool = True
     whitespace: bool = True
 
@@ -85,13 +90,30 @@ class Cleaner:
             regex = str(p["regex"])
             for k, v in _PLACEHOLDERS.items():
                 regex = regex.replace(k, v)
-            pats.append((name, regex, str(p.get("replace", " "))))
+            hint = p.get("hint")
+            for k, v in _PLACEHOLDERS.items():
+                hint = hint.replace(k, v) if hint else hint
+            pats.append((name, regex, str(p.get("replace", " ")), hint))
         flags = {k: bool(cfg.get(k, True)) for k in ("repair", "html_entities", "html_tags", "controls",
                                                       "repeated_punctuation", "whitespace")}
         return cls(patterns=tuple(pats), **flags)
 
     def __call__(self, captions: pa.Array) -> pa.Array:
         s = captions
+        if self.repair or self.html_entities or self.html_tags or self.controls:
+            s = _on_rows(s, ODD, self._markup)
+        for regex, repl, hint in _merged(self.patterns):
+            s = _on_rows(s, hint, lambda x, r=regex, p=repl: pc.replace_substring_regex(x, r, p)) if hint \
+                else pc.replace_substring_regex(s, regex, repl)
+        if self.repeated_punctuation:
+            s = _python_fix(s, PUNCT_RUN_PREFILTER, lambda t: _SAME_PUNCT_RUN.sub(r"\1", t))
+        if self.whitespace:
+            s = pc.utf8_trim_whitespace(pc.replace_substring_regex(s, WHITESPACE_RUN, " "))
+            s = pc.utf8_trim(s, " ")  # utf8_trim_whitespace keeps U+3000 and friends at the ends
+        return s
+
+    def _markup(self, s: pa.Array) -> pa.Array:
+        """Steps 1-4 (repair, entities, tags, controls) on the rows that need them."""
         if self.repair:
             s = _python_fix(s, MOJIBAKE_PREFILTER, _ftfy_fix)
         if self.html_entities:
@@ -101,24 +123,30 @@ class Cleaner:
         if self.controls:
             s = pc.replace_substring_regex(s, INVISIBLE, "")
             s = pc.replace_substring_regex(s, CONTROLS, " ")
-        for regex, repl in _merged(self.patterns):
-            s = pc.replace_substring_regex(s, regex, repl)
-        if self.repeated_punctuation:
-            s = _python_fix(s, PUNCT_RUN_PREFILTER, lambda t: _SAME_PUNCT_RUN.sub(r"\1", t))
-        if self.whitespace:
-            s = pc.utf8_trim_whitespace(pc.replace_substring_regex(s, WHITESPACE_RUN, " "))
-            s = pc.utf8_trim(s, " ")  # utf8_trim_whitespace keeps U+3000 and friends at the ends
         return s
 
 
-def _merged(patterns) -> list[tuple[str, str]]:
-    """Neighbouring patterns with the same replacement become one alternation: one pass instead of several."""
-    out: list[tuple[str, str]] = []
-    for _name, regex, repl in patterns:
+def _on_rows(s: pa.Array, prefilter: str, fn) -> pa.Array:
+    """Apply the Arrow function `fn` only to the rows matching RE2 `prefilter`."""
+    hit = pc.fill_null(pc.match_substring_regex(s, prefilter), False)
+    n_hit = pc.sum(hit).as_py() or 0
+    if n_hit == 0:
+        return s
+    if n_hit > len(s) // 2:
+        return fn(s)
+    return pc.replace_with_mask(s, hit, fn(s.filter(hit)))
+
+
+def _merged(patterns) -> list[tuple[str, str, str | None]]:
+    """Neighbouring patterns with the same replacement become one alternation: one pass instead of several.
+    Their hints merge too (a pattern without a hint makes the merged pass run on every row)."""
+    out: list[tuple[str, str, str | None]] = []
+    for _name, regex, repl, hint in patterns:
         if out and out[-1][1] == repl:
-            out[-1] = (f"{out[-1][0]}|(?:{regex})", repl)
+            r, _, h = out[-1]
+            out[-1] = (f"{r}|(?:{regex})", repl, f"{h}|(?:{hint})" if h and hint else None)
         else:
-            out.append((f"(?:{regex})", repl))
+            out.append((f"(?:{regex})", repl, f"(?:{hint})" if hint else None))
     return out
 
 

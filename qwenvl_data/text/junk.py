@@ -20,13 +20,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .script import CJK_IDEOGRAPH
+from .words import Words
+
 
 _SEP = r"[,，、|｜/;；]"
 _SEP_RE = re.compile(r"\s*(?:[,，、|｜/;；]|\s[-–—·•]\s)\s*")
 _HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _WORD_RE = re.compile(r"[A-Za-z0-9']+|[\u3400-\u4dbf\u4e00-\u9fff]")
 _SENTENCE_EN = re.compile(r"(?i)\b(?:the|with|of|is|are|on|in|at|and|a|an|to|for|from|by)\b")
-_FUNCTION = frozenset("the and with of for from to in on at by an is are or your our this that".split())
+_FUNCTION_ARR = pa.array("the and with of for from to in on at by an is are or your our this that".split())
 _SENTENCE_ZH = re.compile(r"[的了在是和与着把被]")
 
 
@@ -52,31 +55,41 @@ class JunkRule:
                                               "max_unique_share", "max_word_share") if k in cfg}
         return cls(placeholders=phrases, **kw)
 
-    def __call__(self, s: pa.Array) -> np.ndarray:
+    def __call__(self, s: pa.Array, words: Words | None = None) -> np.ndarray:
+        """True for each junk caption of `s`; `words`: its Words, when a caller has them already."""
         n = len(s)
         junk = np.zeros(n, dtype=bool)
         if self.placeholders:
             body = "|".join(f"(?:{p})" for p in self.placeholders)
             regex = rf"(?i)^[\p{{P}}\s]*(?:{body})[\p{{P}}\s\d]*$"
             junk |= pc.fill_null(pc.match_substring_regex(s, regex), False).to_numpy(zero_copy_only=False)
-        if self.min_items:
-            seps = pc.count_substring_regex(s, _SEP).to_numpy(zero_copy_only=False)
-            spaces = pc.count_substring(s, " ").to_numpy(zero_copy_only=False)
-            cand = np.flatnonzero(~junk & ((seps + 1 >= self.min_items) | (spaces + 1 >= self.min_items)))
-            if len(cand):
-                texts = s.take(pa.array(cand)).to_pylist()
-                junk[cand] = [self._keyword_list(t) for t in texts]
+        if not self.min_items:
+            return junk
+        spaces = pc.count_substring(s, " ").to_numpy(zero_copy_only=False)
+        wordy = np.flatnonzero(~junk & (spaces >= 7))
+        if len(wordy):
+            junk[wordy] = self._stuffed((words or Words.of(s)).take(wordy))
+        seps = pc.count_substring_regex(s, _SEP).to_numpy(zero_copy_only=False)
+        han = pc.fill_null(pc.match_substring_regex(s, CJK_IDEOGRAPH), False).to_numpy(zero_copy_only=False)
+        listy = np.flatnonzero(~junk & ((seps + 1 >= self.min_items) | (han & (spaces + 1 >= self.min_items))))
+        if len(listy):
+            junk[listy] = [self._keyword_list(t) for t in s.take(pa.array(listy)).to_pylist()]
         return junk
+
+    def _stuffed(self, w: Words) -> np.ndarray:
+        """(c), vectorised: 12+ words with few different ones, or 8+ words one content word dominates
+        (words of 2+ characters, numbers left out)."""
+        real = pc.and_(pc.greater_equal(pc.utf8_length(w.vocab), 2),
+                       pc.invert(pc.match_substring_regex(w.vocab, r"^[0-9]+$"))).to_numpy(zero_copy_only=False)
+        content = real & ~pc.is_in(w.vocab, value_set=_FUNCTION_ARR).to_numpy(zero_copy_only=False)
+        total, distinct, _ = w.repeats(real)
+        _, _, top = w.repeats(content)
+        return ((total >= 12) & (distinct < self.max_unique_share * total)) | \
+            ((total >= 8) & (top >= 3) & (top >= self.max_word_share * total))
 
     def _keyword_list(self, t: str) -> bool:
         items = [i for i in _SEP_RE.split(t) if i.strip()]
         if len(items) < self.min_items:
-            words = [w.lower() for w in _WORD_RE.findall(t) if not w.isdigit() and len(w) > 1]
-            if len(words) >= 12 and len(set(words)) < self.max_unique_share * len(words):
-                return True                       # the same few words over and over
-            content = Counter(w for w in words if w not in _FUNCTION)
-            if len(words) >= 8 and content and content.most_common(1)[0][1] >= self.max_word_share * len(words):
-                return True                       # one keyword stuffed between the others
             if not _HAN_RE.search(t):
                 return False
             items = [i for i in t.split(" ") if i]  # Chinese keywords separated by spaces

@@ -39,9 +39,9 @@ def load_model(path: str | None = None):
     return fasttext.load_model(os.fspath(p))
 
 
-def _raw_predict(model, texts, k):
+def _raw_predict(model, texts, k, threshold=0.0):
     # Model.predict() checks and re-builds every string in Python; call the C++ batch entry directly.
-    labels, probs = model.f.multilinePredict(texts, k, 0.0, "replace")
+    labels, probs = model.f.multilinePredict(texts, k, threshold, "replace")
     return labels, probs
 
 
@@ -51,6 +51,14 @@ def prepare(texts, max_chars: int) -> list[str]:
     arr = pc.utf8_slice_codeunits(pc.fill_null(arr, ""), 0, max_chars)
     arr = pc.replace_substring_regex(arr, r"[\r\n\x0b\x0c]", " ")  # fastText reads one line
     return pc.binary_join_element_wise(arr, "\n", "").to_pylist()
+
+
+def raw_labels(lines: list[str], model_path: str | None = None, min_score: float = 0.05):
+    """Every label at probability >= min_score per prepared line, best first, as fastText gives them
+    ('__label__en', ...; a threshold costs half of what a top-5 does)."""
+    if not lines:
+        return [], []
+    return _raw_predict(load_model(model_path), lines, -1, min_score)
 
 
 def topk(lines: list[str], model_path: str | None = None, k: int = 5) -> tuple[list[list[str]], list]:

@@ -11,13 +11,13 @@ symbols, and possibly Greek). Each caption takes one path (all settings: configs
   the Latin part alone is judged as below (an English sentence quoting one character stays English).
 - **Latin, clear English**: ASCII letters, at least one English function word (`english_words`) and none
   of the common function words of other Latin-script languages (`foreign_words`): English, score 1.0.
-- **Latin, the rest**: fastText lid.176, top `k` labels, on the text lower-cased when it is mostly
+- **Latin, the rest**: fastText lid.176, every label down to `min_label_score`, on the text lower-cased when it is mostly
   upper case (ALL-CAPS titles otherwise come out as zh/ja/it). Labels lid.176 gives Han text are
   ignored (the caption has none). English is accepted with p >= `min_score` on top. A *plain* caption
   (ASCII letters, none of `foreign_words`: short product titles and names, where lid.176 is unsure) that
   holds a word of the English caption lexicon (`lexicon` + `lexicon_extra`) needs less: English on top
-  at p >= `plain_min_score`, or among the top k at p >= `plain_min_score_in_top_k` while no label
-  reaches `min_score`, or among the top k at all when `lexicon_min_share` of its words are in the
+  at p >= `plain_min_score`, or among the labels at p >= `plain_min_score_listed` while no label
+  reaches `min_score`, or among the labels at all when `lexicon_min_share` of its words are in the
   lexicon. A plain caption of at most `short_max_words` words without such a word needs
   `short_min_score_alone` (lid.176 calls short Italian or Turkish titles English at 0.5). Otherwise the
   top label is the caption's language (dropped unless listed).
@@ -34,13 +34,10 @@ import pyarrow.compute as pc
 
 from . import langid
 from .script import CJK_IDEOGRAPH, HAN, LATIN, OTHER_LETTER
+from .words import Words
 
 _LATIN_WORD = f"[{LATIN}]+"
 _NON_ASCII_LETTER = r"[\x{00C0}-\x{00D6}\x{00D8}-\x{00F6}\x{00F8}-\x{024F}]"
-
-
-def _word_regex(words) -> str:
-    return r"(?i)(?:^|[^A-Za-z'])(?:" + "|".join(sorted(set(words))) + r")(?:$|[^A-Za-z'])"
 
 
 def _extra_words(name: str) -> list[str]:
@@ -72,10 +69,10 @@ class LanguageDecision:
     languages: tuple = ("en", "zh")
     model: str | None = None
     max_chars: int = 256
-    k: int = 5
+    min_label_score: float = 0.05
     min_score: float = 0.5
     plain_min_score: float = 0.1
-    plain_min_score_in_top_k: float = 0.1
+    plain_min_score_listed: float = 0.1
     lexicon: str | None = "english_words.txt"
     lexicon_extra: tuple = ()
     lexicon_min_share: float = 0.5
@@ -89,8 +86,9 @@ class LanguageDecision:
     english_words: tuple = ()
     foreign_words: tuple = ()
 
-    def decide(self, s: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(lang, score, accepted) for each caption of `s` (cleaned, non-null)."""
+    def decide(self, s: pa.Array, words: Words | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(lang, score, accepted) for each caption of `s` (cleaned, non-null); `words`: its Words, when a
+        caller has them already."""
         n = len(s)
         lang = np.full(n, None, dtype=object)
         score = np.zeros(n, dtype=np.float64)
@@ -120,22 +118,23 @@ class LanguageDecision:
                 model_text = pa.concat_arrays([model_text, part, whole])
         if len(model_rows):
             han_text = np.arange(len(model_rows)) >= n_no_han
-            self._model(model_text, model_rows, han_text, lang, score)
+            ev = self._evidence((words or Words.of(s)).take(model_rows))
+            self._model(model_text, model_rows, han_text, ev, lang, score)
         accepted = np.isin(lang, list(self.languages))
         return lang, score, accepted
 
-    def _model(self, t: pa.Array, rows: np.ndarray, han_text: np.ndarray, lang: np.ndarray, score: np.ndarray):
+    def _model(self, t: pa.Array, rows: np.ndarray, han_text: np.ndarray, ev: dict, lang: np.ndarray,
+               score: np.ndarray):
         """Shortcut for clear English, else fastText. `han_text`: rows whose text holds ideographs (only
         when the Han shortcut is off): their Han labels are summed into zh instead of ignored."""
+        plain = (ev["accented"] <= 1) & (ev["foreign"] == 0)   # one loanword (café, Pokémon) keeps it plain
         if self.english_words:
-            clear = pc.match_substring_regex(t, _word_regex(self.english_words))
-            if self.foreign_words:
-                clear = pc.and_(clear, pc.invert(pc.match_substring_regex(t, _word_regex(self.foreign_words))))
-            clear = pc.and_(clear, pc.invert(pc.match_substring_regex(t, _NON_ASCII_LETTER)))
-            clear = pc.fill_null(clear, False).to_numpy(zero_copy_only=False)
+            clear = (ev["english"] > 0) & (ev["foreign"] == 0) & (ev["accented"] == 0) & ~han_text
             lang[rows[clear]], score[rows[clear]] = "en", 1.0
             keep = ~clear
             rows, t, han_text = rows[keep], t.filter(pa.array(keep)), han_text[keep]
+            plain = plain[keep]
+            ev = {k: v[keep] for k, v in ev.items()}
         if not len(rows):
             return
         if self.lowercase == "always":
@@ -144,52 +143,56 @@ class LanguageDecision:
             upper = pc.count_substring_regex(t, r"\p{Lu}").to_numpy(zero_copy_only=False)
             lower = pc.count_substring_regex(t, r"\p{Ll}").to_numpy(zero_copy_only=False)
             t = pc.if_else(pa.array(upper > lower), pc.utf8_lower(t), t)
-        labels, probs = langid.topk(langid.prepare(t, self.max_chars), self.model, self.k)
-        # "plain": ASCII letters (one accented word at most), none of the foreign function words
-        accented = pc.count_substring_regex(t, f"[A-Za-z]*{_NON_ASCII_LETTER}+").to_numpy(zero_copy_only=False)
-        plain = accented <= 1   # one loanword (café, Pokémon) keeps a caption plain
-        if self.foreign_words:
-            plain &= ~pc.fill_null(pc.match_substring_regex(t, _word_regex(self.foreign_words)), True) \
-                .to_numpy(zero_copy_only=False)
-        words = pc.add(pc.count_substring(pc.utf8_trim_whitespace(t), " "), 1).to_numpy(zero_copy_only=False)
-        hits, share = self._lexicon_hits(t) if self.lexicon else (np.zeros(len(rows)), np.zeros(len(rows)))
-        han_labels = set(self.han_labels)
-        for j, (labs, ps) in enumerate(zip(labels, probs)):
-            best, p_best, p_en = "", 0.0, 0.0
-            if han_text[j]:
-                p_zh = sum(float(p) for lab, p in zip(labs, ps) if lab in han_labels)
-                if p_zh >= self.min_score:
-                    lang[rows[j]], score[rows[j]] = "zh", min(p_zh, 1.0)
-                    continue
-            for lab, p in zip(labs, ps):
-                if lab in han_labels:
-                    continue                    # the text has no ideographs: a Han label means nothing
-                if not best:
-                    best, p_best = lab, float(p)
-                if lab == "en":
-                    p_en = float(p)
-            en = (best == "en" and p_best >= self.min_score and
-                  (not plain[j] or words[j] > self.short_max_words or hits[j] > 0
-                   or p_best >= self.short_min_score_alone)) or (
-                plain[j] and hits[j] > 0 and ((best == "en" and p_best >= self.plain_min_score) or
-                                              (p_best < self.min_score and p_en >= self.plain_min_score_in_top_k) or
-                                              (share[j] >= self.lexicon_min_share and p_en > 0)))
-            if en:
-                lang[rows[j]], score[rows[j]] = "en", min(max(p_en, p_best if best == "en" else 0.0), 1.0)
-            else:
-                # another language, or English below every threshold: not accepted, named for the rejects
-                lang[rows[j]] = best if best and best != "en" else "und"
-                score[rows[j]] = min(p_best, 1.0)
+        best, p_best, p_en, p_han = self._labels(langid.prepare(t, self.max_chars))
+        zh = han_text & (p_han >= self.min_score)
+        hits, words = ev["lexicon"], ev["words"]
+        share = np.where(ev["latin"] > 0, hits / np.maximum(ev["latin"], 1), 0.0) * (hits >= 2)
+        top_en = best == "en"
+        en = ~zh & ((top_en & (p_best >= self.min_score) &
+                     (~plain | (words > self.short_max_words) | (hits > 0) | (p_best >= self.short_min_score_alone)))
+                    | (plain & (hits > 0) & ((top_en & (p_best >= self.plain_min_score)) |
+                                             ((p_best < self.min_score) & (p_en >= self.plain_min_score_listed)) |
+                                             ((share >= self.lexicon_min_share) & (p_en > 0)))))
+        lang[rows[zh]], score[rows[zh]] = "zh", np.minimum(p_han[zh], 1.0)
+        lang[rows[en]], score[rows[en]] = "en", np.minimum(np.maximum(p_en[en], np.where(top_en, p_best, 0)[en]), 1.0)
+        # another language, or English below every threshold: not accepted, named for the rejects
+        other = ~zh & ~en
+        lang[rows[other]] = np.where((best[other] == "") | top_en[other], "und", best[other])
+        score[rows[other]] = np.minimum(p_best[other], 1.0)
 
-    def _lexicon_hits(self, t: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-        """Per caption: how many of its Latin words are in the English caption lexicon, and their share."""
-        words = pc.split_pattern_regex(pc.utf8_lower(t), r"[^a-z']+")
-        flat = pc.list_flatten(words)
-        parent = pc.list_parent_indices(words).to_numpy(zero_copy_only=False)
-        real = pc.greater(pc.utf8_length(flat), 1).to_numpy(zero_copy_only=False)
-        lex = lexicon_words(self.lexicon, tuple(self.lexicon_extra), tuple(w.lower() for w in self.foreign_words))
-        hit = pc.is_in(flat, value_set=lex).to_numpy(zero_copy_only=False) & real
-        n = len(t)
-        total = np.bincount(parent[real], minlength=n)
-        found = np.bincount(parent[hit], minlength=n)
-        return found, np.where(total > 0, found / np.maximum(total, 1), 0.0) * (found >= 2)
+    def _labels(self, lines: list[str]):
+        """fastText's labels down to `min_label_score`, per line: the best label that is not a Han label,
+        its probability, P(en) and the summed probability of the Han labels."""
+        n = len(lines)
+        labels, probs = langid.raw_labels(lines, self.model, self.min_label_score)
+        lens = np.fromiter((len(x) for x in labels), dtype=np.int64, count=n)
+        flat = np.array([lab[9:] for labs in labels for lab in labs], dtype=object)   # '__label__en' -> 'en'
+        p = np.concatenate(probs).astype(np.float64) if len(flat) else np.zeros(0)
+        owner = np.repeat(np.arange(n), lens)
+        han = np.isin(flat, list(self.han_labels))
+        p_en = np.bincount(owner[flat == "en"], weights=p[flat == "en"], minlength=n)
+        p_han = np.bincount(owner[han], weights=p[han], minlength=n)
+        # labels come sorted by probability: a row's best non-Han label is its first one
+        pos = np.where(~han, np.arange(len(flat)), len(flat))
+        best_pos = np.full(n, len(flat))
+        np.minimum.at(best_pos, owner, pos)
+        found = best_pos < len(flat)
+        best = np.full(n, "", dtype=object)
+        p_best = np.zeros(n)
+        best[found], p_best[found] = flat[best_pos[found]], p[best_pos[found]]
+        return best, p_best, p_en, p_han
+
+    def _evidence(self, w: Words) -> dict[str, np.ndarray]:
+        """Per caption, from its words: English function words, foreign function words, words with
+        accented letters, lexicon words, Latin words (letters only) and all words."""
+        lex = lexicon_words(self.lexicon, tuple(self.lexicon_extra), tuple(x.lower() for x in self.foreign_words)) \
+            if self.lexicon else pa.array([], pa.string())
+        v = w.vocab
+        return {
+            "english": w.count(pc.is_in(v, value_set=pa.array(list(self.english_words), pa.string()))),
+            "foreign": w.count(pc.is_in(v, value_set=pa.array(list(self.foreign_words), pa.string()))),
+            "accented": w.count(pc.match_substring_regex(v, _NON_ASCII_LETTER)),
+            "lexicon": w.count(pc.is_in(v, value_set=lex)),
+            "latin": w.count(pc.match_substring_regex(v, r"^[a-z'][a-z']+$")),
+            "words": w.count(),
+        }

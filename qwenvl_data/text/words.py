@@ -1,0 +1,61 @@
+"""The words of a batch of cleaned captions, split once and shared by the rules that count words.
+
+Captions are lower-cased and split at spaces (cleaning leaves single spaces), outer punctuation trimmed,
+and the words dictionary-encoded: a test on words (in a list? accented? all digits?) runs once per
+distinct word, and counting per caption is a bincount over the word codes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+TRIM = ".,!?;:'\"()[]{}<>«»“”‘’…-–—/|*#~"
+
+
+@dataclass(frozen=True)
+class Words:
+    vocab: pa.Array          # distinct words
+    code: np.ndarray         # per word occurrence: its index in vocab
+    row: np.ndarray          # per word occurrence: its caption
+    n: int                   # captions
+
+    @classmethod
+    def of(cls, s: pa.Array) -> "Words":
+        words = pc.split_pattern(pc.utf8_lower(pc.fill_null(s, "")), " ")
+        flat = pc.utf8_trim(pc.list_flatten(words), TRIM)
+        row = pc.list_parent_indices(words).to_numpy(zero_copy_only=False).astype(np.int64)
+        keep = pc.greater(pc.utf8_length(flat), 0).to_numpy(zero_copy_only=False)
+        codes = pc.dictionary_encode(flat.filter(pa.array(keep)))
+        return cls(codes.dictionary, codes.indices.to_numpy(zero_copy_only=False).astype(np.int64), row[keep], len(s))
+
+    def take(self, rows: np.ndarray) -> "Words":
+        """The words of captions `rows` (indices, in that order)."""
+        where = np.full(self.n, -1, dtype=np.int64)
+        where[rows] = np.arange(len(rows))
+        new = where[self.row]
+        keep = new >= 0
+        return Words(self.vocab, self.code[keep], new[keep], len(rows))
+
+    def mask(self, vocab_mask) -> np.ndarray:
+        """A test on the distinct words (Arrow or numpy booleans) -> one boolean per word occurrence."""
+        m = vocab_mask if isinstance(vocab_mask, np.ndarray) else \
+            pc.fill_null(vocab_mask, False).to_numpy(zero_copy_only=False)
+        return m[self.code]
+
+    def count(self, vocab_mask=None) -> np.ndarray:
+        """Per caption: how many of its words pass the test (all of them without one)."""
+        rows = self.row if vocab_mask is None else self.row[self.mask(vocab_mask)]
+        return np.bincount(rows, minlength=self.n)
+
+    def repeats(self, vocab_mask=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per caption, over the words passing the test: (words, distinct words, most repeated word's count)."""
+        keep = np.ones(len(self.code), dtype=bool) if vocab_mask is None else self.mask(vocab_mask)
+        nv = max(len(self.vocab), 1)
+        pairs, count = np.unique(self.row[keep] * nv + self.code[keep], return_counts=True)
+        owner = pairs // nv
+        top = np.zeros(self.n, dtype=np.int64)
+        np.maximum.at(top, owner, count)
+        return np.bincount(self.row[keep], minlength=self.n), np.bincount(owner, minlength=self.n), top
