@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,10 @@ def load_tokenizer(path: str | Path):
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot load a tokenizer from {path}: {e}") from None
     add_special_tokens(tok)
+    if tok.convert_tokens_to_ids(ENDOFTEXT) == QWEN_SPECIAL_START and not official_ids(tok):
+        # e.g. a Qwen2.5 tokenizer: its own tokens follow <|im_end|>, so ours are appended after them
+        warnings.warn(f"{path}: a Qwen vocabulary whose ids after <|im_end|> hold other tokens; the Qwen-VL "
+                      f"special tokens are appended after them, not at their official ids", stacklevel=2)
     return tok
 
 

@@ -38,8 +38,9 @@ def test_one_list_of_special_tokens_in_the_official_order():
     assert t[208:] == ("<ref>", "</ref>", "<box>", "</box>", "<quad>", "</quad>", "<img>", "</img>", "<imgpad>")
 
 
-def test_qwen_sized_base_vocabulary_gets_the_official_ids(tmp_path):
-    """A byte-level BPE padded to Qwen's 151643 base tokens stands in for the Qwen tokenizer."""
+def qwen_sized(tmp_path, added=()):
+    """A byte-level BPE padded to Qwen's 151643 base tokens (stands in for a Qwen tokenizer), with
+    `added` special tokens after them as a Qwen2 tokenizer.json holds its ChatML tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -47,8 +48,14 @@ def test_qwen_sized_base_vocabulary_gets_the_official_ids(tmp_path):
     base.update({f"Q{i}": i for i in range(len(base), 151643)})
     bpe = Tokenizer(models.BPE(vocab=base, merges=[]))
     bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    bpe.add_special_tokens(list(added))
     PreTrainedTokenizerFast(tokenizer_object=bpe).save_pretrained(str(tmp_path))
-    tok = load_tokenizer(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("added", [(), ("<|endoftext|>", "<|im_start|>", "<|im_end|>")])
+def test_qwen_sized_base_vocabulary_gets_the_official_ids(tmp_path, added):
+    tok = load_tokenizer(qwen_sized(tmp_path, added))
     ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|extra_0|>",
                                                       "<|extra_204|>", "<ref>", "</ref>", "<box>", "</box>",
                                                       "<quad>", "</quad>", "<img>", "</img>", "<imgpad>")}
@@ -57,6 +64,12 @@ def test_qwen_sized_base_vocabulary_gets_the_official_ids(tmp_path):
                    "<quad>": 151855, "</quad>": 151856, "<img>": 151857, "</img>": 151858, "<imgpad>": 151859}
     assert official_ids(tok) and len(tok) == 151860
     assert tok("<img>", add_special_tokens=False)["input_ids"] == [151857]
+
+
+def test_a_qwen_vocabulary_with_other_tokens_after_im_end_warns(tmp_path):
+    with pytest.warns(UserWarning, match="not at their official ids"):
+        tok = load_tokenizer(qwen_sized(tmp_path, ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|box_start|>")))
+    assert tok.convert_tokens_to_ids("<|extra_0|>") == 151647  # after Qwen2.5's own token at 151646
 
 
 def test_small_tokenizer_keeps_the_relative_order(encoder):
