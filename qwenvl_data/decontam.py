@@ -61,7 +61,7 @@ def hash_batch(thumbs: np.ndarray, method: str = "phash") -> np.ndarray:
     if method == "dhash":
         bits = thumbs[:, :, 1:] > thumbs[:, :, :-1]                    # [n, 8, 8]
     else:
-        freq = np.einsum("ij,njk,lk->nil", _DCT32, thumbs.astype(np.float64), _DCT32)[:, :8, :8]
+        freq = (_DCT32[:8] @ thumbs.astype(np.float64) @ _DCT32[:8].T)  # the 8x8 lowest of the 2-D DCT
         low = freq.reshape(len(thumbs), 64)
         med = np.median(low[:, 1:], axis=1, keepdims=True)            # the DC term would skew the median
         bits = (low > med).reshape(-1, 8, 8)
@@ -78,13 +78,64 @@ def hash_images(blobs: list[bytes], method: str = "phash", max_pixels: int | Non
     return hash_batch(stack, method), ok
 
 
-def near(query: np.ndarray, ref: np.ndarray, max_distance: int, chunk: int = 256) -> list[np.ndarray]:
+class HashIndex:
+    """Every reference hash within `max_distance` bits of a query, found without comparing all pairs.
+
+    Multi-index hashing: the 64 bits are cut into max_distance + 1 blocks; two hashes at most
+    max_distance bits apart agree exactly on at least one block (pigeonhole). Each block's values are
+    sorted once; a query's candidates are the references sharing one of its blocks (searchsorted), and
+    only those are compared (XOR + popcount). With wide thresholds (blocks under 8 bits) or few
+    references, every pair is compared instead.
+    """
+
+    def __init__(self, ref: np.ndarray, max_distance: int):
+        self.ref, self.max_distance = np.asarray(ref, np.uint64), max_distance
+        k = max_distance + 1
+        self.blocks: list[tuple[int, np.uint64, np.ndarray, np.ndarray]] = []
+        if k <= 8 and len(self.ref) >= 4096:
+            bounds = np.linspace(0, 64, k + 1).astype(int)
+            for lo, hi in zip(bounds[:-1], bounds[1:]):
+                mask = np.uint64((1 << int(hi - lo)) - 1)
+                values = (self.ref >> np.uint64(lo)) & mask
+                order = np.argsort(values, kind="stable")
+                self.blocks.append((int(lo), mask, order, values[order]))
+
+    def query(self, query: np.ndarray, chunk: int = 4096) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for i in range(0, len(query), chunk):
+            out += self._query(np.asarray(query[i:i + chunk], np.uint64))
+        return out
+
+    def _brute(self, q: np.ndarray) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for i in range(0, len(q), 64):
+            hit = np.bitwise_count(q[i:i + 64, None] ^ self.ref[None, :]) <= self.max_distance
+            out += [np.flatnonzero(row) for row in hit]
+        return out
+
+    def _query(self, q: np.ndarray) -> list[np.ndarray]:
+        if not self.blocks:
+            return self._brute(q)
+        qi_parts, ri_parts = [], []
+        for lo, mask, order, sorted_values in self.blocks:
+            qb = (q >> np.uint64(lo)) & mask
+            start = np.searchsorted(sorted_values, qb, "left")
+            counts = np.searchsorted(sorted_values, qb, "right") - start
+            if counts.sum() > 20_000_000:  # hashes crowd into a few block values: compare every pair
+                return self._brute(q)
+            offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+            qi_parts.append(np.repeat(np.arange(len(q)), counts))
+            ri_parts.append(order[np.repeat(start, counts) + offsets])
+        qi, ri = np.concatenate(qi_parts), np.concatenate(ri_parts)
+        keep = np.bitwise_count(q[qi] ^ self.ref[ri]) <= self.max_distance
+        pairs = np.unique(np.stack([qi[keep], ri[keep]], axis=1), axis=0) if keep.any() else np.zeros((0, 2), int)
+        cuts = np.searchsorted(pairs[:, 0], np.arange(len(q) + 1))
+        return [pairs[a:b, 1] for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def near(query: np.ndarray, ref: np.ndarray, max_distance: int) -> list[np.ndarray]:
     """For each query hash, the indices of the reference hashes within max_distance bits."""
-    out: list[np.ndarray] = []
-    for i in range(0, len(query), chunk):
-        d = np.bitwise_count(query[i:i + chunk, None] ^ ref[None, :])  # [chunk, m] Hamming distances
-        out += [np.flatnonzero(row <= max_distance) for row in d]
-    return out
+    return HashIndex(ref, max_distance).query(query)
 
 
 @dataclass
@@ -98,7 +149,7 @@ class EvalSet:
     hash_bench: list[str] = field(default_factory=list)
     hashed: int = 0                 # training images hashed by match(), and the seconds it took
     hash_seconds: float = 0.0
-    _ref: np.ndarray | None = None
+    _index: HashIndex | None = None
 
     def add(self, bench: str, image_id: str | None = None, question: str | None = None):
         if image_id:
@@ -109,7 +160,7 @@ class EvalSet:
     def add_hashes(self, bench: str, hashes: np.ndarray):
         self.hashes += [int(h) for h in hashes]
         self.hash_bench += [bench] * len(hashes)
-        self._ref = None
+        self._index = None
 
     def match(self, metas: list[dict], blobs: list[bytes | None]) -> list[dict[str, str]]:
         """For each training sample, {benchmark: how} ("id", "question" or "hash"); {} if clean."""
@@ -127,13 +178,13 @@ class EvalSet:
             if not hit and blobs[i]:
                 need.append(i)
         if need and self.hashes:
-            if self._ref is None:
-                self._ref = np.array(self.hashes, np.uint64)
+            if self._index is None:
+                self._index = HashIndex(np.array(self.hashes, np.uint64), self.max_distance)
             t0 = time.perf_counter()
             hashes, ok = hash_images([blobs[i] for i in need], self.method)
             self.hashed += len(need)
             self.hash_seconds += time.perf_counter() - t0
-            for i, good, idx in zip(need, ok, near(hashes, self._ref, self.max_distance)):
+            for i, good, idx in zip(need, ok, self._index.query(hashes)):
                 for j in idx if good else ():
                     found[i].setdefault(self.hash_bench[j], "hash")
         return found

@@ -77,6 +77,8 @@ def load_benchmarks(benchmarks: dict, root: Path, method: str, max_distance: int
     ev = EvalSet(method=method, max_distance=max_distance)
     summary: dict[str, dict] = {}
     for name, spec in benchmarks.items():
+        if spec is None:  # a shipped benchmark switched off in the user's config
+            continue
         if not isinstance(spec, dict):
             raise BadInput(f"decontaminate.benchmarks.{name}: expected a mapping, got {type(spec).__name__}")
         info = summary[name] = {"splits": list(spec.get("splits") or []), "eval_questions": 0, "eval_images": 0,
