@@ -1,0 +1,114 @@
+"""Held-out evaluation of `make prove` through the generation path of `qwenvl-chat`.
+
+The held-out sets are what the project's own commands wrote from the held-out seeds: VG-layout
+scenes converted by `tasks` (ref_grounding samples: the expression and its box in bins) and
+`synth-ocr` pages (lines with text and boxes). Each image goes through `qwenvl-chat`'s own steps
+(`load_model`, `load_image` at the checkpoint's resolution, `prompt_segments`, greedy `generate`);
+the answers are parsed with `boxes.parse_refs` and scored per language (qwenvl_data/prove/metrics.py).
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from qwenvl_data.shards import iter_tar_samples
+from qwenvl_data.tasks.text import guess_lang
+
+from . import metrics
+
+LANGS = ("en", "zh")
+
+
+def _image(files: dict) -> bytes:
+    return files.get("jpg") or files.get("png")
+
+
+def grounding_set(tasks_dir: Path, per_lang: int) -> list[dict]:
+    """The first `per_lang` held-out ref_grounding queries of each language, in shard order."""
+    out, taken = [], Counter()
+    for tar in sorted(Path(tasks_dir).rglob("*.tar")):
+        for _, files in iter_tar_samples(tar):
+            meta = json.loads(files["json"])
+            if meta["task"] != "ref_grounding":
+                continue
+            ref = meta["objects"][0]["ref"]
+            lang = guess_lang(ref)  # the VG converter labels every region English
+            if taken[lang] >= per_lang:
+                continue
+            taken[lang] += 1
+            out.append({"uid": meta["uid"], "image": _image(files), "prompt": meta["prompt"], "ref": ref,
+                        "lang": lang, "true": tuple(meta["objects"][0]["box"]), "image_ref": meta.get("image_ref")})
+    return out
+
+
+def ocr_set(ocr_dir: Path, per_lang: int) -> list[dict]:
+    out, taken = [], Counter()
+    for tar in sorted(Path(ocr_dir).glob("*.tar")):
+        for _, files in iter_tar_samples(tar):
+            meta = json.loads(files["json"])
+            if taken[meta["lang"]] >= per_lang:
+                continue
+            taken[meta["lang"]] += 1
+            out.append({"uid": meta["uid"], "image": _image(files), "prompt": meta["prompt"], "lang": meta["lang"],
+                        "true": [{"text": ln["text"], "box": tuple(ln["box"])} for ln in meta["lines"]]})
+    return out
+
+
+def predict(checkpoint: Path, queries: list[dict], max_new_tokens: int, threads: int = 1) -> list[str]:
+    """Answers of a checkpoint, exactly as `qwenvl-chat --checkpoint C --image I --prompt P` gives them."""
+    import torch
+
+    from qwenvl_data.model.chat import generate, load_model, prompt_segments
+    from qwenvl_data.model.data import load_image, normalise
+
+    model, encoder, meta = load_model(checkpoint)
+    answers, before = [], torch.get_num_threads()
+    torch.set_num_threads(threads)  # token-by-token decoding of a tiny model: extra threads only contend
+    try:
+        for q in queries:
+            image = normalise(torch.from_numpy(load_image(q["image"], model.image_size))[None])
+            answers.append(generate(model, encoder, image, prompt_segments(q["prompt"], meta["stage"]),
+                                    max_new_tokens))
+    finally:
+        torch.set_num_threads(before)
+    return answers
+
+
+def score(grounding: list[dict], ocr: list[dict], g_answers: list[str], o_answers: list[str]) -> dict:
+    """{'grounding': {lang|all: scores}, 'ocr': {lang|all: scores}} for one run's answers."""
+    g_rows = [{"pred": metrics.first_box(a), "true": q["true"], "lang": q["lang"]} for q, a in zip(grounding, g_answers)]
+    o_rows = [{"pred": metrics.ocr_lines(a), "true": q["true"], "lang": q["lang"]} for q, a in zip(ocr, o_answers)]
+    return {"grounding": _per_lang(g_rows, metrics.grounding_scores), "ocr": _per_lang(o_rows, metrics.ocr_scores)}
+
+
+def _per_lang(rows, fn) -> dict:
+    out = {lang: fn([r for r in rows if r["lang"] == lang]) for lang in LANGS}
+    out["all"] = fn(rows)
+    return out
+
+
+def constant_answers(train_dir: Path, grounding: list[dict], ocr: list[dict]) -> tuple[list[str], list[str]]:
+    """The best constant answers learnt from the training split: one box for every grounding query;
+    per language the most common training line with the mean line box for every OCR page."""
+    boxes, lines, line_boxes = [], {lang: Counter() for lang in LANGS}, {lang: [] for lang in LANGS}
+    for tar in sorted(Path(train_dir).rglob("*.tar")):
+        for _, files in iter_tar_samples(tar):
+            meta = json.loads(files["json"])
+            if meta["task"] == "ref_grounding":
+                boxes.append(meta["objects"][0]["box"])
+            elif meta["task"] == "ocr":
+                for ln in meta["lines"]:
+                    lines[meta["lang"]][ln["text"]] += 1
+                    line_boxes[meta["lang"]].append(ln["box"])
+    b = [round(v) for v in metrics.best_constant_box(boxes)]
+    box = f"<box>({b[0]},{b[1]}),({b[2]},{b[3]})</box>"
+    per_lang = {}
+    for lang in LANGS:
+        if not lines[lang]:
+            per_lang[lang] = ""
+            continue
+        x1, y1, x2, y2 = (round(v) for v in metrics.mean_box(line_boxes[lang]))
+        text = lines[lang].most_common(1)[0][0]
+        per_lang[lang] = f"<ref>{text}</ref><quad>({x1},{y1}),({x2},{y1}),({x2},{y2}),({x1},{y2})</quad>"
+    return [box] * len(grounding), [per_lang[q["lang"]] for q in ocr]

@@ -1,0 +1,155 @@
+"""The steps of `make prove`, each one the command a user runs (`qwenvl-data synth-ocr | tasks |
+shards`, `qwenvl-train`), started as a subprocess with its log kept under OUT/logs/.
+
+    data:     scenes -> VG layout -> `tasks --dataset vg-regions`; captions -> pair shards;
+              corpus + settings -> `synth-ocr`; train and held-out from different seeds (disjoint images)
+    shards:   `shards --stage 1` (captions), `shards --stage 2` (grounding + OCR, weighted)
+    control:  the same shards with images and texts shuffled against each other
+    train:    `qwenvl-train` stage 1 -> 2 on the real shards and on the control, same settings
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from qwenvl_data.errors import BadInput
+from qwenvl_data.shards import iter_tar_samples
+
+from . import control, pages, scenes
+
+TINY = {"name": "prove-tiny",
+        "vision": {"width": 96, "layers": 3, "head_width": 32, "mlp_ratio": 2.0, "patch_size": 14},
+        "adapter": {"num_queries": 64, "heads": 4, "query_grid": 8},
+        "llm": {"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 3, "num_attention_heads": 4,
+                "num_key_value_heads": 2, "max_position_embeddings": 1024, "tie_word_embeddings": True,
+                "initializer_range": 0.02}}
+
+
+@dataclass
+class Plan:
+    """Sizes of one experiment; `cpu` fits the 20-minute budget of a 2-core machine."""
+
+    side: int = 224                   # stored scene / page size in pixels
+    image_size: int = 224             # training and evaluation resolution (all stages)
+    train_scenes: int = 2400
+    eval_scenes: int = 120
+    ocr_train_pages: int = 1600       # both languages together
+    ocr_eval_pages: int = 120
+    eval_per_lang: int = 100          # held-out grounding queries (and up to half as many OCR pages) per language
+    model: dict = field(default_factory=lambda: json.loads(json.dumps(TINY)))
+    vocab: int = 768
+    stage1: dict = field(default_factory=lambda: {"steps": 60, "batch-size": 16, "lr": 2e-3, "min-lr": 2e-4,
+                                                  "warmup": 10, "seq-len": 160})
+    stage2: dict = field(default_factory=lambda: {"steps": 500, "batch-size": 4, "lr": 2e-3, "min-lr": 1e-4,
+                                                  "warmup": 30, "seq-len": 640})
+    weights: dict = field(default_factory=lambda: {"ref_grounding": 5, "grounded_caption": 1, "ocr": 4})
+    seed: int = 0
+    threads: int = 1                  # torch threads per step: on a busy 2-core box one thread is ~10x faster
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def step(name: str, cmd: list[str], logs: Path, timings: dict, threads: int = 1):
+    """Run one project command; its output goes to logs/<name>.log; a failure names the log."""
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    t0 = time.time()
+    with open(logs / f"{name}.log", "w") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    timings[name] = round(time.time() - t0, 1)
+    print(f"prove: {name}: {timings[name]:.1f}s", file=sys.stderr)
+    if rc != 0:
+        tail = (logs / f"{name}.log").read_text().strip().splitlines()[-1:]
+        raise BadInput(f"step {name} failed (exit {rc}): {tail[0] if tail else ''} (log: {logs / name}.log)")
+
+
+def qd(*args) -> list[str]:
+    return [sys.executable, "-m", "qwenvl_data.pipelines.cli", *map(str, args)]
+
+
+def make_data(out: Path, plan: Plan, timings: dict):
+    """Train and held-out datasets in their download layouts, converted by the project's commands."""
+    t0 = time.time()
+    raw = out / "raw"
+    for split, seed, n in (("train", plan.seed * 10 + 1, plan.train_scenes), ("heldout", plan.seed * 10 + 2,
+                                                                               plan.eval_scenes)):
+        scenes.write_vg(raw / f"vg_{split}", seed, n, plan.side)
+    scenes.write_caption_pairs(raw / "pairs_train", plan.seed * 10 + 1, plan.train_scenes, plan.side)
+    corpus, synth_cfg = pages.write_inputs(raw / "ocr_inputs", plan.seed, {"long_side": plan.side})
+    timings["scenes"] = round(time.time() - t0, 1)
+    logs = out / "logs"
+    for split, seed, n in (("train", plan.seed * 10 + 1, plan.ocr_train_pages),
+                           ("heldout", plan.seed * 10 + 2, plan.ocr_eval_pages)):
+        step(f"synth-ocr-{split}", qd("synth-ocr", "--output", out / split / "ocr", "--num", n, "--seed", seed,
+                                      "--corpus", corpus, "--config", synth_cfg, "--workers", 2), logs, timings)
+        step(f"tasks-{split}", qd("tasks", "--dataset", "vg-regions", "--input", raw / f"vg_{split}",
+                                  "--output", out / split / "tasks" / "vg"), logs, timings)
+
+
+def tokenizer_texts(out: Path) -> list[str]:
+    """Training text of the tokenizer: every prompt and target of the train split, and the captions."""
+    texts = []
+    for tar in sorted((out / "train").rglob("*.tar")):
+        for _, files in iter_tar_samples(tar):
+            meta = json.loads(files["json"])
+            texts += [meta.get("prompt", ""), meta.get("target", "")]
+    for tar in sorted((out / "raw" / "pairs_train").glob("*.tar")):
+        texts += [json.loads(files["json"])["caption"] for _, files in iter_tar_samples(tar)]
+    return [t for t in texts if t]
+
+
+def make_shards(out: Path, plan: Plan, timings: dict):
+    from qwenvl_data.model.fixtures import train_tokenizer
+
+    t0 = time.time()
+    train_tokenizer(tokenizer_texts(out), out / "tokenizer", plan.vocab)
+    timings["tokenizer"] = round(time.time() - t0, 1)
+    mix = out / "shards_mix.yaml"
+    mix.write_text(yaml.safe_dump({"shards": {"stage2": {"weights": plan.weights, "default_weight": None}}}))
+    logs = out / "logs"
+    step("shards-stage1", qd("shards", "--stage", 1, "--input", out / "raw" / "pairs_train", "--output",
+                             out / "shards" / "stage1", "--all", "--tokenizer", out / "tokenizer"), logs, timings)
+    step("shards-stage2", qd("shards", "--stage", 2, "--input", out / "train" / "tasks" / "vg", out / "train" / "ocr",
+                             "--output", out / "shards" / "stage2", "--config", mix, "--tokenizer", out / "tokenizer"),
+         logs, timings)
+    t0 = time.time()
+    stats = {s: control.shuffle_shards(out / "shards" / s, out / "shards_shuffled" / s, plan.seed)
+             for s in ("stage1", "stage2")}
+    timings["shuffle"] = round(time.time() - t0, 1)
+    (out / "shards_shuffled" / "shuffle.json").write_text(json.dumps(stats, indent=1))
+
+
+def train_run(out: Path, plan: Plan, run: str, shards: Path, timings: dict, extra: list[str] | None = None):
+    """qwenvl-train stage 1 then stage 2 into OUT/runs/<run>/stage{1,2}."""
+    cfg = out / "model.json"
+    cfg.write_text(json.dumps(plan.model, indent=1))
+    base = ["--workers", "0", "--shuffle-buffer", "200", "--log-every", "10", "--save-every", "100000",
+            "--seed", str(plan.seed), "--image-size", str(plan.image_size)] + (extra or [])
+    for stage, hp in ((1, plan.stage1), (2, plan.stage2)):
+        if not hp.get("steps"):
+            continue
+        dest = out / "runs" / run / f"stage{stage}"
+        init = ["--tokenizer", str(out / "tokenizer"), "--config", str(cfg)] if stage == 1 or not plan.stage1.get(
+            "steps") else ["--init", str(out / "runs" / run / "stage1")]
+        args = [x for k, v in hp.items() for x in (f"--{k}", str(v))]
+        step(f"train-{run}-stage{stage}", [sys.executable, "-m", "qwenvl_data.model.train", "--stage", str(stage),
+                                           "--data", str(shards / f"stage{stage}"), "--out", str(dest)]
+             + init + args + base, out / "logs", timings, plan.threads)
+
+
+def last_stage(out: Path, run: str) -> Path:
+    for stage in (3, 2, 1):
+        d = out / "runs" / run / f"stage{stage}"
+        if (d / "log.jsonl").exists():
+            return d
+    raise BadInput(f"no trained checkpoint under {out / 'runs' / run}")

@@ -1,0 +1,122 @@
+"""The output of `make prove`: a table (Markdown + JSON) and one PNG to read at a glance.
+
+The PNG holds the training loss of every stage of the real run and of the shuffled control, and a
+grid of held-out images with the true box (green) and the predicted box (red) drawn, grounding
+scenes first, then OCR pages with their predicted lines.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from .metrics import first_box, ocr_lines
+
+RUNS = ("real", "shuffled", "constant")
+
+
+def _fmt(v) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def targets(results: dict) -> dict:
+    """The issue's CPU targets, checked on the pooled (both languages) numbers."""
+    g = {r: results[r]["grounding"]["all"]["acc"] or 0.0 for r in RUNS}
+    o = {r: results[r]["ocr"]["all"]["char_acc"] or 0.0 for r in RUNS}
+    return {"grounding_acc>=0.30": g["real"] >= 0.30,
+            "grounding_acc>=3x_shuffled": g["real"] >= 3 * g["shuffled"] and g["real"] > 0,
+            "ocr_char_acc>=2x_shuffled": o["real"] >= 2 * o["shuffled"] and o["real"] > 0}
+
+
+def markdown(results: dict, meta: dict) -> str:
+    lines = ["# make prove: does a model trained on our shards learn to point and to read?", "",
+             f"Held-out images only. Command: `{meta['command']}`. Wall time {meta['seconds']:.0f} s.", "",
+             "| run | lang | grounding acc (IoU≥0.5) | mean IoU | box parsed | OCR char acc | OCR word acc "
+             "| OCR line box IoU | line box acc | n ground / OCR |", "|" + "---|" * 10]
+    for run in RUNS:
+        for lang in ("en", "zh", "all"):
+            g, o = results[run]["grounding"][lang], results[run]["ocr"][lang]
+            lines.append(f"| {run} | {lang} | {_fmt(g['acc'])} | {_fmt(g['miou'])} | {_fmt(g['parsed'])} | "
+                         f"{_fmt(o['char_acc'])} | {_fmt(o['word_acc'])} | {_fmt(o['line_miou'])} | "
+                         f"{_fmt(o['line_acc'])} | {g['n']} / {o['n']} |")
+    lines += ["", "Targets (both languages pooled): " + ", ".join(
+        f"{k} {'met' if v else 'NOT met'}" for k, v in meta["targets"].items()), ""]
+    lines += ["Step times (s): " + ", ".join(f"{k} {v}" for k, v in meta["timings"].items()), ""]
+    return "\n".join(lines)
+
+
+def write(out: Path, results: dict, meta: dict):
+    meta = dict(meta, targets=targets(results))
+    (out / "prove.json").write_text(json.dumps({"results": results, **meta}, indent=1, ensure_ascii=False))
+    (out / "prove.md").write_text(markdown(results, meta))
+    return meta["targets"]
+
+
+def _loss(path: Path) -> tuple[list[int], list[float]]:
+    if not path.exists():
+        return [], []
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return [r["step"] for r in rows], [r["loss"] for r in rows]
+
+
+def figure(out: Path, grounding: list[dict], g_answers: list[str], ocr: list[dict], o_answers: list[str],
+           cells: int = 8):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = sorted({p.name for p in (out / "runs").glob("*/stage*")})
+    fig = plt.figure(figsize=(13, 10))
+    grid = fig.add_gridspec(3, 4, height_ratios=[1.1, 1, 1])
+    for i, stage in enumerate(stages[:4]):
+        ax = fig.add_subplot(grid[0, i])
+        for run, colour in (("real", "tab:blue"), ("shuffled", "tab:orange")):
+            x, y = _loss(out / "runs" / run / stage / "log.jsonl")
+            ax.plot(x, y, color=colour, label=run, lw=1)
+        ax.set_title(f"{stage} loss")
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    picks = [(q, a, "g") for q, a in zip(grounding, g_answers)][:cells // 2] + \
+        [(q, a, "o") for q, a in zip(ocr, o_answers)][:cells // 2]
+    for k, (q, answer, kind) in enumerate(picks[:cells]):
+        ax = fig.add_subplot(grid[1 + k // 4, k % 4])
+        ax.imshow(_drawn(q, answer, kind))
+        ax.set_axis_off()
+        title = q["ref"] if kind == "g" else " / ".join(ln["text"] for ln in ocr_lines(answer))[:30] or "(no text)"
+        ax.set_title(title, fontsize=8, fontproperties=_cjk_font())
+    fig.tight_layout()
+    fig.savefig(out / "prove.png", dpi=80)
+    plt.close(fig)
+
+
+def _drawn(q: dict, answer: str, kind: str) -> Image.Image:
+    img = Image.open(io.BytesIO(q["image"])).convert("RGB")
+    w, h = img.size
+    d = ImageDraw.Draw(img)
+
+    def px(b):
+        return [b[0] * w / 1000, b[1] * h / 1000, b[2] * w / 1000, b[3] * h / 1000]
+
+    truths = [q["true"]] if kind == "g" else [ln["box"] for ln in q["true"]]
+    preds = [first_box(answer)] if kind == "g" else [ln["box"] for ln in ocr_lines(answer)]
+    for b in truths:
+        d.rectangle(px(b), outline=(0, 200, 0), width=2)
+    for b in preds:
+        if b is not None and b[2] >= b[0] and b[3] >= b[1]:
+            d.rectangle(px(b), outline=(230, 0, 0), width=2)
+    return img
+
+
+def _cjk_font():
+    """A font that draws the Chinese titles (the OCR stage's own font finder), or matplotlib's default."""
+    from matplotlib.font_manager import FontProperties
+
+    try:
+        from qwenvl_data.ocr.fonts import fonts_for
+
+        return FontProperties(fname=fonts_for("zh").paths[0])
+    except Exception:  # noqa: BLE001 - a missing CJK font only costs the titles' glyphs
+        return FontProperties()
