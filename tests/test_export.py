@@ -133,6 +133,12 @@ def test_stage2_samples_as_single_turn_chats(inputs, tmp_path):
     assert rg[1] == {"from": "assistant", "value": "<ref>the square</ref><box>(10,20),(500,600)</box>"}
     assert rg[0]["value"].endswith("\nGive the bounding box of the square in the image.") or \
         rg[0]["value"].endswith("\n框出图中the square的位置")
+    # the exported stage-2 chats through shards --stage 3 = the task shards through shards --stage 3
+    direct, again = tmp_path / "direct", tmp_path / "again"
+    run("shards", "--stage", 3, "--input", tasks, "--output", direct)
+    run("shards", "--stage", 3, "--input", ex / "qwenvl.json", "--output", again)
+    assert sorted(json.dumps(o["segments"]) for o, _ in read_shards(again)) == \
+        sorted(json.dumps(o["segments"]) for o, _ in read_shards(direct))
 
 
 def test_bad_samples_rejected_and_memory_flat(tmp_path):
