@@ -23,7 +23,7 @@ from qwenvl_data.outdir import own_output
 from qwenvl_data.rules import PairRules, RULES
 from qwenvl_data.sources import layouts_from_config, source_for_path
 from qwenvl_data.pipelines.engines import ENGINES, EngineOptions, get_engine
-from qwenvl_data.pipelines.filter_job import Chunk, FilterJob, open_parquet, read_counts
+from qwenvl_data.pipelines.filter_job import Chunk, FilterJob, one_line, open_parquet, read_counts
 
 ROWS_PER_PARTITION = 262_144
 
@@ -114,7 +114,7 @@ def plan(paths, cfg, explicit_source, skip_bad) -> tuple[list[Chunk], list[dict]
         except BadInput:
             raise
         except Exception as e:
-            msg = f"not a readable parquet file ({type(e).__name__}: {str(e)[:160]})"
+            msg = f"not a readable parquet file ({type(e).__name__}: {one_line(e)[:160]})"
             if not skip_bad:
                 raise BadInput(f"{path}: {msg}") from None
             bad.append({"path": path, "error": msg})

@@ -54,6 +54,11 @@ class Chunk:
     columns: tuple      # ((field, column name), ...) resolved for this file
 
 
+def one_line(e: BaseException) -> str:
+    """An exception's message on one line (pyarrow's span several)."""
+    return " ".join(str(e).split())
+
+
 def open_parquet(path: str) -> pq.ParquetFile:
     if "://" in path:
         fs, p = fsspec.core.url_to_fs(path)
@@ -97,7 +102,7 @@ class FilterJob:
                                                           columns=sorted({c for c in cols.values() if c}))
         except Exception as e:
             raise BadInput(f"{chunk.path}: row group {chunk.row_group} cannot be read "
-                           f"({type(e).__name__}: {str(e)[:200]})") from None
+                           f"({type(e).__name__}: {one_line(e)[:200]})") from None
         t = normalise(raw, layout, cols, chunk.source, chunk.file_stem, chunk.row_offset, chunk.path)
         t = t.append_column("_order", pa.array((np.int64(chunk.index) << ROW_BITS) + np.arange(t.num_rows,
                                                                                               dtype=np.int64)))
