@@ -31,6 +31,7 @@ from qwenvl_data.config import load_section
 from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.outdir import own_output
 from qwenvl_data.pipelines.clip_thresholds import apply_thresholds
+from qwenvl_data.shards.loaders import write_loader_index
 
 SCORES_META = {b"qwenvl.schema": b"clip_score"}
 
@@ -210,6 +211,8 @@ def _score(args, cfg: dict, shards) -> int:
     written = write_shards(cfg, shards, scores, output, args.ray_address)
     if written != n_kept:
         raise BadInput(f"{output}: the shards hold {written} samples but {n_kept} were kept")
+    if not storage.is_remote(output):
+        write_loader_index(output)  # wids-index.json (qwenvl_data/shards/loaders.py)
     summary = summarise(scores, cfg, time.time() - start, args.input)
     storage.write_json(storage.join(output, "clip.json"), summary, indent=1)
     dropped = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items()) or "none"

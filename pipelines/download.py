@@ -29,6 +29,7 @@ from qwenvl_data.images import ImageLimits
 from qwenvl_data.netguard import AddressPolicy, parse_allow
 from qwenvl_data.outdir import own_output
 from qwenvl_data.pipelines.download_dedup import drop_duplicates
+from qwenvl_data.shards.loaders import write_loader_index
 
 # The snake_case reasons our own checks put at the front of an error message (netguard, images).
 REASONS = ("bad_scheme", "refused_address", "dns_error", "connection_error", "timeout", "http_error",
@@ -253,6 +254,8 @@ def _download(args, cfg: dict, n_in: int) -> int:
     start = time.time()
     run_img2dataset(cfg, args.input, output, args.engine, args.ray_address)
     s = summarise(output, args.input, n_in, cfg, args.engine, time.time() - start)
+    if not storage.is_remote(output):
+        write_loader_index(output)  # wids-index.json (qwenvl_data/shards/loaders.py)
     failed = ", ".join(f"{k} {v}" for k, v in s["failed"].items()) or "none"
     print(f"download: {s['samples']}/{s['in']} pairs -> samples ({s['success_pct']}%) in {s['shards']} "
           f"shards under {output}; failed: {failed}; {s['seconds']} s")

@@ -27,6 +27,7 @@ from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.outdir import own_output
 from qwenvl_data.pipelines.engines.units import map_units
 from qwenvl_data.shards import ShardWriter, clean_stale_temps, shard_done, shard_name
+from qwenvl_data.shards.loaders import write_loader_index
 
 ROW_SCHEMA = pa.schema([("key", pa.string()), ("uid", pa.string()), ("source", pa.string()),
                         ("lang", pa.string()), ("width", pa.int64()), ("height", pa.int64()),
@@ -230,6 +231,8 @@ def run(args) -> int:
         todo = [j for j in jobs if not _done(j)]
         start = time.time()
         run_jobs(todo, args.engine, args.workers, args.ray_address)
+        if not storage.is_remote(args.output):
+            write_loader_index(args.output)  # wids-index.json (qwenvl_data/shards/loaders.py)
         seconds = time.time() - start
         sources = merge_funnel([_shard_stats(j) for j in jobs])
         report = {"sources": sources, "shards": len(jobs), "shards_written": len(todo),

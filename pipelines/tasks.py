@@ -17,6 +17,7 @@ from qwenvl_data.config import load_section
 from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.outdir import own_output
 from qwenvl_data.shards import clean_stale_temps
+from qwenvl_data.shards.loaders import write_loader_index
 from qwenvl_data.tasks.sink import TaskSink
 from qwenvl_data.tasks.registry import DATASETS, converter, dataset_config, make_datasets
 
@@ -57,7 +58,9 @@ def convert_dataset(dataset: str, input_dir, output_dir, images_dir=None, cfg: d
     except BaseException:
         sink.abort()
         raise
-    return sink.finish(round(time.time() - t0, 3))
+    stats = sink.finish(round(time.time() - t0, 3))
+    write_loader_index(output_dir)  # wids-index.json (qwenvl_data/shards/loaders.py)
+    return stats
 
 
 def run(args) -> int:
