@@ -65,10 +65,11 @@ def main(argv=None):
         _, rss_small = export(small, Path(tmp) / "out1")
         seconds, rss_big = export(big, Path(tmp) / "outN")
         n = a.shards * a.per_shard
+        json_bytes = sum(f.stat().st_size for f in (Path(tmp) / "outN").glob("*.json"))
         write_result(a.out, {"bench": "export", "samples": n, "seconds": round(seconds, 2),
                              "samples_per_s": round(n / seconds), "peak_rss_mb_1_shard": round(rss_small),
                              f"peak_rss_mb_{a.shards}_shards": round(rss_big),
-                             "json_mb": round(sum(f.stat().st_size for f in (Path(tmp) / "outN").glob("*.json")) / 2**20, 1)})
+                             "json_mb": round(json_bytes / 2**20, 1)})
 
 
 if __name__ == "__main__":
