@@ -179,3 +179,14 @@ def test_chat_reads_the_boxes_the_official_parser_reads():
     assert pixel_boxes("(100,200),(500,600)</box>", 200, 100, "<ref>the circle</ref><box>") == [
         {"ref": "the circle", "box": [20.0, 20.0, 100.0, 60.0]}]
     assert pixel_boxes("(100,200),(500,600)</box>", 200, 100) == []  # without the open box: no box
+
+
+def test_schemas_name_only_tokens_of_the_one_list():
+    """The tags the schemas' patterns and descriptions write are tokens of vocab.SPECIAL_TOKENS."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1] / "schemas"
+    for name in ("ocr", "task", "train"):
+        text = (root / f"{name}.schema.json").read_text()
+        tags = set(re.findall(r"</?(?:ref|box|quad|img|imgpad)>|<\|[a-z_0-9]+\|>", text))
+        assert tags and tags <= set(vocab.SPECIAL_TOKENS), (name, tags)
