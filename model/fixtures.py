@@ -13,6 +13,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from qwenvl_data.boxes import box_to_bins, format_box, format_ref
+from qwenvl_data.formats import chat_segments
 from qwenvl_data.shards import ShardWriter
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (240, 220, 40),
@@ -78,15 +79,12 @@ def stage3_sample(rng, i):
         files[f"img{k}.jpg"] = jpg
         user += f"Picture {k + 1}: <img>img{k}.jpg</img>\n"
         answers.append((shape, colour, bg))
-    segs = [{"text": SYSTEM, "loss": False},
-            {"text": f"<|im_start|>user\n{user}What is shown?<|im_end|>\n", "loss": False}]
+    turns = [("user", f"{user}What is shown?")]
     for turn, (shape, colour, bg) in enumerate(answers):
         if turn:
-            segs.append({"text": "<|im_start|>user\nAnd the next picture?<|im_end|>\n", "loss": False})
-        segs += [{"text": "<|im_start|>assistant\n", "loss": False},
-                 {"text": caption_of(shape, colour, bg) + "<|im_end|>", "loss": True},
-                 {"text": "\n", "loss": False}]
-    return files, "chat", segs
+            turns.append(("user", "And the next picture?"))
+        turns.append(("assistant", caption_of(shape, colour, bg)))
+    return files, "chat", chat_segments(turns)  # the official stage-3 loss mask, as `shards --stage 3`
 
 
 MAKERS = {1: stage1_sample, 2: stage2_sample, 3: stage3_sample}
