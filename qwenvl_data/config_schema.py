@@ -82,7 +82,15 @@ RULES: dict[str, dict[str, dict]] = {
     },
     "tasks": {
         "shard_size": POS_INT, "refcoco.splits": STR_LIST, "grit.min_confidence": {**PROB, **CHECK},
-        "text.max_chars": POS_INT,
+        "text.max_chars": POS_INT, "max_pixels": {**POS_INT, **CHECK},
+        "grit.resize_mode": {"choices": ["border", "center_crop", "keep_ratio", "keep_ratio_largest", "no"]},
+    },
+    "decontaminate": {
+        "hash.method": {"choices": ["dhash", "phash"]}, "hash.max_distance": {"type": "int", "min": 0, "max": 64},
+        "max_pixels": {**POS_INT, **CHECK},
+        # benchmark name (free) -> {dataset, path, splits, images}; null drops a shipped benchmark
+        "benchmarks": {"type": "map", "values": {"type": "map", "null": True, "keys": {
+            "dataset": {"type": "str"}, "path": {"type": "str"}, "splits": STR_LIST, "images": {"type": "str"}}}},
     },
     "shards": {
         "shard_size": POS_INT, "seed": INT,
