@@ -175,3 +175,22 @@ def test_registry_is_the_one_list(tmp_path):
     r = subprocess.run([sys.executable, "-m", "qwenvl_data.pipelines.cli", "tasks", "--dataset", "nope",
                         "--input", str(tmp_path), "--output", str(tmp_path / "o")], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_chartqa_older_flat_layout(tmp_path):
+    d = tmp_path / "chartqa"
+    fixtures._put(d / "png" / "c1.png", fixtures.jpeg(80, 60, 14, "PNG"))
+    fixtures._put(d / "train_human.json", [{"imgname": "c1.png", "query": "Which bar is tallest?", "label": "Blue"}])
+    _, s = convert(d, tmp_path / "o", "chartqa")
+    assert s["chartqa:train_human:0"]["image_ref"] == "png/c1.png" and s["chartqa:train_human:0"]["target"] == "Blue"
+
+
+def test_grit_sizes_from_the_sample_json_when_the_parquet_lacks_them(tmp_path):
+    import pyarrow.parquet as pq
+    d = tmp_path / "grit"
+    fixtures.grit(d)
+    table = pq.read_table(d / "00000.parquet")
+    pq.write_table(table.drop(["width", "height", "original_width", "original_height"]), d / "00000.parquet")
+    stats, s = convert(d, tmp_path / "o", "grit")
+    assert s["grit:4"]["target"] == "<ref>a red kite</ref><box>(0,250),(500,750)</box>"
+    assert stats["rejected"]["unknown_resize"] == 1
