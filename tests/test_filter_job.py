@@ -33,8 +33,15 @@ def run_filter_outputs(out):
 def noisy(tmp_path_factory):
     d = tmp_path_factory.mktemp("noisy")
     t = generate(3000, seed=7)
+    t = t.append_column("SAMPLE_ID", pa.array([f"s{i}" for i in range(3000)]))
+    # c.parquet repeats 150 sample ids: 100 with other URLs (duplicate_uid across URL partitions),
+    # 50 with the same URL (duplicate_uid inside one partition)
+    again = pa.concat_tables([t.slice(0, 100), t.slice(1700, 50)])
+    urls = [f"https://elsewhere.example.com/{i}.jpg" for i in range(100)] + again["URL"].to_pylist()[100:]
+    again = again.set_column(again.schema.get_field_index("URL"), "URL", pa.array(urls))
     return [write(d / "a.parquet", table=t.slice(0, 1700), row_group_size=500),
-            write(d / "b.parquet", table=t.slice(1700), row_group_size=500)]
+            write(d / "b.parquet", table=t.slice(1700), row_group_size=500),
+            write(d / "c.parquet", table=again, row_group_size=100)]
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +58,14 @@ def local_result(local_out):
 
 def test_conservation_and_output_schema(local_out, local_result):
     kept, rej, fun = local_result
-    assert fun["total"]["in"] == 3000 == len(kept) + len(rej)
-    assert len({r["uid"] for r in kept} | {r["uid"] for r in rej}) == 3000  # each row in exactly one place
+    assert fun["total"]["in"] == 3150 == len(kept) + len(rej)
+    assert len({r["uid"] for r in kept} | {r["uid"] for r in rej}) == 3000  # 150 rows repeat a sample id
+    assert len({r["uid"] for r in kept}) == len(kept)                       # ... and only one copy is kept
     dropped = fun["total"]["dropped"]
     assert sum(dropped.values()) == len(rej) and fun["total"]["kept"] == len(kept)
-    for reason in ("bad_metadata", "aspect_ratio", "clip_score", "emoji", "script", "language", "duplicate_url"):
+    assert 0 < dropped["duplicate_uid"] <= 150
+    for reason in ("bad_metadata", "aspect_ratio", "clip_score", "emoji", "script", "placeholder_text", "language",
+                   "duplicate_url"):
         assert dropped[reason] > 0, reason
     assert {r["lang"] for r in kept} == {"en", "zh"}
     assert len({r["url"] for r in kept}) == len(kept)
@@ -64,10 +74,13 @@ def test_conservation_and_output_schema(local_out, local_result):
 
 def test_engines_agree(noisy, local_result, tmp_path):
     kept, rej, fun = local_result
-    expected = ({r["uid"] for r in kept}, {(r["uid"], r["reason"], tuple(r["reasons"])) for r in rej})
+    def rows(k, r):
+        return (sorted((x["uid"], x["url"], x["caption"], x["lang"]) for x in k),
+                sorted((x["uid"], x["url"], x["reason"], tuple(x["reasons"])) for x in r))
+    expected = rows(kept, rej)
     for engine in ("beam", "ray"):
         k2, r2, f2 = run_filter(noisy, tmp_path / engine, "--source", "laion", "--engine", engine, "--workers", "2")
-        assert ({r["uid"] for r in k2}, {(r["uid"], r["reason"], tuple(r["reasons"])) for r in r2}) == expected
+        assert rows(k2, r2) == expected
         assert f2["sources"] == fun["sources"] and f2["total"] == fun["total"]
 
 
