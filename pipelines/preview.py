@@ -6,6 +6,8 @@ Works on any shard with images: OCR samples draw their structured `lines` (quads
 faintly); other samples (grounding, referring, training shards) have their `<ref>/<box>/<quad>`
 text parsed back with qwenvl_data.boxes.parse_refs and denormalised with the image size, so the
 sheet shows what the model will be told, not what the converter meant to write.
+Hostile shards end as one line naming the sample: a json that is not an object, malformed `lines`,
+an image over the pixel limit (checked before decoding) or that does not decode.
 """
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from qwenvl_data.boxes import denormalise, parse_refs
 from qwenvl_data.errors import BadInput, UsageError
+from qwenvl_data.images import ImageLimits, ImageRejected, decode_fully, open_checked
 from qwenvl_data.shards import iter_tar_samples
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+MAX_PIXELS = ImageLimits().max_pixels  # the download stage's limit, before any decoding
 COLORS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
           (240, 50, 230), (210, 245, 60)]
 
@@ -51,8 +55,11 @@ def _image(files: dict) -> tuple[str, bytes] | None:
 
 def _text(sample: dict) -> str:
     if isinstance(sample.get("target"), str):
-        return sample.get("prompt", "") + sample["target"]
-    return "".join(s.get("text", "") for s in sample.get("segments", []) if isinstance(s, dict))
+        prompt = sample.get("prompt")
+        return (prompt if isinstance(prompt, str) else "") + sample["target"]
+    segments = sample.get("segments")
+    return "".join(s["text"] for s in (segments if isinstance(segments, list) else [])
+                   if isinstance(s, dict) and isinstance(s.get("text"), str))
 
 
 def shapes(sample: dict, width: int, height: int) -> list[tuple[str, list[tuple[float, float]], str | None]]:
@@ -62,10 +69,11 @@ def shapes(sample: dict, width: int, height: int) -> list[tuple[str, list[tuple[
 
     out = []
     if isinstance(sample.get("lines"), list):
-        for ln in sample["lines"]:
-            for w in ln.get("words", []):
-                out.append(("word", px(w["quad"]), None))
-            out.append(("line", px(ln["quad"]), None))
+        for i, ln in enumerate(sample["lines"]):
+            words = ln.get("words") or [] if isinstance(ln, dict) else []
+            for j, w in enumerate(words if isinstance(words, list) else [None]):
+                out.append(("word", px(_quad(w, f"lines[{i}].words[{j}]")), None))
+            out.append(("line", px(_quad(ln, f"lines[{i}]")), None))
         return out
     for ref in parse_refs(_text(sample)):
         for x1, y1, x2, y2 in ref["boxes"]:
@@ -73,6 +81,17 @@ def shapes(sample: dict, width: int, height: int) -> list[tuple[str, list[tuple[
         for q in ref["quads"]:
             out.append(("quad", px(q), ref["ref"]))
     return out
+
+
+def _quad(obj, where: str) -> list[tuple[float, float]]:
+    """An OCR line/word's `quad`: four [x, y] finite numbers, else ValueError naming the field."""
+    quad = obj.get("quad") if isinstance(obj, dict) else None
+    ok = isinstance(quad, list) and len(quad) == 4 and all(
+        isinstance(pt, list) and len(pt) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e9 for v in pt) for pt in quad)
+    if not ok:
+        raise ValueError(f"{where}.quad is not four [x, y] points")
+    return [(float(x), float(y)) for x, y in quad]
 
 
 def draw_sample(img: Image.Image, sample: dict, font) -> Image.Image:
@@ -108,11 +127,20 @@ def run(args) -> int:
                 continue
             try:
                 sample = json.loads(files.get("json", b"{}"))
-                img = Image.open(io.BytesIO(found[1]))
+            except (ValueError, RecursionError) as e:
+                raise BadInput(f"{shard}: sample '{key}': .json is not valid JSON ({type(e).__name__})") from None
+            if not isinstance(sample, dict):
+                raise BadInput(f"{shard}: sample '{key}': .json is a {type(sample).__name__}, not an object")
+            try:
+                decode_fully(open_checked(found[1], MAX_PIXELS))  # every byte, before drawing on a fresh copy
+                img = open_checked(found[1], MAX_PIXELS)
                 img.load()
-            except Exception as e:
-                raise BadInput(f"{shard}: sample '{key}': cannot read ({type(e).__name__}: {e})") from None
-            tile = draw_sample(img, sample, font)
+            except ImageRejected as e:
+                raise BadInput(f"{shard}: sample '{key}': {found[0]}: {e}") from None
+            try:
+                tile = draw_sample(img, sample, font)
+            except ValueError as e:
+                raise BadInput(f"{shard}: sample '{key}': {e}") from None
             tile.thumbnail((args.thumb, args.thumb))
             tiles.append((key, tile))
     except (OSError, EOFError, tarfile.TarError) as e:
@@ -129,7 +157,10 @@ def run(args) -> int:
         sheet.paste(tile, (x, y))
         draw.text((x, y + tile.size[1] + 2), key[:60], fill=(0, 0, 0), font=font)
     out = Path(args.output) if args.output else shard.with_suffix(".png")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sheet.save(out, format="PNG")
+    except OSError as e:
+        raise UsageError(f"{out}: cannot write the preview ({e.strerror or e})") from None
     print(f"preview: {len(tiles)} samples -> {out}")
     return 0

@@ -30,7 +30,6 @@ def test_grounding_boxes_are_denormalised_with_the_image_size(tmp_path):
 
     with ShardWriter(tmp_path, 0, "refcoco") as w:
         w.add("s0", {"jpg": _png(Image.new("RGB", (400, 200), "white")), "json": sample})
-        w.add("s1", {"json": {"schema": "task", "task": "text", "target": "no image"}})
         w.close()
     out = tmp_path / "sheet.png"
     assert main(["preview", str(tmp_path / "refcoco-000000.tar"), "--output", str(out)]) == 0
