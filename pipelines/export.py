@@ -10,7 +10,8 @@ Writes, beside one folder of images (`OUT/images/000000/00000000-0.jpg`, paths r
 - `OUT/messages.json`: the multimodal chat JSON of LLaMA-Factory and ms-swift, `[{"id", "messages":
   [{"role", "content"}], "images": [...]}]`, one `<image>` placeholder per image, in order. Paths are
   relative to OUT (`--absolute`: absolute): LLaMA-Factory's `media_dir` / the working folder is OUT.
-- `OUT/export.json`: samples in, exported, rejected by reason (in = exported + rejected).
+- `OUT/export.json`: samples in, exported, rejected by reason (in = exported + rejected);
+  `OUT/rejects.jsonl`: shard, key and reason of each rejected sample.
 
 Stage-3 samples give their ChatML turns back (formats.chat_turns); stage-1/2 samples become one user
 turn (the task's chat instruction, as `shards --stage 3` writes task samples) and the target as the
@@ -125,6 +126,7 @@ def run(args) -> int:
     writers = {f: JsonArray(out / f"{f}.json") for f in wanted}
     root = f"{out.resolve()}/" if args.absolute else ""
     stats = {"in": 0, "exported": 0, "images": 0, "rejected": {}, "by_stage": {}}
+    rejects = open(out / "rejects.jsonl", "w", encoding="utf-8")
     for shard in files:
         for key, members in iter_tar_samples(shard):
             stats["in"] += 1
@@ -133,12 +135,15 @@ def run(args) -> int:
             except ValueError:
                 meta = None
             n = stats["exported"]
-            names = (meta.get("images") or []) if isinstance(meta, dict) else []
+            names = meta.get("images") if isinstance(meta, dict) else None
+            if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+                meta, names = None, []  # sample_chat calls it bad_json
             folder = f"images/{n // 1000:06d}"
             paths = [f"{folder}/{n:08d}-{i}.{name.rsplit('.', 1)[-1]}" for i, name in enumerate(names)]
             chat = sample_chat(meta, members, [f"{root}{p}" for p in paths], default_system, zh_fraction)
             if isinstance(chat, str):
                 stats["rejected"][chat] = stats["rejected"].get(chat, 0) + 1
+                rejects.write(json.dumps({"shard": str(shard), "key": key, "reason": chat}) + "\n")
                 continue
             if paths:
                 (out / folder).mkdir(exist_ok=True)
@@ -152,6 +157,7 @@ def run(args) -> int:
             stats["by_stage"][stage] = stats["by_stage"].get(stage, 0) + 1
     for w in writers.values():
         w.close()
+    rejects.close()
     assert stats["in"] == stats["exported"] + sum(stats["rejected"].values())
     stats.update(formats=wanted, inputs=[str(f) for f in files], seconds=round(time.time() - t0, 3))
     (out / "export.json").write_text(json.dumps(stats, ensure_ascii=False, indent=1, sort_keys=True))

@@ -159,6 +159,7 @@ def test_bad_samples_rejected_and_memory_flat(tmp_path):
         with ShardWriter(out, shards, "stage3") as w:  # image member missing; not ChatML
             w.add("bad1", {"json": train_json("bad1", ["img0.jpg"], segs)})
             w.add("bad2", {"json": train_json("bad2", [], [{"text": "no chat", "loss": True}])})
+            w.add("bad3", {"json": train_json("bad3", [7], segs)})  # an image name that is not a string
             w.close()
 
     peaks = []
@@ -169,8 +170,12 @@ def test_bad_samples_rejected_and_memory_flat(tmp_path):
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
         stats = json.loads((tmp_path / f"out{shards}" / "export.json").read_text())
-        assert stats["exported"] == 50 * shards and stats["rejected"] == {"missing_image": 1, "bad_segments": 1}
+        assert stats["exported"] == 50 * shards
+        assert stats["rejected"] == {"missing_image": 1, "bad_segments": 1, "bad_json": 1}
         assert len(json.loads((tmp_path / f"out{shards}" / "messages.json").read_text())) == 50 * shards
+        rejects = [json.loads(x) for x in (tmp_path / f"out{shards}" / "rejects.jsonl").read_text().splitlines()]
+        assert [(r["key"], r["reason"]) for r in rejects] == [
+            ("bad1", "missing_image"), ("bad2", "bad_segments"), ("bad3", "bad_json")]
     assert peaks[1] < peaks[0] + 100 * 1024, peaks  # 10x the samples (1 MB more text), not 10x the memory
 
 
