@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
+import tarfile
 from collections import Counter
 from pathlib import Path
 
@@ -26,7 +28,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 
-from qwenvl_data.errors import UsageError
+from qwenvl_data.errors import BadInput, UsageError
 
 from .tokenizer import IGNORE, TextEncoder
 
@@ -41,6 +43,9 @@ def shard_urls(data_dir: str | Path) -> list[str]:
     urls = sorted(str(p) for p in d.glob("*.tar")) if d.is_dir() else []
     if not urls:
         raise UsageError(f"no training shards (*.tar) in {data_dir}")
+    for url in urls:  # a 0-byte or non-tar file named .tar stops here, not inside a loader worker
+        if os.path.getsize(url) == 0 or not tarfile.is_tarfile(url):
+            raise BadInput(f"{url}: not a tar file ({'empty' if os.path.getsize(url) == 0 else 'no tar header'})")
     return urls
 
 
@@ -72,7 +77,7 @@ class ToExample:
             segments = meta["segments"]
             if meta.get("schema") != "train" or not isinstance(segments, list):
                 return {"rejected": "bad_json", "key": key}
-        except (KeyError, ValueError, TypeError):
+        except (KeyError, ValueError, TypeError, RecursionError):  # RecursionError: JSON nested too deep
             return {"rejected": "bad_json", "key": key}
         if meta.get("stage") not in (None, self.stage):
             return {"rejected": "wrong_stage", "key": key}
