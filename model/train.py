@@ -42,6 +42,21 @@ STAGES = {1: dict(lr=2e-4, min_lr=1e-6, warmup=500, steps=50_000, image_size=224
           3: dict(lr=1e-5, min_lr=1e-6, warmup=3000, steps=8_000, image_size=448, seq_len=2048, vit_lr_decay=1.0)}
 
 
+def check_resume(meta: dict, a: argparse.Namespace, hp: dict, out: Path):
+    """--resume continues the same run: the stage, image size and sequence length must be the checkpoint's."""
+    stage = meta.get("stage")
+    if stage != a.stage:
+        raise UsageError(f"--resume: the checkpoint in {out} is from a stage-{stage} run, this is --stage {a.stage}; "
+                         f"start stage {a.stage} in a fresh --out with --init {out}")
+    saved = meta.get("args") or {}
+    for name in ("image_size", "seq_len"):
+        was = saved.get(name) or STAGES[a.stage][name]
+        if int(was) != int(hp[name]):
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"--resume: the checkpoint in {out} was trained with {flag} {was}, this run has "
+                             f"{hp[name]}; resume with {flag} {was} or start a fresh --out")
+
+
 def add_arguments(ap: argparse.ArgumentParser):
     ap.add_argument("--stage", type=int, required=True, choices=(1, 2, 3))
     ap.add_argument("--data", required=True, help="directory of training shards (*.tar)")
@@ -161,6 +176,8 @@ def train(a: argparse.Namespace) -> list[dict]:
     meta, state, optim_state = checkpoint.load(source, with_optimizer=resume_step is not None) \
         if source else ({}, None, None)
     cfg = ModelConfig.from_dict(meta["config"]) if meta else load_config(a.config)
+    if resume_step is not None:
+        check_resume(meta, a, hp, out)
     tok_dir = a.tokenizer or (source and Path(checkpoint.resolve(source)[0]) / "tokenizer")
     if not tok_dir:
         raise UsageError("--tokenizer DIR is needed when starting without --init")
