@@ -25,7 +25,6 @@ COMMANDS = {
     "decontaminate": ("decontaminate", "drop benchmark evaluation images and questions from training shards"),
     "shards": ("shards", "mix and write stage-1/2/3 training shards with an index"),
     "export": ("export", "training shards -> Qwen-VL fine-tuning JSON and LLaMA-Factory/ms-swift chat JSON"),
-    "export": ("export", "training shards -> Qwen-VL fine-tuning JSON and LLaMA-Factory/ms-swift chat JSON"),
     "validate": ("validate", "check parquet files and shards against the schemas"),
     "report": ("report", "funnel and corpus statistics as Markdown + HTML"),
     "preview": ("preview", "a PNG contact sheet of a shard with boxes and quads drawn"),
