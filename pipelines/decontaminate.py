@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from qwenvl_data.config import load_section
 from qwenvl_data.decontam import HASH_SIZES
 from qwenvl_data.errors import BadInput, UsageError
-from qwenvl_data.outdir import own_output
+from qwenvl_data.outdir import own_output, refuse_in_progress
 from qwenvl_data.shards import ShardWriter, iter_tar_samples
 from qwenvl_data.tasks.benchmarks import load_benchmarks
 from qwenvl_data.vocab import is_image_ext
@@ -45,6 +45,7 @@ def _check_folders(inputs: list[Path], out: Path):
     for p in inputs:
         if not p.is_dir():
             raise UsageError(f"{p}: no such shard folder (--input)")
+        refuse_in_progress(p)  # a tasks / clip-score run that did not finish is not a training source yet
         if names.count(p.name) > 1:
             raise UsageError(f"two inputs are named {p.name!r}: each becomes OUT/{p.name}, rename one")
     ours = (out / REPORT).exists() or (out / "decontamination-removed.jsonl").exists()
@@ -140,13 +141,16 @@ def run(args) -> int:
                     shutil.rmtree(dest)
                 dest.mkdir(parents=True)
                 n_in = n_removed = 0
-                for tar in sorted(q for q in src.glob("*.tar") if not q.name.startswith(".tmp-")):
-                    a, b = filter_shard(tar, dest, src.name, ev, log, report)
+                for tar in sorted(q for q in src.rglob("*.tar") if not q.name.startswith(".tmp-")):
+                    (dest / tar.parent.relative_to(src)).mkdir(parents=True, exist_ok=True)
+                    a, b = filter_shard(tar, dest / tar.parent.relative_to(src), src.name, ev, log, report)
                     n_in, n_removed = n_in + a, n_removed + b
-                for f in src.iterdir():  # per-dataset stats and rejects travel along, unchanged
-                    if f.is_file() and f.suffix in (".json", ".jsonl") and not (dest / f.name).exists() and \
-                            not f.with_suffix(".tar").exists():
-                        shutil.copy2(f, dest / f.name)
+                for f in sorted(src.rglob("*")):  # per-dataset stats and rejects travel along, unchanged
+                    to = dest / f.relative_to(src)
+                    if f.is_file() and f.suffix in (".json", ".jsonl") and not to.exists() and \
+                            not f.with_suffix(".tar").exists() and not f.name.startswith(".qwenvl"):
+                        to.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copy2(f, to)
                 sources[src.name] = {"in": n_in, "out": n_in - n_removed, "removed": n_removed}
         _write_report(out, method, dist, root, report, sources, ev, t0)
     return 0
