@@ -29,6 +29,7 @@ from pathlib import Path
 from qwenvl_data import formats
 from qwenvl_data.config import load_section
 from qwenvl_data.errors import UsageError
+from qwenvl_data.outdir import own_output
 from qwenvl_data.shards import iter_tar_samples
 
 FORMATS = ("qwenvl", "messages")
@@ -122,6 +123,11 @@ def run(args) -> int:
     zh_fraction = float(s3.get("zh_instruction_fraction") or 0.0)
     files = shard_files(args.input)
     out = Path(args.output)
+    with own_output(out, stage="export", inputs=[("--input", p) for p in args.input]):
+        return _export(args, out, files, wanted, default_system, zh_fraction, t0)
+
+
+def _export(args, out: Path, files, wanted, default_system: str, zh_fraction: float, t0: float) -> int:
     (out / "images").mkdir(parents=True, exist_ok=True)
     writers = {f: JsonArray(out / f"{f}.json") for f in wanted}
     root = f"{out.resolve()}/" if args.absolute else ""
@@ -132,7 +138,7 @@ def run(args) -> int:
             stats["in"] += 1
             try:
                 meta = json.loads(members.get("json", b""))
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
                 meta = None
             n = stats["exported"]
             names = meta.get("images") if isinstance(meta, dict) else None
