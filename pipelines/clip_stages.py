@@ -23,9 +23,8 @@ from qwenvl_data import clip, storage
 from qwenvl_data.errors import BadInput
 from qwenvl_data.images import ImageRejected, decode_rgb
 from qwenvl_data.shards import ShardWriter, iter_tar_samples, shard_done
-from qwenvl_data.vocab import LANGUAGES
+from qwenvl_data.vocab import LANGUAGES, is_image_ext
 
-IMAGE_EXTS = ("jpg", "png", "webp", "jpeg")
 SCORED = pa.schema([("shard", pa.string()), ("key", pa.string()), ("uid", pa.string()),
                     ("source", pa.string()), ("lang", pa.string()), ("clip_score", pa.float32()),
                     ("error", pa.string())])
@@ -42,14 +41,15 @@ def _sample_fields(key: str, files: dict) -> tuple[dict, bytes | None]:
     except ValueError:
         meta = {}
     meta = meta if isinstance(meta, dict) else {}
-    image = next((files[e] for e in IMAGE_EXTS if e in files), None)
+    image = next((files[e] for e in sorted(files) if e != "json" and is_image_ext(e)), None)
     caption = files["txt"].decode("utf-8") if "txt" in files else meta.get("caption")
     return {"key": key, "uid": meta.get("uid") or key, "source": meta.get("source") or "unknown",
             "lang": meta.get("lang") if meta.get("lang") in LANGUAGES else None, "caption": caption or ""}, image
 
 
 def _samples(path: str):
-    """iter_tar_samples, with an unreadable tar reported as bad input naming the file; a shard on an
+    """iter_tar_samples (which refuses a truncated tar or one short of its stats sidecar's count), with an
+    unreadable tar reported as bad input naming the file; a shard on an
     object store is fetched to a local temp file first (the reader seeks)."""
     try:
         with storage.local_copy(path) as local:

@@ -22,8 +22,8 @@ from qwenvl_data.boxes import denormalise, parse_refs
 from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.images import ImageLimits, ImageRejected, decode_fully, open_checked
 from qwenvl_data.shards import iter_tar_samples
+from qwenvl_data.vocab import is_image_ext
 
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 MAX_PIXELS = ImageLimits().max_pixels  # the download stage's limit, before any decoding
 COLORS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
           (240, 50, 230), (210, 245, 60)]
@@ -48,7 +48,7 @@ def _label_font(size: int = 14):
 
 def _image(files: dict) -> tuple[str, bytes] | None:
     for ext in sorted(files):
-        if ext.rsplit(".", 1)[-1].lower() in IMAGE_EXTS:
+        if is_image_ext(ext):
             return ext, files[ext]
     return None
 
