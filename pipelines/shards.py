@@ -169,6 +169,8 @@ def run(args) -> int:
         index = make_index(stage, seed, weights, groups, counts, book, scan_rejected, build_rejected,
                            seen, counter, [str(f) for f in files], time.time() - t0)
         index["bad_files"] = bad_files
+        if stage == 3:
+            index["loss_mask"] = mask  # official (finetune.py preprocess) or answers
         index.update(reports_for(args.input))  # decontaminate's per-benchmark table, when the inputs are its output
         (out / "index.json").write_text(json.dumps(index, ensure_ascii=False, indent=1, sort_keys=True))
         t = index["totals"]

@@ -65,6 +65,7 @@ def test_stage3_export_exact_and_round_trip(inputs, tmp_path):
     s3, ex, again = tmp_path / "s3", tmp_path / "export", tmp_path / "again"
     run("shards", "--stage", 3, "--input", sft, tasks, "--output", s3)
     run("export", "--input", s3, "--output", ex)
+    assert json.loads((s3 / "index.json").read_text())["loss_mask"] == "official"
     official = json.loads((ex / "qwenvl.json").read_text())
     messages = json.loads((ex / "messages.json").read_text())
     stats = json.loads((ex / "export.json").read_text())
@@ -105,6 +106,7 @@ def test_answers_mask_option_and_its_round_trip(inputs, tmp_path):
     sft, _ = inputs
     s3, ex, again = tmp_path / "s3", tmp_path / "export", tmp_path / "again"
     run("shards", "--stage", 3, "--stage3-mask", "answers", "--input", sft, "--output", s3)
+    assert json.loads((s3 / "index.json").read_text())["loss_mask"] == "answers"
     two = next(o for o, _ in read_shards(s3) if o["uid"] == "sft:two")
     assert [s["text"] for s in two["segments"] if s["loss"]] == [
         "The first is red.<|im_end|>", "<ref>the green one</ref><box>(0,0),(999,999)</box><|im_end|>"]
