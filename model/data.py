@@ -19,7 +19,7 @@ import io
 import json
 import os
 import random
-import tarfile
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -29,6 +29,7 @@ import webdataset as wds
 from PIL import Image
 
 from qwenvl_data.errors import BadInput, UsageError
+from qwenvl_data.shards.reader import scan
 
 from .tokenizer import IGNORE, TextEncoder
 
@@ -38,15 +39,27 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def shard_urls(data_dir: str | Path) -> list[str]:
+def shard_urls(data_dir: str | Path, skip_bad_files: bool = False) -> list[str]:
+    """The shards of a folder, each checked before training starts, not inside a loader worker
+    (qwenvl_data.shards.reader: a 0-byte or text file, a tar cut short, one holding fewer samples than
+    its stats sidecar): a bad one stops the run with a one-line error, or with `skip_bad_files` is
+    named on stderr and left out."""
     d = Path(data_dir)
-    urls = sorted(str(p) for p in d.glob("*.tar")) if d.is_dir() else []
+    urls = sorted(str(p) for p in d.glob("*.tar") if not p.name.startswith(".tmp-")) if d.is_dir() else []
     if not urls:
         raise UsageError(f"no training shards (*.tar) in {data_dir}")
-    for url in urls:  # a 0-byte or non-tar file named .tar stops here, not inside a loader worker
-        if os.path.getsize(url) == 0 or not tarfile.is_tarfile(url):
-            raise BadInput(f"{url}: not a tar file ({'empty' if os.path.getsize(url) == 0 else 'no tar header'})")
-    return urls
+    good = []
+    for url in urls:
+        try:
+            scan(url)
+            good.append(url)
+        except BadInput as e:
+            if not skip_bad_files:
+                raise BadInput(f"{e} (--skip-bad-files leaves such shards out)") from None
+            print(f"qwenvl-train: skipped bad shard: {e}", file=sys.stderr)
+    if not good:
+        raise BadInput(f"no readable training shards in {data_dir} (all {len(urls)} are bad)")
+    return good
 
 
 def load_image(data: bytes, size: int) -> np.ndarray:
@@ -167,8 +180,8 @@ class StageLoader:
 
     def __init__(self, data_dir, encoder: TextEncoder, stage: int, image_size: int, seq_len: int,
                  batch_size: int, workers: int = 0, seed: int = 0, shuffle_buffer: int = 1000,
-                 rank: int = 0, world: int = 1):
-        self.urls = shard_urls(data_dir)
+                 rank: int = 0, world: int = 1, skip_bad_files: bool = False):
+        self.urls = shard_urls(data_dir, skip_bad_files)
         if len(self.urls) < world:  # split by node is per shard: a rank without a shard has no data
             raise UsageError(f"{len(self.urls)} shard(s) in {data_dir} for {world} ranks: "
                              f"write at least one shard per rank")

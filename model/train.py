@@ -77,6 +77,9 @@ def add_arguments(ap: argparse.ArgumentParser):
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--workers", type=int, default=2, help="data loader processes per rank")
     ap.add_argument("--shuffle-buffer", type=int, default=1000)
+    ap.add_argument("--skip-bad-files", action="store_true",
+                    help="leave out (and name) a shard that is truncated, short of its stats sidecar's count, "
+                         "empty or not a tar, instead of stopping with an error")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save-every", type=int, default=1000)
     ap.add_argument("--log-every", type=int, default=10)
@@ -211,7 +214,7 @@ def train(a: argparse.Namespace) -> list[dict]:
             raise UsageError(f"checkpoint was written by {len(positions)} ranks, this run has {world}")
         checkpoint.set_rng_state(meta["rng"][rank] if rank < len(meta["rng"]) else meta["rng"][0])
     loader = StageLoader(a.data, encoder, a.stage, hp["image_size"], hp["seq_len"], a.batch_size,
-                         a.workers, a.seed, a.shuffle_buffer, rank, world)
+                         a.workers, a.seed, a.shuffle_buffer, rank, world, skip_bad_files=a.skip_bad_files)
     batches = loader.batches(positions[rank])
     log_path = out / "log.jsonl"
     history = [json.loads(l) for l in log_path.read_text().splitlines()] if log_path.exists() else []

@@ -99,7 +99,7 @@ def members(path: str | Path) -> list[Member]:
     except Truncated as e:
         try:
             with open(path, "rb") as f:
-                partial = _salvage(f)
+                partial = _salvage(f, path.stat().st_size)
         except Exception:
             partial = []
         raise BadInput(f"{path}: truncated tar shard: {e}{_last_key(partial)}") from None
@@ -107,8 +107,8 @@ def members(path: str | Path) -> list[Member]:
         raise BadInput(f"{path}: not a readable tar shard ({type(e).__name__}: {e})") from None
 
 
-def _salvage(f) -> list[Member]:
-    """The members before a cut (only to name the last sample in the error message)."""
+def _salvage(f, file_size: int) -> list[Member]:
+    """The whole members before a cut (only to name the last sample in the error message)."""
     out, pos = [], 0
     while True:
         f.seek(pos)
@@ -116,6 +116,8 @@ def _salvage(f) -> list[Member]:
         if len(hdr) < 512 or hdr.count(0) == 512:
             return out
         size = _octal(hdr[124:136])
+        if pos + 512 + size > file_size:
+            return out
         out.append((hdr[:100].split(b"\0", 1)[0].decode("utf-8", "replace"), pos + 512, size))
         pos += 512 + (size + 511) // 512 * 512
 
