@@ -13,9 +13,26 @@ import pyarrow.compute as pc
 _URL_PARTS = r"^\s*(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<host>[^/?#\s]*)(?P<rest>[^#]*)"
 
 
+# A URL already in normal form: lower-case scheme and host without a default port or a trailing dot,
+# a path, no fragment, no surrounding whitespace. Most are; only the others pay for the extraction.
+_NORMAL = r"^[a-z][a-z0-9+.-]*://[a-z0-9.\-_~%!$&'()*+,;=@\[\]]*[a-z0-9\-_~%!$&'()*+,;=@\[\]](?::[0-9]+)?/[^#\s]*$"
+_DEFAULT_PORT = r"^[^/]*//[^/]*:(?:80|443)/"
+
+
 def normalise_url(urls: pa.Array) -> pa.Array:
     """Lower-case scheme and host, drop default ports, the fragment and surrounding whitespace;
     an empty path becomes '/'. The path and query keep their case (they are case-sensitive)."""
+    normal = pc.and_(pc.fill_null(pc.match_substring_regex(urls, _NORMAL), False),
+                     pc.invert(pc.fill_null(pc.match_substring_regex(urls, _DEFAULT_PORT), False)))
+    n_odd = len(urls) - (pc.sum(normal).as_py() or 0)
+    if n_odd == 0:
+        return urls
+    if n_odd < len(urls):
+        return pc.replace_with_mask(urls, pc.invert(normal), _normalise_all(urls.filter(pc.invert(normal))))
+    return _normalise_all(urls)
+
+
+def _normalise_all(urls: pa.Array) -> pa.Array:
     parts = pc.extract_regex(urls, _URL_PARTS)
     scheme = pc.utf8_lower(pc.struct_field(parts, "scheme"))
     host = pc.replace_substring_regex(pc.utf8_lower(pc.struct_field(parts, "host")), r":(80|443)$", "")

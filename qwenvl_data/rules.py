@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from .filter_settings import FilterSettings
 from .sources import Layout
-from .text.script import count_units, has_emoji, has_foreign_script
+from .text.script import allows_printable_ascii, count_units, has_emoji, has_foreign_script
 from .text.words import Words
 
 URL_OK = r"^(?i)https?://[^\s/?#]+\S*$"
@@ -43,10 +43,18 @@ class Batch:
     lang_score: np.ndarray = field(init=False)
     _caption: pa.Array | None = None
     _words: tuple | None = None       # (rows, Words of their captions), split once for the word rules
+    _spaces: pa.Array | None = None
 
     def __post_init__(self):
         self.lang = np.full(self.t.num_rows, None, dtype=object)
         self.lang_score = np.full(self.t.num_rows, np.nan, dtype=np.float64)
+
+    @property
+    def spaces(self) -> pa.Array:
+        """The number of " " in each cleaned caption (its words - 1), counted once for the rules."""
+        if self._spaces is None:
+            self._spaces = pc.count_substring(self.caption, " ")
+        return self._spaces
 
     @property
     def caption(self) -> pa.Array:
@@ -104,15 +112,16 @@ def special_tags(s: FilterSettings, b: Batch):
 
 
 def emoji(s: FilterSettings, b: Batch):
-    return _np(has_emoji(b.caption))
+    return has_emoji(b.caption)
 
 
 def script(s: FilterSettings, b: Batch):
-    return _np(has_foreign_script(b.caption, s.script_allowed))
+    ascii_ok = s.cleaner.controls and s.cleaner.whitespace and allows_printable_ascii(s.script_allowed)
+    return has_foreign_script(b.caption, s.script_allowed, ascii_ok)
 
 
 def text_length(s: FilterSettings, b: Batch):
-    units = count_units(b.caption)
+    units = count_units(b.caption, b.spaces)
     fail = np.zeros(b.t.num_rows, dtype=bool)
     if s.min_units is not None:
         fail |= _np(pc.less(units, s.min_units))
@@ -140,7 +149,8 @@ def _on_alive(b: Batch, fn) -> np.ndarray:
 def placeholder_text(s: FilterSettings, b: Batch):
     if s.junk is None:
         return None
-    return _on_alive(b, lambda idx, cap: s.junk(cap, _alive_words(b, idx)))
+    return _on_alive(b, lambda idx, cap: s.junk(cap, _alive_words(b, idx),
+                                                b.spaces.take(pa.array(idx)).to_numpy(zero_copy_only=False)))
 
 
 def language(s: FilterSettings, b: Batch):

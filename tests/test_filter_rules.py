@@ -132,3 +132,35 @@ def test_nothing_crashes_on_hostile_caption_content():
     out = run_rules([laion(t) for t in nasty])
     assert len(out) == len(nasty)
     assert out[5]["reason"] == "emoji"  # the entity unescapes to an emoji
+
+
+def test_url_normalisation_fast_path_agrees_with_the_full_one():
+    from hypothesis import given, settings, strategies as st
+
+    from qwenvl_data import dedup
+    part = st.text(alphabet="aAbB.-_:/?#%@ 09~", max_size=12)
+    fixed = ["https://x.com/1.jpg", "HTTPS://X.COM:443/1.jpg#top", "https://x.com", "http://a.b.:80/p?q=1#f",
+             "  https://x.com/a ", "https://x.com:8080/a", "https://Ex.com/A", "https://user@x.com/p", None]
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.builds(lambda s, h, r: f"{s}://{h}{r}", st.sampled_from(["http", "https", "HTTP"]), part,
+                              part), max_size=20))
+    def check(urls):
+        arr = pa.array(fixed + urls, pa.string())
+        assert dedup.normalise_url(arr).to_pylist() == dedup._normalise_all(arr).to_pylist()
+    check()
+
+
+def test_unit_count_by_length_agrees_with_the_unit_pattern():
+    from hypothesis import given, settings, strategies as st
+
+    import pyarrow.compute as pc
+    from qwenvl_data.text.script import UNIT, count_units
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.text(alphabet="ab 1.·一只狗漢𠝹", max_size=15), max_size=20))
+    def check(texts):
+        clean = [" ".join(t.split()) for t in texts]   # cleaned captions: single spaces, trimmed
+        arr = pa.array(clean, pa.string())
+        assert count_units(arr).to_pylist() == pc.fill_null(pc.count_substring_regex(arr, UNIT), 0).to_pylist()
+    check()

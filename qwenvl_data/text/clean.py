@@ -49,6 +49,8 @@ WHITESPACE_RUN = rf"[{_WS}]{{2,}}|[\t\n\r\x0b\x0c\x{{00A0}}\x{{1680}}\x{{2000}}-
 # mojibake signs); those steps then run on just these rows.
 ODD = rf"[<&\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x{{80}}-\x{{9F}}\x{{AD}}\x{{200B}}-\x{{200F}}\x{{202A}}-\x{{202E}}" \
       rf"\x{{2060}}-\x{{2069}}\x{{FEFF}}]|{MOJIBAKE_PREFILTER}"
+# The rows whose whitespace needs work: a run, a space other than " ", or a space at either end.
+WHITESPACE_ODD = rf"{WHITESPACE_RUN}|^[{_WS}]|[{_WS}]$"
 PUNCT_RUN_PREFILTER = r"[\p{P}\p{S}]{3,}"  # RE2: \w is ASCII-only, so [^\w\s] would match every CJK run
 _SAME_PUNCT_RUN = re.compile(r"([^\w\s])\1{2,}")
 # `{IMAGE_EXTS}` in a configured pattern stands for the shared list of image extensions (vocab.py).
@@ -99,6 +101,14 @@ class Cleaner:
         return cls(patterns=tuple(pats), **flags)
 
     def __call__(self, captions: pa.Array) -> pa.Array:
+        """Every step on the rows one combined pre-filter flags (most captions need no cleaning at all);
+        every step on every row when a configured pattern has no `hint`."""
+        if all(hint for _, _, _, hint in self.patterns):
+            alternatives = [ODD, WHITESPACE_ODD, PUNCT_RUN_PREFILTER] + [h for _, _, _, h in self.patterns]
+            return _on_rows(captions, "|".join(f"(?:{a})" for a in alternatives), self._steps)
+        return self._steps(captions)
+
+    def _steps(self, captions: pa.Array) -> pa.Array:
         s = captions
         if self.repair or self.html_entities or self.html_tags or self.controls:
             s = _on_rows(s, ODD, self._markup)
@@ -108,8 +118,7 @@ class Cleaner:
         if self.repeated_punctuation:
             s = _python_fix(s, PUNCT_RUN_PREFILTER, lambda t: _SAME_PUNCT_RUN.sub(r"\1", t))
         if self.whitespace:
-            s = pc.utf8_trim_whitespace(pc.replace_substring_regex(s, WHITESPACE_RUN, " "))
-            s = pc.utf8_trim(s, " ")  # utf8_trim_whitespace keeps U+3000 and friends at the ends
+            s = _on_rows(s, WHITESPACE_ODD, _fold_whitespace)
         return s
 
     def _markup(self, s: pa.Array) -> pa.Array:
@@ -124,6 +133,11 @@ class Cleaner:
             s = pc.replace_substring_regex(s, INVISIBLE, "")
             s = pc.replace_substring_regex(s, CONTROLS, " ")
         return s
+
+
+def _fold_whitespace(s: pa.Array) -> pa.Array:
+    s = pc.utf8_trim_whitespace(pc.replace_substring_regex(s, WHITESPACE_RUN, " "))
+    return pc.utf8_trim(s, " ")  # utf8_trim_whitespace keeps U+3000 and friends at the ends
 
 
 def _on_rows(s: pa.Array, prefilter: str, fn) -> pa.Array:

@@ -55,8 +55,9 @@ class JunkRule:
                                               "max_unique_share", "max_word_share") if k in cfg}
         return cls(placeholders=phrases, **kw)
 
-    def __call__(self, s: pa.Array, words: Words | None = None) -> np.ndarray:
-        """True for each junk caption of `s`; `words`: its Words, when a caller has them already."""
+    def __call__(self, s: pa.Array, words: Words | None = None, spaces: np.ndarray | None = None) -> np.ndarray:
+        """True for each junk caption of `s`; `words`, `spaces`: its Words and " " counts, when a caller
+        has them already."""
         n = len(s)
         junk = np.zeros(n, dtype=bool)
         if self.placeholders:
@@ -65,13 +66,18 @@ class JunkRule:
             junk |= pc.fill_null(pc.match_substring_regex(s, regex), False).to_numpy(zero_copy_only=False)
         if not self.min_items:
             return junk
-        spaces = pc.count_substring(s, " ").to_numpy(zero_copy_only=False)
+        if spaces is None:
+            spaces = pc.count_substring(s, " ").to_numpy(zero_copy_only=False)
         wordy = np.flatnonzero(~junk & (spaces >= 7))
         if len(wordy):
             junk[wordy] = self._stuffed((words or Words.of(s)).take(wordy))
         seps = pc.count_substring_regex(s, _SEP).to_numpy(zero_copy_only=False)
-        han = pc.fill_null(pc.match_substring_regex(s, CJK_IDEOGRAPH), False).to_numpy(zero_copy_only=False)
-        listy = np.flatnonzero(~junk & ((seps + 1 >= self.min_items) | (han & (spaces + 1 >= self.min_items))))
+        han = np.zeros(n, dtype=bool)
+        maybe = np.flatnonzero(~junk & (seps + 1 < self.min_items) & (spaces + 1 >= self.min_items))
+        if len(maybe):   # Chinese keywords separated by spaces
+            han[maybe] = pc.fill_null(pc.match_substring_regex(s.take(pa.array(maybe)), CJK_IDEOGRAPH), False) \
+                .to_numpy(zero_copy_only=False)
+        listy = np.flatnonzero(~junk & ((seps + 1 >= self.min_items) | han))
         if len(listy):
             junk[listy] = [self._keyword_list(t) for t in s.take(pa.array(listy)).to_pylist()]
         return junk

@@ -51,6 +51,20 @@ def _extra_words(name: str) -> list[str]:
     raise UsageError(f"filter.language.lexicon_extra: unknown word list {name!r} (known: faker:en_US)")
 
 
+def _mostly_upper(t: pa.Array) -> np.ndarray:
+    """More upper- than lower-case letters. Counting letters by regex costs a match per letter, so only
+    captions with a run of four capitals are counted; the rest are all upper case or not upper at all."""
+    out = pc.fill_null(pc.utf8_is_upper(t), False).to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(~out & pc.fill_null(pc.match_substring_regex(t, r"\p{Lu}{4}"), False)
+                          .to_numpy(zero_copy_only=False))
+    if len(rows):
+        sub = t.take(pa.array(rows))
+        upper = pc.count_substring_regex(sub, r"\p{Lu}").to_numpy(zero_copy_only=False)
+        lower = pc.count_substring_regex(sub, r"\p{Ll}").to_numpy(zero_copy_only=False)
+        out[rows] = upper > lower
+    return out
+
+
 @functools.lru_cache(maxsize=8)
 def lexicon_words(name: str, extra: tuple = (), exclude: tuple = ()) -> pa.Array:
     """The English caption lexicon: our file's words plus the extra lists, less its '-word' lines, the
@@ -94,17 +108,28 @@ class LanguageDecision:
         score = np.zeros(n, dtype=np.float64)
         if n == 0:
             return lang, score, np.zeros(0, dtype=bool)
-        han = pc.fill_null(pc.match_substring_regex(s, CJK_IDEOGRAPH), False).to_numpy(zero_copy_only=False)
+        ascii_ = pc.string_is_ascii(s).to_numpy(zero_copy_only=False)
+        han = np.zeros(n, dtype=bool)
+        if not ascii_.all():   # ideographs are never ASCII: the regex runs on the other rows only
+            rest = np.flatnonzero(~ascii_)
+            han[rest] = pc.fill_null(pc.match_substring_regex(s.take(pa.array(rest)), CJK_IDEOGRAPH), False) \
+                .to_numpy(zero_copy_only=False)
         model_rows = np.flatnonzero(~han)                       # Latin (or Greek, ...) captions
         model_text = s.take(pa.array(model_rows)) if len(model_rows) else pa.array([], pa.string())
         n_no_han = len(model_rows)              # model_text rows before this index hold no ideographs
         hidx = np.flatnonzero(han)
         if len(hidx):
             hs = s.take(pa.array(hidx))
-            n_han = pc.count_substring_regex(hs, CJK_IDEOGRAPH).to_numpy(zero_copy_only=False)
-            n_words = pc.count_substring_regex(hs, _LATIN_WORD).to_numpy(zero_copy_only=False) + \
-                pc.count_substring_regex(hs, OTHER_LETTER + "+").to_numpy(zero_copy_only=False)
-            pure = n_words == 0
+            pure = ~pc.fill_null(pc.match_substring_regex(hs, f"[{LATIN}]|{OTHER_LETTER}"), True) \
+                .to_numpy(zero_copy_only=False)
+            n_han = np.zeros(len(hs), dtype=np.int64)
+            n_words = np.zeros(len(hs), dtype=np.int64)
+            mixed = np.flatnonzero(~pure)
+            if len(mixed):   # counts only where both scripts are present
+                ms = hs.take(pa.array(mixed))
+                n_han[mixed] = pc.count_substring_regex(ms, CJK_IDEOGRAPH).to_numpy(zero_copy_only=False)
+                n_words[mixed] = pc.count_substring_regex(ms, _LATIN_WORD).to_numpy(zero_copy_only=False) + \
+                    pc.count_substring_regex(ms, OTHER_LETTER + "+").to_numpy(zero_copy_only=False)
             zh = (pure & self.han_only_is_zh) | (~pure & (n_han >= self.mixed_min_han) &
                                                  (n_han >= self.mixed_min_han_share * (n_han + n_words)))
             lang[hidx[zh]], score[hidx[zh]] = "zh", 1.0
@@ -140,9 +165,7 @@ class LanguageDecision:
         if self.lowercase == "always":
             t = pc.utf8_lower(t)
         elif self.lowercase == "mostly_upper":
-            upper = pc.count_substring_regex(t, r"\p{Lu}").to_numpy(zero_copy_only=False)
-            lower = pc.count_substring_regex(t, r"\p{Ll}").to_numpy(zero_copy_only=False)
-            t = pc.if_else(pa.array(upper > lower), pc.utf8_lower(t), t)
+            t = pc.if_else(pa.array(_mostly_upper(t)), pc.utf8_lower(t), t)
         best, p_best, p_en, p_han = self._labels(langid.prepare(t, self.max_chars))
         zh = han_text & (p_han >= self.min_score)
         hits, words = ev["lexicon"], ev["words"]

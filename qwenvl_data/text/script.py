@@ -8,8 +8,10 @@ still drop it.
 """
 from __future__ import annotations
 
+import functools
 import re
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -55,25 +57,53 @@ def allowed_class(ranges: dict) -> str:
     return "".join(parts)
 
 
-def has_emoji(s: pa.Array) -> pa.Array:
-    return pc.fill_null(pc.match_substring_regex(s, EMOJI), False)
+def _non_ascii(s: pa.Array, regex: str) -> np.ndarray:
+    """match_substring_regex, run only on the rows that are not pure ASCII (a fast byte check): emoji,
+    foreign scripts and ideographs are never ASCII. The allowed set always holds printable ASCII."""
+    out = np.zeros(len(s), dtype=bool)
+    rows = np.flatnonzero(~pc.fill_null(pc.string_is_ascii(s), True).to_numpy(zero_copy_only=False))
+    if len(rows):
+        out[rows] = pc.fill_null(pc.match_substring_regex(s.take(pa.array(rows)), regex), False) \
+            .to_numpy(zero_copy_only=False)
+    return out
 
 
-def has_foreign_script(s: pa.Array, allowed: str) -> pa.Array:
-    """True where a caption holds a character outside the allowed class body `allowed`."""
-    return pc.fill_null(pc.match_substring_regex(s, f"[^{allowed}]"), False)
+def has_emoji(s: pa.Array) -> np.ndarray:
+    return _non_ascii(s, EMOJI)
 
 
-def count_units(s: pa.Array) -> pa.Array:
+def has_foreign_script(s: pa.Array, allowed: str, ascii_is_allowed: bool = False) -> np.ndarray:
+    """True where a caption holds a character outside the allowed class body `allowed`.
+    `ascii_is_allowed`: no ASCII character can fail (the set holds printable ASCII and cleaning turned
+    every ASCII control character into a space), so pure-ASCII rows are not searched."""
+    if ascii_is_allowed:
+        return _non_ascii(s, f"[^{allowed}]")
+    return pc.fill_null(pc.match_substring_regex(s, f"[^{allowed}]"), False).to_numpy(zero_copy_only=False)
+
+
+@functools.lru_cache(maxsize=8)
+def allows_printable_ascii(allowed: str) -> bool:
+    return not pc.match_substring_regex(pa.array(["".join(map(chr, range(0x20, 0x7F)))]),
+                                        f"[^{allowed}]")[0].as_py()
+
+
+def count_units(s: pa.Array, spaces: pa.Array | None = None) -> pa.Array:
     """Units: each CJK ideograph counts one; each whitespace-separated run of other text counts one.
-    Captions are cleaned (single spaces, trimmed), so a caption without ideographs has spaces + 1 units;
-    only captions holding ideographs pay for the regex count."""
+    Captions are cleaned (single spaces, trimmed), so a caption without ideographs has spaces + 1 units
+    (`spaces`: the count of " " per caption, when the caller has it). Captions holding ideographs: the
+    ideographs are counted by length (removing them all is one match per run, not one per character), the
+    rest of the text by its words."""
     if isinstance(s, pa.ChunkedArray):
         s = s.combine_chunks()
-    units = pc.add(pc.count_substring(s, " "), pc.if_else(pc.greater(pc.utf8_length(s), 0), 1, 0))
-    cjk = pc.fill_null(pc.match_substring_regex(s, CJK_IDEOGRAPH), False)
-    idx = pc.indices_nonzero(cjk)
-    if len(idx):
-        exact = pc.count_substring_regex(s.take(idx), UNIT)
-        units = pc.replace_with_mask(units, cjk, exact.cast(units.type))
+    spaces = pc.count_substring(s, " ") if spaces is None else spaces
+    units = pc.add(spaces, pc.if_else(pc.greater(pc.binary_length(s), 0), 1, 0))
+    cjk = _non_ascii(s, CJK_IDEOGRAPH)
+    if cjk.any():
+        sub = s.filter(pa.array(cjk))
+        ideographs = pc.subtract(pc.utf8_length(sub), pc.utf8_length(pc.replace_substring_regex(sub, f"[{HAN}]+", "")))
+        rest = pc.utf8_trim_whitespace(pc.replace_substring_regex(sub, f"[{HAN}]+", " "))
+        # split on whitespace runs: an empty string still gives one (empty) piece
+        words = pc.if_else(pc.equal(pc.binary_length(rest), 0), 0,
+                           pc.list_value_length(pc.utf8_split_whitespace(rest)))
+        units = pc.replace_with_mask(units, pa.array(cjk), pc.add(ideographs, words).cast(units.type))
     return pc.fill_null(units, 0)
