@@ -335,3 +335,21 @@ def test_train_stops_or_skips_on_a_bad_shard(tmp_path, capsys):
     assert train_main([str(a) for a in args + ["--out", tmp_path / "o2", "--skip-bad-files"]]) == 0
     err = capsys.readouterr().err
     assert all(f"stage1-00000{i}.tar" in err for i in (2, 3, 4)) and "Traceback" not in err
+
+
+def test_stage1_takes_upper_case_and_webp_image_members(tmp_path):
+    import io as _io
+    from PIL import Image
+    buf = _io.BytesIO()
+    Image.new("RGB", (16, 16), (9, 99, 199)).save(buf, "WEBP")
+    for sid, (ext, data) in enumerate((("JPG", JPEG), ("webp", buf.getvalue()))):
+        with ShardWriter(tmp_path / "pairs", sid, "") as w:
+            for i in range(3):
+                uid = f"{ext}:{i}"
+                w.add(f"{sid}{i:05d}", {ext: data, "txt": "a square", "json": {
+                    "schema": "sample", "uid": uid, "source": "laion", "caption": f"a square {i}", "lang": "en"}})
+            w.close()
+    shards("--stage", 1, "--all", "--input", tmp_path / "pairs", "--output", tmp_path / "o")
+    samples, index = read_out(tmp_path / "o")
+    assert index["rejected"] == {} and sorted(index["families"]) == ["jpg", "webp"]
+    assert sorted(o["images"][0] for o, _ in samples) == ["img0.jpg"] * 3 + ["img0.webp"] * 3
