@@ -38,13 +38,18 @@ def _transform(name: str):
 def _sample_fields(key: str, files: dict) -> tuple[dict, bytes | None]:
     try:
         meta = json.loads(files["json"]) if "json" in files else {}
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         meta = {}
     meta = meta if isinstance(meta, dict) else {}
     image = next((files[e] for e in sorted(files) if e != "json" and is_image_ext(e)), None)
-    caption = files["txt"].decode("utf-8") if "txt" in files else meta.get("caption")
-    return {"key": key, "uid": meta.get("uid") or key, "source": meta.get("source") or "unknown",
-            "lang": meta.get("lang") if meta.get("lang") in LANGUAGES else None, "caption": caption or ""}, image
+    caption = files["txt"].decode("utf-8", "replace") if "txt" in files else meta.get("caption")
+
+    def text(value, default):  # a hostile json's list/number/object never reaches the string columns
+        return value if isinstance(value, str) and value else default
+
+    return {"key": key, "uid": text(meta.get("uid"), key), "source": text(meta.get("source"), "unknown"),
+            "lang": meta.get("lang") if meta.get("lang") in LANGUAGES else None,
+            "caption": text(caption, "")}, image
 
 
 def _samples(path: str):

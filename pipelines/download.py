@@ -121,6 +121,11 @@ def input_files(input_dir: str) -> tuple[list[str], int]:
         missing = [c for c in PAIR_COLUMNS if c not in meta.schema_arrow.names]
         if missing:
             raise BadInput(f"{f}: missing pair column(s) {', '.join(missing)} (schemas/pair.schema.json)")
+        schema = meta.schema_arrow
+        wrong = [f"{c} ({schema.field(c).type})" for c in PAIR_COLUMNS
+                 if not (pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type))]
+        if wrong:  # a list-typed uid would fail the string cast of the failures table, after the download
+            raise BadInput(f"{f}: pair column(s) {', '.join(wrong)} must be strings (schemas/pair.schema.json)")
         total += meta.metadata.num_rows
     return files, total
 

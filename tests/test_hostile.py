@@ -158,6 +158,8 @@ CASES = [
      2, "download.timeout"),
     ("download-missing-column", lambda t, w: QD + ["download", "--input", str(pairs(t / "p/a.parquet", url=None).parent),
                                                      "--output", str(t / "o")], 1, "url"),
+    ("download-list-uid-column", lambda t, w: QD + ["download", "--input", str(pairs(t / "p/a.parquet", uid=[
+        [1], [2], [3]]).parent), "--output", str(t / "o")], 1, "uid (list<element: int64>) must be strings"),
     ("download-processes-zero", lambda t, w: QD + ["download", "--input", "p", "--output", "o", "--processes", "0"],
      2, "--processes"),
     ("download-input-is-output", lambda t, w: QD + ["download", "--input", str(pairs(t / "p/a.parquet").parent),
