@@ -47,8 +47,8 @@ def _node_args() -> list[str]:
 
 
 def _alive_nodes(address: str) -> int:
-    code = ("import ray; ray.init(address='%s', log_to_driver=False); "
-            "print(sum(1 for n in ray.nodes() if n['Alive']))" % address)
+    code = (f"import ray; ray.init(address='{address}', log_to_driver=False); "
+            "print(sum(1 for n in ray.nodes() if n['Alive']))")
     # Ray advertises the machine's own interface address even for --node-ip-address 127.0.0.1.
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     return int(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 and r.stdout.strip() else 0
@@ -108,9 +108,10 @@ def _pairs(root: str) -> list:
 
 
 def test_stages_on_a_two_node_cluster(cluster, s3, tmp_path):
-    from qwenvl_data.clip import TINY, save_random_checkpoint
-    from test_make_targets import pair_table
     import pyarrow.parquet as pq
+    from test_make_targets import pair_table
+
+    from qwenvl_data.clip import TINY, save_random_checkpoint
 
     bucket = s3.make_bucket("ray-cluster")
     local = str(tmp_path / "local")
