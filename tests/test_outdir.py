@@ -135,3 +135,42 @@ def test_two_processes_racing_for_one_folder_one_wins(tmp_path):
              for _ in range(3)]
     results = [p.communicate(timeout=60)[0].split()[0] for p in procs]
     assert sorted(results) == ["lost", "lost", "won"]
+
+
+def test_real_runs_concurrent_refused_killed_marked_rerun_completes(tmp_path):
+    """download A holds OUT; B into OUT is refused; A killed -9 leaves its marker and validate/report refuse
+    OUT; the rerun takes over the dead run's lock and completes (finding 6, end to end)."""
+    import signal
+
+    from test_download_job import write_pairs
+    from test_download_netguard import serve
+
+    with serve.ImageServer("127.0.0.1") as srv:
+        write_pairs(tmp_path / "pairs", [f"{srv.base}/slow.jpg?delay=8&w=320&h=240"] +
+                    [f"{srv.base}/img/a{i}.jpg?w=320&h=240&seed={i}" for i in range(3)])
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text("download: {min_image_side: 100, processes: 1, threads: 2}\n")
+        cmd = CLI + ["download", "--input", str(tmp_path / "pairs"), "--allow-addresses", "127.0.0.1",
+                     "--config", str(cfg), "--output"]
+        out = tmp_path / "out"
+        a = subprocess.Popen(cmd + [str(out)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+        try:
+            deadline = time.time() + 60
+            while not (out / outdir.LOCK).exists() and time.time() < deadline:
+                time.sleep(0.1)
+            assert (out / outdir.MARKER).exists()
+            b = subprocess.run(cmd + [str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+            assert b.returncode == 2 and "output folder is in use by run" in b.stderr, b.stderr
+        finally:
+            os.killpg(a.pid, signal.SIGKILL)
+            a.wait()
+        assert (out / outdir.MARKER).exists() and (out / outdir.LOCK).exists()  # kill -9: nothing cleaned up
+        for check in (["validate", str(out)], ["report", str(out)]):
+            r = subprocess.run(CLI + check, cwd=ROOT, capture_output=True, text=True, timeout=120)
+            assert r.returncode == 1 and "unfinished output" in r.stderr, r.stderr
+        r = subprocess.run(cmd + [str(out)], cwd=ROOT, capture_output=True, text=True, timeout=240)
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert not (out / outdir.MARKER).exists() and not (out / outdir.LOCK).exists()
+    v = subprocess.run(CLI + ["validate", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert v.returncode == 0, v.stderr
