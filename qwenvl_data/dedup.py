@@ -45,10 +45,22 @@ def _normalise_all(urls: pa.Array) -> pa.Array:
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
-def stable_hash(strings: pa.Array) -> np.ndarray:
-    """A 64-bit polynomial hash of each string's UTF-8 bytes, vectorised and identical on every machine
-    and process (Python's hash() is salted per process, so it cannot partition across workers)."""
-    arr = pc.fill_null(strings, "").cast(pa.large_string())
+def _word(sliding: np.ndarray, at: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """The 8 bytes of each string at offset `at` as a little-endian uint64, bytes at or past `end` zeroed."""
+    w = sliding[np.minimum(at, len(sliding) - 1)].copy().view(np.uint64).ravel()
+    valid = np.clip(end - at, 0, 8).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        mask = np.where(valid == 8, np.uint64(0xFFFFFFFFFFFFFFFF),
+                        (np.uint64(1) << (valid * np.uint64(8))) - np.uint64(1))
+    return w & mask
+
+
+def stable_hash(strings: pa.Array, head: int = 16, tail: int = 32) -> np.ndarray:
+    """A 64-bit hash of each string's length, first `head` and last `tail` UTF-8 bytes (multiples of 8),
+    vectorised and identical on every machine and process (Python's hash() is salted per process, so it
+    cannot partition across workers). Equal strings always hash equal; strings that differ only in their
+    middle may collide, which costs a partition some balance and the uid check an exact comparison."""
+    arr = pc.fill_null(strings, "").cast(pa.large_binary())
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     n = len(arr)
@@ -57,21 +69,16 @@ def stable_hash(strings: pa.Array) -> np.ndarray:
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
     start, end = offsets[:-1], offsets[1:]
-    lengths = end - start
-    total = int(lengths.sum())
-    h = np.zeros(n, dtype=np.uint64)
-    if total:
-        body = data[offsets[0]:offsets[-1]].astype(np.uint64) + np.uint64(1)
-        rel = np.arange(total, dtype=np.int64) - np.repeat(start - offsets[0], lengths)
-        powers = np.cumprod(np.full(int(lengths.max()), 1099511628211, dtype=np.uint64), dtype=np.uint64)
-        nz = lengths > 0
-        with np.errstate(over="ignore"):
-            sums = np.add.reduceat(body * powers[rel], (start - offsets[0])[nz])
-        h[nz] = sums
+    sliding = np.lib.stride_tricks.as_strided(np.concatenate([data, np.zeros(8, np.uint8)]),
+                                              shape=(len(data) + 1, 8), strides=(1, 1))
+    tail_at = np.maximum(end - tail, start + head)
+    words = [_word(sliding, start + k, end) for k in range(0, head, 8)] + \
+        [_word(sliding, tail_at + k, end) for k in range(0, tail, 8)]
+    h = (end - start).astype(np.uint64)
     with np.errstate(over="ignore"):
-        h ^= lengths.astype(np.uint64)
-        h *= _MIX
-        h ^= h >> np.uint64(29)
+        for w in words:
+            h = (h ^ w) * _MIX
+            h ^= h >> np.uint64(29)
         h *= _MIX
         h ^= h >> np.uint64(32)
     return h
@@ -81,11 +88,34 @@ def partition_of(url_norm: pa.Array, num_partitions: int) -> np.ndarray:
     return (stable_hash(url_norm) % np.uint64(num_partitions)).astype(np.int32)
 
 
+def _repeated(values) -> np.ndarray:
+    """True for the rows whose value occurs more than once (a hash count, no sort)."""
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    counts = pc.value_counts(arr)
+    many = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+    if len(many) == 0:
+        return np.zeros(len(arr), dtype=bool)
+    return pc.fill_null(pc.is_in(arr, value_set=many), False).to_numpy(zero_copy_only=False)
+
+
+def _only_repeated(t: pa.Table, column: str, decide) -> np.ndarray:
+    """`decide(sub_table) -> keep mask` run only on the rows whose `column` value repeats; the rest are kept."""
+    keep = np.ones(t.num_rows, dtype=bool)
+    rep = _repeated(t[column])
+    if rep.any():
+        keep[rep] = decide(t.filter(pa.array(rep)))
+    return keep
+
+
 def pick_winners(t: pa.Table, source_rank: dict[str, int]) -> np.ndarray:
     """Boolean mask over `t` (columns url_norm, caption, source, uid): True for the one row kept per URL —
     the longest cleaned caption, then the source earlier in the configured order, then the smaller uid."""
     if t.num_rows == 0:
         return np.zeros(0, dtype=bool)
+    return _only_repeated(t, "url_norm", lambda sub: _pick_winners(sub, source_rank))
+
+
+def _pick_winners(t: pa.Table, source_rank: dict[str, int]) -> np.ndarray:
     cap_len = pc.utf8_length(t["caption"])
     ranks = np.array([source_rank.get(s, len(source_rank)) for s in t["source"].unique().to_pylist()])
     src_idx = pc.index_in(t["source"], t["source"].unique())
@@ -106,6 +136,10 @@ def first_of_uid(t: pa.Table) -> np.ndarray:
     """Boolean mask over `t` (columns uid, _order): True for the earliest row (input order) of each uid."""
     if t.num_rows == 0:
         return np.zeros(0, dtype=bool)
+    return _only_repeated(t, "uid", _first_of_uid)
+
+
+def _first_of_uid(t: pa.Table) -> np.ndarray:
     order = pc.sort_indices(t, sort_keys=[("uid", "ascending"), ("_order", "ascending")])
     uids = t["uid"].take(order).combine_chunks()
     first = np.ones(len(uids), dtype=bool)

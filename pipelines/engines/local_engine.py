@@ -1,7 +1,7 @@
 """Local engine: a process pool over this machine's cores.
 
-Map tasks write their URL candidates into hash-partitioned spill files (`_work/spill/pNNNNN/`); reduce
-tasks each read one partition's folder. No process ever holds every URL.
+Map tasks write their URL candidates into hash-partitioned Arrow IPC spill files (`_work/spill/pNNNNN/`);
+reduce tasks each read one partition's folder. No process ever holds every URL.
 """
 from __future__ import annotations
 
@@ -11,23 +11,28 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-import pyarrow.parquet as pq
+import pyarrow as pa
 from tqdm import tqdm
 
 
 def _map_and_spill(job, spill: Path, chunk) -> int:
+    # Spill files live on this machine for one run: Arrow IPC, uncompressed, costs no encoding.
     for part, table in job.map_chunk(chunk).items():
-        path = spill / f"p{part:05d}" / f"c{chunk.index:06d}.parquet"
+        path = spill / f"p{part:05d}" / f"c{chunk.index:06d}.arrow"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        pq.write_table(table, tmp)
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
         os.replace(tmp, path)
     return chunk.num_rows
 
 
 def _reduce(job, spill: Path, part: int) -> int:
     folder = spill / f"p{part:05d}"
-    tables = [pq.read_table(p) for p in sorted(folder.glob("c*.parquet"))]
+    tables = []
+    for p in sorted(folder.glob("c*.arrow")):
+        with pa.OSFile(str(p), "rb") as source:
+            tables.append(pa.ipc.open_file(source).read_all())
     return job.reduce_partition(part, tables)
 
 

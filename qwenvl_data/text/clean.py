@@ -10,7 +10,8 @@ Steps, in order (each can be switched off in configs/filter.yaml `clean:`):
    removed (they are invisible and would split words).
 5. `patterns`: named RE2 patterns from the config (URL, e-mail, image file names, ...); a pattern's
    `hint` (an RE2 pattern that matches wherever the pattern could) limits it to the rows that need it.
-6. `repeated_punctuation`: a run of 3+ of the same punctuation character collapses to one.
+6. `repeated_punctuation`: a run of 3+ of the same punctuation mark (ASCII, or one Chinese text repeats)
+   collapses to one.
 7. `whitespace`: every Unicode space (U+00A0, U+2000-U+200A, U+202F, U+205F, U+3000, ...) and
    whitespace run -> one space, trimmed.
 
@@ -51,7 +52,10 @@ ODD = rf"[<&\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x{{80}}-\x{{9F}}\x{{AD}}\x{{200B}}-\x
       rf"\x{{2060}}-\x{{2069}}\x{{FEFF}}]|{MOJIBAKE_PREFILTER}"
 # The rows whose whitespace needs work: a run, a space other than " ", or a space at either end.
 WHITESPACE_ODD = rf"{WHITESPACE_RUN}|^[{_WS}]|[{_WS}]$"
-PUNCT_RUN_PREFILTER = r"[\p{P}\p{S}]{3,}"  # RE2: \w is ASCII-only, so [^\w\s] would match every CJK run
+# Three of the same punctuation mark (RE2 has no backreference, so each mark is spelled out): ASCII
+# punctuation and symbols, and the marks Chinese text repeats. Python then collapses the runs.
+_MARKS = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~" + "。！？，、；：…—～·・※★☆●○■□◆◇"
+PUNCT_RUN_PREFILTER = "|".join(re.escape(c) * 3 for c in _MARKS)
 _SAME_PUNCT_RUN = re.compile(r"([^\w\s])\1{2,}")
 # `{IMAGE_EXTS}` in a configured pattern stands for the shared list of image extensions (vocab.py).
 _PLACEHOLDERS = {"{IMAGE_EXTS}": "|".join(IMAGE_EXTS)}

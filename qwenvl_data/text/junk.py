@@ -88,8 +88,7 @@ class JunkRule:
         real = pc.and_(pc.greater_equal(pc.utf8_length(w.vocab), 2),
                        pc.invert(pc.match_substring_regex(w.vocab, r"^[0-9]+$"))).to_numpy(zero_copy_only=False)
         content = real & ~pc.is_in(w.vocab, value_set=_FUNCTION_ARR).to_numpy(zero_copy_only=False)
-        total, distinct, _ = w.repeats(real)
-        _, _, top = w.repeats(content)
+        total, distinct, top = w.repeats(real, content)
         return ((total >= 12) & (distinct < self.max_unique_share * total)) | \
             ((total >= 8) & (top >= 3) & (top >= self.max_word_share * total))
 

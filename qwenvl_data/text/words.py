@@ -50,12 +50,14 @@ class Words:
         rows = self.row if vocab_mask is None else self.row[self.mask(vocab_mask)]
         return np.bincount(rows, minlength=self.n)
 
-    def repeats(self, vocab_mask=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per caption, over the words passing the test: (words, distinct words, most repeated word's count)."""
-        keep = np.ones(len(self.code), dtype=bool) if vocab_mask is None else self.mask(vocab_mask)
+    def repeats(self, vocab_mask, content_mask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per caption, over the words passing `vocab_mask`: (words, distinct words, the count of its most
+        repeated word among those also passing `content_mask`). One sort of (caption, word) pairs."""
+        keep = self.mask(vocab_mask)
         nv = max(len(self.vocab), 1)
         pairs, count = np.unique(self.row[keep] * nv + self.code[keep], return_counts=True)
-        owner = pairs // nv
+        owner, code = pairs // nv, pairs % nv
+        content = np.asarray(content_mask)[code]
         top = np.zeros(self.n, dtype=np.int64)
-        np.maximum.at(top, owner, count)
+        np.maximum.at(top, owner[content], count[content])
         return np.bincount(self.row[keep], minlength=self.n), np.bincount(owner, minlength=self.n), top
