@@ -37,6 +37,7 @@ def _load(name, path):
 
 serve = _load("serve_demo_images", ROOT / "scripts" / "serve_demo_images.py")
 fixtures = _load("make_task_fixtures", ROOT / "scripts" / "make_task_fixtures.py")
+JPEG_BYTES = fixtures.jpeg(16, 16, 1)
 
 
 def write_pairs(folder: Path, urls: list[str]):
@@ -74,7 +75,7 @@ def made(tmp_path_factory):
         for u in urls:
             serve.image_for(u.split(str(srv.port), 1)[-1])
         write_pairs(root / "pairs_in", urls)
-        for name, procs, threads in (("dl", 2, 4), ("dl_again", 1, 2)):
+        for name, procs, threads in (("dl", 1, 4), ("dl_again", 1, 1)):
             (root / f"{name}.yaml").write_text(f"download:\n  processes: {procs}\n  threads: {threads}\n"
                                                "  samples_per_shard: 4\n  min_image_side: 50\n  image_size: 128\n")
         # three jobs at once (they mostly wait on process start): two downloads and synth-ocr
@@ -224,18 +225,46 @@ def test_wids_index(each_family, made):
 
 
 @pytest.mark.parametrize("streaming", [False, True])
-def test_hf_datasets(each_family, tmp_path, streaming):
+@pytest.mark.parametrize("via", ["data_files", "card"])
+def test_hf_datasets(each_family, tmp_path, streaming, via):
+    """`load_dataset("webdataset", data_files=...)` as users call it, and `load_dataset(FOLDER, FAMILY)`
+    through the dataset card the stages write (README.md: the family's files and features)."""
     from datasets import load_dataset
     for fam, tars in each_family.items():
         want = truth(tars)
-        ds = load_dataset("webdataset", data_files={"train": [str(t) for t in tars]}, split="train",
-                          streaming=streaming, cache_dir=str(tmp_path / "hf"))
+        if via == "card":
+            ds = load_dataset(str(tars[0].parent), fam.split(":", 1)[1] or "default", split="train",
+                              streaming=streaming, cache_dir=str(tmp_path / "hf"))
+        else:
+            ds = load_dataset("webdataset", data_files={"train": [str(t) for t in tars]}, split="train",
+                              streaming=streaming, cache_dir=str(tmp_path / "hf"))
         rows = list(ds)
         assert [r["__key__"] for r in rows] == [k for k, _ in want], fam
         for (key, files), row in zip(want, rows):
             assert {k for k in row if not k.startswith("__")} == set(files), (fam, key)
             for ext, data in files.items():
                 same_value(ext, row[ext], data)
+
+
+def test_hf_card_keeps_json_keys_the_first_samples_lack(tmp_path):
+    """HF infers a json struct from the first 5 samples and drops keys that appear later (task extras
+    vary by task); the card's features, computed from every sample, keep them."""
+    from datasets import load_dataset
+
+    from qwenvl_data.shards import ShardWriter
+    from qwenvl_data.shards.loaders import write_loader_index
+    docs = [{"uid": f"u{i}", "n": i, **({"objects": [{"box": [1, 2, 3, 4], "ref": "x"}], "coco_id": "c"}
+                                         if i >= 6 else {})} for i in range(9)]
+    with ShardWriter(tmp_path / "d", 0, "fam") as w:
+        for i, doc in enumerate(docs):
+            w.add(f"{i:06d}", {"jpg": JPEG_BYTES, "json": doc})
+        w.close()
+    write_loader_index(tmp_path / "d")
+    rows = list(load_dataset(str(tmp_path / "d"), "fam", split="train", cache_dir=str(tmp_path / "hf")))
+    assert len(rows) == 9
+    for row, doc in zip(rows, docs):
+        same_json(row["json"], doc)
+        assert np.array_equal(np.asarray(row["jpg"]), pixels(JPEG_BYTES))
 
 
 @pytest.fixture(scope="module")
