@@ -77,6 +77,8 @@ def add_arguments(p):
     p.add_argument("--engine", choices=("local", "ray", "spark"), default="local",
                    help="img2dataset distributor: local processes (default), ray or spark")
     p.add_argument("--ray-address", help="Ray cluster address (engine ray); default: a local Ray")
+    p.add_argument("--spark-master", help="Spark master URL (engine spark); default: an active session, "
+                                          "else local[processes]")
     p.add_argument("--image-size", type=int, help="stored image size (shorter side), default 512")
     p.add_argument("--encode-format", choices=("jpg", "png", "webp"))
     p.add_argument("--processes", type=int, help="worker processes (default: CPU count)")
@@ -144,7 +146,8 @@ def done_shards(output: str) -> set[int]:
     return done
 
 
-def run_img2dataset(cfg: dict, input_dir: str, output: str, engine: str, ray_address: str | None):
+def run_img2dataset(cfg: dict, input_dir: str, output: str, engine: str, ray_address: str | None,
+                    spark_master: str | None = None):
     """Assemble img2dataset's own parts around our seams and run its distributor."""
     from img2dataset import distributor as dist
     from img2dataset.reader import Reader
@@ -184,11 +187,10 @@ def run_img2dataset(cfg: dict, input_dir: str, output: str, engine: str, ray_add
         with ray_session(ray_address, processes):
             dist.ray_distributor(processes, downloader, reader, None, retry)
     else:
-        try:
-            import pyspark  # noqa: F401
-        except ImportError:
-            raise UsageError("--engine spark needs pyspark (pip install pyspark)") from None
-        dist.pyspark_distributor(processes, downloader, reader, 1000, retry)
+        from qwenvl_data.pipelines.engines.spark_setup import spark_session
+
+        with spark_session(spark_master, processes):
+            dist.pyspark_distributor(processes, downloader, reader, 1000, retry)
     storage.remove(tmp)
 
 
@@ -257,7 +259,7 @@ def run(args) -> int:
 def _download(args, cfg: dict, n_in: int) -> int:
     output = _abs(args.output)
     start = time.time()
-    run_img2dataset(cfg, args.input, output, args.engine, args.ray_address)
+    run_img2dataset(cfg, args.input, output, args.engine, args.ray_address, getattr(args, "spark_master", None))
     s = summarise(output, args.input, n_in, cfg, args.engine, time.time() - start)
     if not storage.is_remote(output):
         write_loader_index(output)  # wids-index.json (qwenvl_data/shards/loaders.py)

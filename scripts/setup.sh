@@ -23,4 +23,13 @@ if ! command -v chromium >/dev/null 2>&1; then
     exit 1
   fi
 fi
-"$VENV/bin/python" -c "import qwenvl_data, fasttext, torch, apache_beam, ray, open_clip, img2dataset; print('setup ok')"
+# Java 17+ for download's --engine spark (pyspark starts a JVM): Debian's headless runtime.
+if ! command -v java >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null
+  else
+    echo "setup: java is missing; install Debian's 'default-jre-headless' package (sudo apt-get install default-jre-headless)" >&2
+    exit 1
+  fi
+fi
+"$VENV/bin/python" -c "import qwenvl_data, fasttext, torch, apache_beam, ray, open_clip, img2dataset, pyspark, s3fs; print('setup ok')"
