@@ -182,6 +182,14 @@ CASES = [
     ("tasks-config-wrong-type", lambda t, w: QD + ["tasks", "--dataset", "refcoco", "--input", str(t),
                                                      "--output", str(t / "o"),
                                                      "--config", yaml(t, "tasks: {shard_size: big}")], 2, "shard_size"),
+    ("tasks-coordinate-12px", lambda t, w: QD + ["tasks", "--dataset", "refcoco", "--input",
+                                                   str(_refcoco(t, bbox=["12px", 10, 50, 40])), "--output",
+                                                   str(t / "o")], {0, 1}, ""),
+    ("tasks-width-zero", lambda t, w: QD + ["tasks", "--dataset", "refcoco", "--input", str(_refcoco(t, width=0)),
+                                              "--output", str(t / "o")], {0, 1}, ""),
+    ("tasks-file-name-outside", lambda t, w: QD + ["tasks", "--dataset", "refcoco", "--input",
+                                                     str(_refcoco(t, file_name=str(_write(t / "secret.jpg", jpeg())))),
+                                                     "--output", str(t / "o")], {0, 1}, ""),
     ("shards-json-nested", lambda t, w: QD + ["shards", "--stage", "2", "--input", str(_task_shard(t, NESTED).parent),
                                                 "--output", str(t / "o")], {0, 1}, ""),
     ("shards-json-list", lambda t, w: QD + ["shards", "--stage", "2", "--input", str(_task_shard(t, b"[]").parent),
@@ -219,6 +227,20 @@ CASES = [
     ("chat-tokens-negative", lambda t, w: CHAT + ["--checkpoint", "c", "--prompt", "hi", "--image", "a.jpg",
                                                   "--max-new-tokens", "-1"], 2, "--max-new-tokens"),
 ]
+
+
+def _refcoco(t: Path, **changes) -> Path:
+    """The RefCOCO fixture of scripts/make_task_fixtures.py with the first image/annotation altered."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fixtures", ROOT / "scripts" / "make_task_fixtures.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.refcoco(t / "refcoco")
+    inst = json.loads((t / "refcoco" / "instances.json").read_text())
+    for k, v in changes.items():
+        (inst["annotations"][0] if k == "bbox" else inst["images"][0])[k] = v
+    (t / "refcoco" / "instances.json").write_text(json.dumps(inst))
+    return t / "refcoco"
 
 
 def _write(path: Path, data: bytes) -> Path:
