@@ -9,8 +9,9 @@ Every stage writes through `own_output(output, inputs=..., stage=...)`:
 - writes `OUT/.qwenvl.in-progress` first and removes it last, only when the run succeeded, so a killed
   or failed run leaves the marker behind and `qwenvl-data validate` (and `report`) refuse the folder.
 
-Paths stay path-like strings: a local path is used as is; a URL (`s3://...`) goes through fsspec, where
-the lock is best effort (object stores have no atomic create-if-absent here).
+Paths stay path-like strings: a local path is used as is; a URL (`s3://...`) goes through
+qwenvl_data.storage (fsspec), where the lock is best effort (object stores have no atomic
+create-if-absent here).
 """
 from __future__ import annotations
 
@@ -23,14 +24,15 @@ import uuid
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .errors import UsageError
+from . import storage
+from .errors import BadInput, UsageError
 
 LOCK = ".qwenvl.lock"
 MARKER = ".qwenvl.in-progress"
 
 
 def _is_url(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
+    return storage.is_remote(path)
 
 
 def _norm(path: str | os.PathLike) -> str:
@@ -186,37 +188,45 @@ def own_output(output: str | os.PathLike, *, stage: str, inputs: Iterable[tuple[
 
 @contextlib.contextmanager
 def _own_url(url: str, info: dict, marker: bool) -> Iterator[None]:
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(url)
-    lock, mark = f"{root}/{LOCK}", f"{root}/{MARKER}"
-    if fs.exists(lock):
-        held = json.loads(fs.cat(lock) or b"{}")
+    lock, mark = storage.join(url, LOCK), storage.join(url, MARKER)
+    held = _read_url_json(lock) if storage.exists(lock) else None
+    if held is not None and (not held or _alive(held)):  # a dead run of this host: taken over
         raise UsageError(f"{url}: output folder is in use by {_describe(held)}; wait for it to finish, or "
-                         f"remove {url}/{LOCK} if that run is gone")
-    fs.makedirs(root, exist_ok=True)
-    fs.pipe(lock, json.dumps(info).encode())
+                         f"remove {lock} if that run is gone")
+    storage.makedirs(url)
+    storage.write_json(lock, info)
     ok = False
     try:
         if marker:
-            fs.pipe(mark, json.dumps(info).encode())
+            storage.write_json(mark, info)
         yield
         ok = True
     finally:
         if ok and marker:
-            fs.rm(mark)
-        fs.rm(lock)
+            storage.remove(mark)
+        if _read_url_json(lock).get("run_id") == info["run_id"]:
+            storage.remove(lock)
+
+
+def _read_url_json(url: str) -> dict:
+    try:
+        data = storage.read_json(url)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def in_progress(path: str | os.PathLike) -> tuple[str, dict] | None:
     """(folder, marker info) when `path` or a folder above it holds an in-progress marker, else None."""
     text = os.fspath(path)
     if _is_url(text):
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(text)
-        return (text, json.loads(fs.cat(f"{root}/{MARKER}") or b"{}")) if fs.exists(f"{root}/{MARKER}") else None
-    p = Path(text).expanduser().resolve()
+        folder = text.rstrip("/")
+        while "/" in folder.split("://", 1)[1]:  # up to the bucket
+            if storage.exists(storage.join(folder, MARKER)):
+                return folder, _read_url_json(storage.join(folder, MARKER))
+            folder = storage.parent(folder)
+        return None
+    p = Path(storage.local_path(text)).expanduser().resolve()
     for folder in ([p] if p.is_dir() else []) + list(p.parents):
         if (folder / MARKER).exists():
             return str(folder), _read_json(folder / MARKER)
@@ -225,8 +235,6 @@ def in_progress(path: str | os.PathLike) -> tuple[str, dict] | None:
 
 def refuse_in_progress(path: str | os.PathLike) -> None:
     """BadInput naming the run when `path` lies in an output folder a run has not finished."""
-    from .errors import BadInput
-
     hit = in_progress(path)
     if hit:
         folder, info = hit

@@ -174,3 +174,21 @@ def test_real_runs_concurrent_refused_killed_marked_rerun_completes(tmp_path):
     assert not (out / outdir.MARKER).exists() and not (out / outdir.LOCK).exists()
     v = subprocess.run(CLI + ["validate", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert v.returncode == 0, v.stderr
+
+
+def test_object_store_output_through_storage():
+    """A URL output (fsspec memory://, as s3:// on a cluster): lock, marker, refusal, stale takeover."""
+    from qwenvl_data import storage
+
+    url = f"memory://qwenvl-outdir-{os.getpid()}/out"
+    with pytest.raises(RuntimeError):
+        with outdir.own_output(url, stage="t"):
+            with pytest.raises(UsageError, match="in use by run"):
+                with outdir.own_output(url, stage="t2"):
+                    pass
+            raise RuntimeError("killed")
+    assert outdir.in_progress(url + "/pairs")[0] == url and not storage.exists(url + "/" + outdir.LOCK)
+    storage.write_json(url + "/" + outdir.LOCK, {"pid": 2 ** 22 + 7, "host": socket.gethostname(), "run_id": "d"})
+    with outdir.own_output(url, stage="t"):
+        assert storage.read_json(url + "/" + outdir.LOCK)["pid"] == os.getpid()
+    assert outdir.in_progress(url) is None and not storage.exists(url + "/" + outdir.LOCK)
