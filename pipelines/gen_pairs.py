@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from qwenvl_data.outdir import own_output
 from qwenvl_data.synthetic_pairs import generate
 
 
@@ -18,11 +19,11 @@ def add_arguments(p):
 
 def run(args) -> int:
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     per = -(-args.rows // args.files)
     table = generate(args.rows, args.seed)
-    for i in range(args.files):
-        part = table.slice(i * per, per)
-        pq.write_table(part, out / f"laion-{i:05d}.parquet", row_group_size=args.row_group)
+    with own_output(out, stage="gen-pairs"):
+        for i in range(args.files):
+            part = table.slice(i * per, per)
+            pq.write_table(part, out / f"laion-{i:05d}.parquet", row_group_size=args.row_group)
     print(f"wrote {table.num_rows} rows in {args.files} files under {out}")
     return 0
