@@ -110,22 +110,23 @@ class FilterJob:
         counts: dict = {}
         funnel.add(counts, chunk.source, "in", t.num_rows)
         rejected = pc.is_valid(t["reason"])
-        rej = t.filter(rejected)
+        rej = t.select(REJECT_SCHEMA.names).filter(rejected)   # only the columns each side keeps are copied
         if rej.num_rows:
             for reason, n in zip(*np.unique(rej["reason"].to_numpy(zero_copy_only=False), return_counts=True)):
                 funnel.add(counts, chunk.source, "dropped", int(n), reason)
             self._write(rej, f"{self.out}/rejects/map-{chunk.index:06d}.parquet", REJECT_SCHEMA)
         self._write_counts(f"map-{chunk.index:06d}", counts)
-        alive = t.filter(pc.invert(rejected))
+        alive = t.select([c for c in CANDIDATE_COLUMNS if c != "url_norm"]).filter(pc.invert(rejected))
         for side in ("width", "height"):  # bad_metadata let through only whole numbers in range: a safe cast
             alive = alive.set_column(alive.schema.get_field_index(side), side, pc.cast(alive[side], pa.int64()))
         alive = alive.append_column("url_norm", normalise_url(alive["url"].combine_chunks()))
         alive = alive.select(CANDIDATE_COLUMNS)
         parts = partition_of(alive["url_norm"].combine_chunks(), self.num_partitions)
-        out = {}
-        for p in np.unique(parts):
-            out[int(p)] = alive.filter(pa.array(parts == p))
-        return out
+        order = np.argsort(parts, kind="stable")           # one take, then a slice per partition
+        alive, parts = alive.take(pa.array(order)), parts[order]
+        bounds = np.flatnonzero(np.diff(parts)) + 1
+        return {int(parts[a]): alive.slice(a, b - a)
+                for a, b in zip(np.r_[0, bounds], np.r_[bounds, len(parts)]) if b > a}
 
     # reduce
     def reduce_partition(self, part: int, tables: list[pa.Table]) -> int:
