@@ -26,6 +26,7 @@ from qwenvl_data.decontam import HASH_SIZES
 from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.outdir import own_output, refuse_in_progress
 from qwenvl_data.shards import ShardWriter, iter_tar_samples
+from qwenvl_data.shards.loaders import WIDS_INDEX, write_loader_index
 from qwenvl_data.tasks.benchmarks import load_benchmarks
 from qwenvl_data.vocab import is_image_ext
 
@@ -73,7 +74,10 @@ def filter_shard(tar: Path, out_dir: Path, source: str, ev, removed_log, report:
     parts = [_sample_parts(f) for _, f in samples]
     hits = ev.match([p[0] for p in parts], [p[1] for p in parts])
     side = tar.with_suffix(".parquet")
-    table = pq.read_table(side) if side.exists() else None
+    try:
+        table = pq.read_table(side) if side.exists() else None
+    except Exception as e:  # noqa: BLE001 - an unreadable sidecar is bad input, whatever arrow raises
+        raise BadInput(f"{side}: not a readable sidecar parquet ({type(e).__name__}: {e})") from None
     rows = {str(r.get("key")): r for r in table.to_pylist()} if table is not None and "key" in table.column_names \
         else {}
     writer = ShardWriter(out_dir, shard_id, prefix, table.schema if rows else None)
@@ -147,10 +151,12 @@ def run(args) -> int:
                     n_in, n_removed = n_in + a, n_removed + b
                 for f in sorted(src.rglob("*")):  # per-dataset stats and rejects travel along, unchanged
                     to = dest / f.relative_to(src)
-                    if f.is_file() and f.suffix in (".json", ".jsonl") and not to.exists() and \
-                            not f.with_suffix(".tar").exists() and not f.name.startswith(".qwenvl"):
+                    if f.is_file() and f.suffix in (".json", ".jsonl") and not to.exists() and f.name != WIDS_INDEX \
+                            and not f.with_suffix(".tar").exists() and not f.name.startswith(".qwenvl"):
                         to.parent.mkdir(parents=True, exist_ok=True)
                         shutil.copy2(f, to)
+                for folder in sorted({t.parent for t in dest.rglob("*.tar")}):
+                    write_loader_index(folder)  # the loaders' index and card describe the filtered shards
                 sources[src.name] = {"in": n_in, "out": n_in - n_removed, "removed": n_removed}
         _write_report(out, method, dist, root, report, sources, ev, t0)
     return 0

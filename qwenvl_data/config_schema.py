@@ -89,14 +89,8 @@ RULES: dict[str, dict[str, dict]] = {
         "hash.method": {"choices": ["dhash", "phash"]}, "hash.max_distance": {"type": "int", "min": 0, "max": 64},
         "max_pixels": {**POS_INT, **CHECK},
         # benchmark name (free) -> {dataset, path, splits, images}; null drops a shipped benchmark
-        "benchmarks": {"type": "map", "values": {"type": "map", "null": True, "keys": {
+        "benchmarks": {"type": "map", "null": True, "values": {"type": "map", "null": True, "keys": {
             "dataset": {"type": "str"}, "path": {"type": "str"}, "splits": STR_LIST, "images": {"type": "str"}}}},
-    },
-    "decontaminate": {
-        "hash.method": {"choices": ["phash", "dhash"]}, "hash.max_distance": {"type": "int", "min": 0, "max": 64},
-        "max_pixels": {**POS_INT, **CHECK},
-        "benchmarks": {"type": "map", "null": True, "values": {"type": "map", "keys": {
-            "dataset": {"type": "str"}, "path": {"type": "str"}, "splits": STR_LIST}}},
     },
     "shards": {
         "shard_size": POS_INT, "seed": INT,

@@ -133,3 +133,16 @@ def test_bad_use_is_one_line(demo, tmp_path):
     (tmp_path / "full" / "mine.txt").write_text("x")
     r = cli("decontaminate", "--input", base / "tasks" / "vg", "--output", tmp_path / "full", "--eval-root", data)
     assert r.returncode == 2 and "not empty" in r.stderr
+
+
+def test_broken_benchmark_file_is_one_line(demo, tmp_path):
+    base, _ = demo
+    root = tmp_path / "eval"
+    fixtures._put(root / "vqav2" / "v2_OpenEnded_mscoco_val2014_questions.json", {"questions": [{"question_id": 1}]})
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("decontaminate:\n  benchmarks:\n" + "".join(
+        f"    {b}: null\n" for b in ("refcoco", "refcoco+", "refcocog", "gqa", "textvqa", "docvqa", "chartqa", "ai2d")))
+    r = cli("decontaminate", "--input", base / "tasks" / "vg", "--output", tmp_path / "o", "--eval-root", root,
+            "--config", cfg)
+    assert r.returncode == 1 and "benchmark vqav2" in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0

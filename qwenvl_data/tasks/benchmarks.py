@@ -70,6 +70,9 @@ def read_benchmark(name: str, spec: dict, root: Path, skipped: list[str]):
             if not _missing(e):
                 raise
             skipped.append(f"{split}: {e}")
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            raise BadInput(f"benchmark {name} ({dataset}, split {split}) under {d}: unexpected record layout "
+                           f"({type(e).__name__}: {e})") from None
 
 
 def load_benchmarks(benchmarks: dict, root: Path, method: str, max_distance: int, max_pixels=40_000_000):
