@@ -9,7 +9,6 @@ shares cannot run code when it is resumed, and a malformed state is a one-line U
 from __future__ import annotations
 
 import base64
-import json
 import random
 import re
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qwenvl_data import storage
 from qwenvl_data.errors import UsageError
 
 STEP_RE = re.compile(r"meta_(\d{6})\.json$")
@@ -64,24 +64,31 @@ def set_rng_state(state) -> None:
 
 
 def latest_step(out_dir: str | Path) -> int | None:
-    steps = [int(m.group(1)) for p in Path(out_dir).glob("meta_*.json") if (m := STEP_RE.search(p.name))]
+    steps = [int(m.group(1)) for p in storage.glob(storage.join(out_dir, "meta_*.json"))
+             if (m := STEP_RE.search(storage.name(p)))]
     return max(steps) if steps else None
 
 
 def save(out_dir: str | Path, step: int, model_state: dict, optim_state: dict | None, meta: dict):
-    """Write model, optimizer, then meta last (its presence marks a complete checkpoint)."""
-    out = Path(out_dir)
+    """Write model, optimizer, then meta last (its presence marks a complete checkpoint); each file
+    atomically, on a local folder or an object store (qwenvl_data.storage)."""
     for name, obj in ((f"model_{step:06d}.pt", model_state), (f"optim_{step:06d}.pt", optim_state)):
         if obj is not None:
-            torch.save(obj, out / f".tmp-{name}")
-            (out / f".tmp-{name}").replace(out / name)
-    tmp = out / f".tmp-meta_{step:06d}.json"
-    tmp.write_text(json.dumps({**meta, "step": step}, indent=1))
-    tmp.replace(out / f"meta_{step:06d}.json")
+            with storage.atomic_write(storage.join(out_dir, name)) as f:
+                torch.save(obj, f)
+    storage.write_json(storage.join(out_dir, f"meta_{step:06d}.json"), {**meta, "step": step}, indent=1)
 
 
-def resolve(path: str | Path) -> tuple[Path, int]:
+def resolve(path: str | Path) -> tuple[str | Path, int]:
     """A checkpoint directory (its latest step) or a `model_NNNNNN.pt` file -> (directory, step)."""
+    if storage.is_remote(path):
+        m = re.fullmatch(r"model_(\d{6})\.pt", storage.name(path))
+        if m and storage.exists(path):
+            return storage.parent(path), int(m.group(1))
+        step = latest_step(path)
+        if step is None:
+            raise UsageError(f"no checkpoint (meta_NNNNNN.json) in {path}")
+        return str(path).rstrip("/"), step
     p = Path(path)
     if p.is_file():
         m = re.fullmatch(r"model_(\d{6})\.pt", p.name)
@@ -94,14 +101,36 @@ def resolve(path: str | Path) -> tuple[Path, int]:
     return p, step
 
 
+def _torch_load(url):
+    with storage.open(url, "rb") as f:
+        return torch.load(f, map_location="cpu", weights_only=True)
+
+
 def load(path: str | Path, with_optimizer: bool = False):
     """-> (meta dict, model state dict, optimizer state dict or None)."""
     d, step = resolve(path)
     try:
-        meta = json.loads((d / f"meta_{step:06d}.json").read_text())
-        model_state = torch.load(d / f"model_{step:06d}.pt", map_location="cpu", weights_only=True)
-        optim = torch.load(d / f"optim_{step:06d}.pt", map_location="cpu", weights_only=True) \
-            if with_optimizer else None
+        meta = storage.read_json(storage.join(d, f"meta_{step:06d}.json"))
+        model_state = _torch_load(storage.join(d, f"model_{step:06d}.pt"))
+        optim = _torch_load(storage.join(d, f"optim_{step:06d}.pt")) if with_optimizer else None
     except (OSError, ValueError, RuntimeError) as e:
         raise UsageError(f"cannot read checkpoint step {step} in {d}: {e}") from None
     return meta, model_state, optim
+
+
+def put_dir(local: str | Path, url: str | Path) -> None:
+    """Copy a small local folder (the tokenizer) into a checkpoint folder, local or object store."""
+    for f in sorted(Path(local).rglob("*")):
+        if f.is_file():
+            storage.put_file(f, storage.join(url, f.relative_to(local).as_posix()))
+
+
+def local_dir(url: str | Path, scratch: str | Path) -> Path:
+    """A checkpoint sub-folder (the tokenizer) as a local folder: itself, or downloaded under `scratch`."""
+    if not storage.is_remote(url):
+        return Path(url)
+    dest = Path(scratch) / storage.name(url)
+    fs, path = storage.fs_of(url)
+    fs.get(path.rstrip("/") + "/", str(dest) + "/", recursive=True)
+    return dest
+

@@ -17,7 +17,9 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from contextlib import nullcontext
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from qwenvl_data import storage
 from qwenvl_data.cliargs import check_numbers
 from qwenvl_data.errors import QwenVLDataError, UsageError, internal_error
 from qwenvl_data.outdir import own_output
@@ -170,8 +173,8 @@ def train(a: argparse.Namespace) -> list[dict]:
     if a.fsdp and world == 1:
         raise UsageError("--fsdp shards the model over ranks: start it with torchrun --nproc_per_node 2 or more")
     hp = {k: (getattr(a, k, None) if getattr(a, k, None) is not None else v) for k, v in STAGES[a.stage].items()}
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = a.out if storage.is_remote(a.out) else Path(a.out)  # checkpoints may go to an object store
+    storage.makedirs(out)
     resume_step = checkpoint.latest_step(out) if a.resume else None
     if a.resume and resume_step is None:
         raise UsageError(f"--resume: no checkpoint in {out}")
@@ -181,7 +184,9 @@ def train(a: argparse.Namespace) -> list[dict]:
     cfg = ModelConfig.from_dict(meta["config"]) if meta else load_config(a.config)
     if resume_step is not None:
         check_resume(meta, a, hp, out)
-    tok_dir = a.tokenizer or (source and Path(checkpoint.resolve(source)[0]) / "tokenizer")
+    scratch = tempfile.mkdtemp(prefix="qwenvl-train-")  # a tokenizer read from an object store lands here
+    tok_dir = a.tokenizer or (source and checkpoint.local_dir(
+        storage.join(checkpoint.resolve(source)[0], "tokenizer"), scratch))
     if not tok_dir:
         raise UsageError("--tokenizer DIR is needed when starting without --init")
     tokenizer = load_tokenizer(tok_dir)
@@ -193,7 +198,12 @@ def train(a: argparse.Namespace) -> list[dict]:
     trained = model.set_stage(a.stage)
     model.to(device)
     if rank == 0 and resume_step is None:
-        tokenizer.save_pretrained(str(out / "tokenizer"))
+        if storage.is_remote(out):
+            tokenizer.save_pretrained(str(Path(scratch) / "tokenizer_out"))
+            checkpoint.put_dir(Path(scratch) / "tokenizer_out", storage.join(out, "tokenizer"))
+        else:
+            tokenizer.save_pretrained(str(out / "tokenizer"))
+    shutil.rmtree(scratch, ignore_errors=True)
     model = wrap(model, device, world, a.fsdp, a.stage)
     inner = model.module if hasattr(model, "module") else model
     optimizer = torch.optim.AdamW(param_groups(inner, a.weight_decay, hp["vit_lr_decay"]), lr=hp["lr"],
@@ -216,8 +226,9 @@ def train(a: argparse.Namespace) -> list[dict]:
     loader = StageLoader(a.data, encoder, a.stage, hp["image_size"], hp["seq_len"], a.batch_size,
                          a.workers, a.seed, a.shuffle_buffer, rank, world, skip_bad_files=a.skip_bad_files)
     batches = loader.batches(positions[rank])
-    log_path = out / "log.jsonl"
-    history = [json.loads(l) for l in log_path.read_text().splitlines()] if log_path.exists() else []
+    log_path = storage.join(out, "log.jsonl")
+    history = [json.loads(line) for line in storage.read_text(log_path).splitlines()] \
+        if storage.exists(log_path) else []
     history = [h for h in history if h["step"] <= step] if resume_step is not None else []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and not a.fsdp \
         else nullcontext()
@@ -277,7 +288,7 @@ def save(model, optimizer, a, out, step, cfg, position, history, rank, world):
         meta = {"config": cfg.to_dict(), "stage": a.stage, "data": str(a.data), "data_positions": positions,
                 "rng": rngs, "args": {k: v for k, v in vars(a).items() if isinstance(v, (int, float, str, bool))}}
         checkpoint.save(out, step, model_state, optim_state, meta)
-        (out / "log.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+        storage.write_text(storage.join(out, "log.jsonl"), "".join(json.dumps(h) + "\n" for h in history))
 
 
 def main(argv=None) -> int:

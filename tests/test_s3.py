@@ -106,3 +106,33 @@ def test_pipeline_on_s3(bucket, tmp_path):
         cli("synth-ocr", "--output", f"{r}/ocr", "--num", "4", "--shard-size", "2", "--workers", "1")
     assert _tar_bytes(f"{local}/ocr") == _tar_bytes(f"{remote}/ocr") and len(_tar_bytes(f"{remote}/ocr")) == 2
     assert json.loads(storage.read_text(f"{remote}/ocr/synth_ocr.json"))["shards"] == 2
+
+
+def test_train_checkpoints_on_s3(bucket, tmp_path):
+    """Trainer checkpoints (model, optimizer, meta written last, tokenizer, log) on S3; --resume and the
+    next stage's --init read them back from there."""
+    root = Path(__file__).resolve().parents[1]
+    py = [sys.executable]
+    subprocess.run(py + ["scripts/make_tokenizer.py", "--out", str(tmp_path / "tok")], cwd=root, check=True,
+                   capture_output=True)
+    for stage in (1, 2):
+        subprocess.run(py + ["-m", "qwenvl_data.model.fixtures", "--out", str(tmp_path / f"s{stage}"), "--stage",
+                             str(stage), "--samples", "8"], check=True, capture_output=True)
+    common = ["--workers", "0", "--batch-size", "2", "--warmup", "1", "--log-every", "1", "--save-every", "1"]
+
+    def train(*args):
+        r = subprocess.run(py + ["-m", "qwenvl_data.model.train", *args, *common], capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+
+    out1 = f"{bucket}/train/stage1"
+    train("--stage", "1", "--data", str(tmp_path / "s1"), "--out", out1, "--tokenizer", str(tmp_path / "tok"),
+          "--config", "tiny", "--steps", "2", "--stop-at", "1")
+    assert storage.exists(f"{out1}/meta_000001.json") and storage.exists(f"{out1}/tokenizer/tokenizer.json")
+    train("--stage", "1", "--data", str(tmp_path / "s1"), "--out", out1, "--steps", "2", "--resume")
+    names = {storage.name(p) for p in storage.glob(f"{out1}/*")}
+    assert {"model_000002.pt", "optim_000002.pt", "meta_000002.json", "log.jsonl"} <= names, names
+    assert storage.read_json(f"{out1}/meta_000002.json")["step"] == 2
+    train("--stage", "2", "--data", str(tmp_path / "s2"), "--out", f"{bucket}/train/stage2", "--init", out1,
+          "--steps", "1", "--seq-len", "1024")
+    assert storage.exists(f"{bucket}/train/stage2/model_000001.pt")
