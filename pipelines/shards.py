@@ -6,7 +6,8 @@
 
 - Stage 1: caption samples from pair shards, mixed across sources by configured weights (Table 2).
 - Stage 2: task samples (schema task/ocr), mixed across tasks by configured weights (Table 3); one
-  sample per training sample: packing into sequences of vocab.STAGE_SETTINGS[2]['seq_len'] tokens happens in the training loader.
+  sample per training sample: packing into sequences of vocab.STAGE_SETTINGS[2]['seq_len'] tokens
+  happens in the training loader.
 - Stage 3: ChatML conversations from fine-tuning JSON, plus task samples as chat turns.
 Writes `OUT/stage{N}-{family}-{000000}.tar` (+ `.parquet`, `.json`; one member set per family, see
 qwenvl_data/shards/build.py), `OUT/index.json` and `OUT/wids-index.json`; checks that every input
@@ -28,7 +29,7 @@ from qwenvl_data.shards.build import make_index, write_shards
 from qwenvl_data.shards.mix import choose, plan_counts
 from qwenvl_data.shards.tokens import TokenCounter
 from qwenvl_data.tasks.common import Reject
-from qwenvl_data.tasks.training import build_stage12, build_stage3, scan_pairs, scan_sft, scan_tasks
+from qwenvl_data.tasks.training import build_stage3, build_stage12, scan_pairs, scan_sft, scan_tasks
 
 
 def add_arguments(p):

@@ -285,7 +285,7 @@ def test_ray_read_webdataset(each_family, ray_session):
         rows = ray_session.data.read_webdataset([str(t) for t in tars]).take_all()
         rows.sort(key=lambda r: r["__key__"])
         assert [r["__key__"] for r in rows] == sorted(k for k, _ in want), fam
-        for (key, files), row in zip(sorted(want, key=lambda x: x[0]), rows):
+        for (_, files), row in zip(sorted(want, key=lambda x: x[0]), rows):
             for ext, data in files.items():
                 same_value(ext, row[ext], data)
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from qwenvl_data.shards.mix import interleave, plan_counts
 from qwenvl_data.pipelines.tasks import convert_dataset
 from qwenvl_data.schema import first_error
 from qwenvl_data.shards import ShardWriter, iter_tar_samples
+from qwenvl_data.shards.mix import interleave, plan_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("make_task_fixtures", ROOT / "scripts" / "make_task_fixtures.py")
@@ -246,7 +246,8 @@ def test_index_tokens_match_the_trainers_encoder(data, tasks_dir, tmp_path):
     from qwenvl_data.model.fixtures import train_tokenizer
     from qwenvl_data.model.tokenizer import TextEncoder, load_tokenizer
     out = tmp_path / "s3"
-    texts = ["Picture 1: <img>x</img> a red square, the ear on a giraffe. 今天天气很好 <ref>This</ref><box>(1,2),(3,4)</box>"]
+    texts = ["Picture 1: <img>x</img> a red square, the ear on a giraffe. 今天天气很好 "
+             "<ref>This</ref><box>(1,2),(3,4)</box>"]
     tok_dir = train_tokenizer(texts * 20, tmp_path / "tok")
     shards("--stage", 3, "--input", data / "sft" / "finetune.json", tasks_dir, "--output", out, "--tokenizer", tok_dir)
     samples, index = read_out(out)
@@ -339,6 +340,7 @@ def test_train_stops_or_skips_on_a_bad_shard(tmp_path, capsys):
 
 def test_stage1_takes_upper_case_and_webp_image_members(tmp_path):
     import io as _io
+
     from PIL import Image
     buf = _io.BytesIO()
     Image.new("RGB", (16, 16), (9, 99, 199)).save(buf, "WEBP")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 from ..errors import UsageError
 

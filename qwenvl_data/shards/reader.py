@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import BadInput
 
@@ -109,7 +109,8 @@ def members(path: str | Path) -> list[Member]:
 
 def _salvage(f, file_size: int) -> list[Member]:
     """The whole members before a cut (only to name the last sample in the error message)."""
-    out, pos = [], 0
+    out: list[Member] = []
+    pos = 0
     while True:
         f.seek(pos)
         hdr = f.read(512)

@@ -55,8 +55,8 @@ def _load(path: Path):
         return (lambda t: len(tok.encode(t, add_special_tokens=False).ids)), f"tokenizer: {path}"
     try:
         from transformers import AutoTokenizer
-        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        tok.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
+        hf_tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        hf_tok.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
     except Exception as e:
         raise UsageError(f"{path}: not a loadable tokenizer folder ({type(e).__name__}: {e})") from None
-    return (lambda t: len(tok(t, add_special_tokens=False)["input_ids"])), f"tokenizer: {path}"
+    return (lambda t: len(hf_tok(t, add_special_tokens=False)["input_ids"])), f"tokenizer: {path}"

@@ -23,8 +23,9 @@ import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -151,8 +152,8 @@ class ShardWriter:
         return self.final[".tar"]
 
     def _same_as_finished(self) -> bool:
-        tar = self.final[".tar"]
-        return (isinstance(tar, Path) and tar.exists() and self.final[".parquet"].exists()
+        tar, side = self.final[".tar"], self.final[".parquet"]
+        return (isinstance(tar, Path) and isinstance(side, Path) and tar.exists() and side.exists()
                 and recorded_fingerprint(self.out_dir, self.name) == self.fingerprint)
 
     def abort(self):

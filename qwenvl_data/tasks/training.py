@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import formats
-from .common import Reject, image_from_bytes, task_error
 from ..shards.reader import scan
 from ..vocab import is_image_ext
+from .common import Reject, image_from_bytes, task_error
 from .text import guess_lang
 
 
