@@ -18,8 +18,8 @@ from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.outdir import own_output
 from qwenvl_data.shards import clean_stale_temps
 from qwenvl_data.shards.loaders import write_loader_index
-from qwenvl_data.tasks.sink import TaskSink
 from qwenvl_data.tasks.registry import DATASETS, converter, dataset_config, make_datasets
+from qwenvl_data.tasks.sink import TaskSink
 
 
 def add_arguments(p):

@@ -42,14 +42,14 @@ def thumbnail(data: bytes, method: str = "phash", max_pixels: int | None = 40_00
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             if max_pixels is not None and img.size[0] * img.size[1] > max_pixels:
                 return None
             img.draft("L", (w * 4, h * 4))  # JPEG: libjpeg's DCT scaling, far cheaper than a full decode
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                 rgba = img.convert("RGBA")
                 img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-            return np.asarray(img.convert("L").resize((w, h), Image.BILINEAR, reducing_gap=2.0), np.float32)
+            return np.asarray(img.convert("L").resize((w, h), Image.Resampling.BILINEAR, reducing_gap=2.0), np.float32)
     except Exception:  # noqa: BLE001 - whatever Pillow raises, the image is not hashable
         return None
 
@@ -181,7 +181,7 @@ class EvalSet:
             if self._index is None:
                 self._index = HashIndex(np.array(self.hashes, np.uint64), self.max_distance)
             t0 = time.perf_counter()
-            hashes, ok = hash_images([blobs[i] for i in need], self.method)
+            hashes, ok = hash_images([blobs[i] or b"" for i in need], self.method)
             self.hashed += len(need)
             self.hash_seconds += time.perf_counter() - t0
             for i, good, idx in zip(need, ok, self._index.query(hashes)):

@@ -108,7 +108,8 @@ def vg(d: Path, version: str = "1.2"):
             region(101, 1, phrase="a broken box", x=50, y=50, width=-10, height=5)]},
         {"id": 2, "regions": [region(102, 2, phrase="the sky", x=0, y=0, width=400, height=120)]}])
     _put(d / "question_answers.json", [
-        {"id": 1, "qas": [{"qa_id": 7, "image_id": 1, "question": "Does the bandage have a different color than the wrist band?",
+        {"id": 1, "qas": [{"qa_id": 7, "image_id": 1,
+                           "question": "Does the bandage have a different color than the wrist band?",
                            "answer": "No, both bandage and wrist band are white.", "a_objects": [], "q_objects": []},
                           {"qa_id": 8, "image_id": 1, "question": "What is it?", "answer": ""}]}])
 

@@ -2,13 +2,11 @@
 a control set left alone, id and question matches, the report per benchmark, and its way into the
 shards' index.json."""
 import importlib.util
-import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 

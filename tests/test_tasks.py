@@ -193,6 +193,7 @@ def test_fast_task_check_agrees_with_schema():
 def test_tar_member_reader_plain_and_pax(tmp_path):
     import io
     import tarfile
+
     from qwenvl_data.shards.reader import members
     for fmt in (tarfile.USTAR_FORMAT, tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
         path = tmp_path / f"{fmt}.tar"
@@ -216,7 +217,8 @@ def test_tar_member_reader_plain_and_pax(tmp_path):
 def test_nesting_is_optimal_against_brute_force():
     import itertools
 
-    from hypothesis import given, settings, strategies as st
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
 
     span = st.tuples(st.integers(0, 20), st.integers(1, 8), st.integers(1, 3))
 

@@ -19,7 +19,7 @@ COCO_FILES = (("captions_train2014.json", "train2014"), ("captions_train2017.jso
 
 
 def convert_coco(input_dir: Path, dataset: str, images_dir: Path, cfg: dict):
-    for name, folder in COCO_FILES:
+    for name, folder in COCO_FILES:  # noqa: B007 - `folder` of the file found is used below
         path = input_dir / "annotations" / name
         if path.exists():
             break

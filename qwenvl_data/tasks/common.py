@@ -30,7 +30,7 @@ class Sample:
     prompt: str
     target: str
     lang: str = "en"
-    image: "ImageFile | None" = None
+    image: ImageFile | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -93,7 +93,8 @@ def load_image(path: Path, ref: str, uid: str, max_pixels: int | None = DEFAULT_
     return image_from_bytes(data, ref, uid, max_pixels)
 
 
-def image_from_bytes(data: bytes, ref: str, uid: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageFile | Reject:
+def image_from_bytes(data: bytes, ref: str, uid: str,
+                     max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageFile | Reject:
     """The stored image after the checks download applies (qwenvl_data/images.py): header and pixel
     limit before decoding, then a full decode (a truncated file fails here, not in training)."""
     try:
@@ -131,10 +132,11 @@ def scale_or_reject(img: ImageFile, ann_w, ann_h, uid: str):
 def bins_or_reject(box, width: float, height: float, uid: str):
     """Pixel [x1,y1,x2,y2] -> bins (clipped to the image), or a Reject with the box's reason."""
     vals = [number(v) for v in box] if isinstance(box, (list, tuple)) and len(box) == 4 else [None]
-    if any(v is None for v in vals):
+    nums = [v for v in vals if v is not None]
+    if len(nums) != 4:
         return Reject(uid, "invalid_box", f"box {box!r} is not four numbers")
     try:
-        return box_to_bins(vals, width, height)
+        return box_to_bins(nums, width, height)
     except BoxError as e:
         return Reject(uid, e.reason, str(e))
 
@@ -154,7 +156,8 @@ def scaled(box, sx: float, sy: float):
     """A box times the (sx, sy) scale; values that are not numbers stay as they are."""
     if not isinstance(box, (list, tuple)):
         return box
-    return [v if number(v) is None else number(v) * (sx if i % 2 == 0 else sy) for i, v in enumerate(box)]
+    nums = [number(v) for v in box]
+    return [v if n is None else n * (sx if i % 2 == 0 else sy) for i, (v, n) in enumerate(zip(box, nums))]
 
 
 def read_json(path: Path):

@@ -31,7 +31,6 @@ from ..errors import BadInput, UsageError
 from ..shards import iter_tar_samples
 from .common import DEFAULT_MAX_PIXELS, Reject, Sample, image_from_bytes, number
 
-
 RESIZE_MODES = ("border", "center_crop", "keep_ratio", "keep_ratio_largest", "no")
 
 
@@ -97,7 +96,7 @@ def resolve_nesting(spans: dict[tuple[int, int], list]) -> list[tuple[int, int]]
     """The non-overlapping spans with the most boxes in total (ties: fewer, earlier choices win)."""
     items = sorted(spans, key=lambda se: (se[1], se[0]))
     ends = [e for _, e in items]
-    best = [(0, ())]  # best[i]: (boxes, chosen spans) using items[:i]
+    best: list[tuple[int, tuple[tuple[int, int], ...]]] = [(0, ())]  # (boxes, chosen spans) using items[:i]
     for i, (s, e) in enumerate(items):
         j = bisect.bisect_right(ends, s, 0, i)  # spans ending at or before s are compatible
         take = (best[j][0] + len(spans[(s, e)]), best[j][1] + ((s, e),))

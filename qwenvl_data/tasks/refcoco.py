@@ -16,8 +16,17 @@ from pathlib import Path
 
 from .. import formats
 from ..errors import BadInput
-from .common import ImageCache, Reject, Sample, bins_or_reject, read_json, require, scale_or_reject, scaled, \
-    xywh_to_xyxy
+from .common import (
+    ImageCache,
+    Reject,
+    Sample,
+    bins_or_reject,
+    read_json,
+    require,
+    scale_or_reject,
+    scaled,
+    xywh_to_xyxy,
+)
 from .safe_pickle import safe_load
 
 REFS_FILES = {"refcoco": ["refs(unc).p"], "refcoco+": ["refs(unc).p"],

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from ..errors import BadInput
 from ..shards import ShardWriter
@@ -66,7 +66,7 @@ class TaskSink:
         if series.writer is None:
             series.writer, series.stats = ShardWriter(self.out_dir, series.shard_id, series.prefix), {}
         key = f"{self.out:09d}"
-        files = {item.image.ext: item.image.data} if item.image else {}
+        files: dict[str, bytes | dict] = {item.image.ext: item.image.data} if item.image else {}
         files["json"] = obj
         series.writer.add(key, files, {"key": key, "uid": item.uid, "task": item.task, "lang": item.lang})
         self.out += 1

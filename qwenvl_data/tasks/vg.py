@@ -16,8 +16,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import formats
-from .common import ImageCache, Reject, Sample, bins_or_reject, read_json, require, scale_or_reject, scaled, \
-    xywh_to_xyxy
+from .common import (
+    ImageCache,
+    Reject,
+    Sample,
+    bins_or_reject,
+    read_json,
+    require,
+    scale_or_reject,
+    scaled,
+    xywh_to_xyxy,
+)
 
 IMAGE_DIRS = ("VG_100K", "VG_100K_2")
 

@@ -46,7 +46,7 @@ def most_frequent(answers: list, sure: list | None = None):
     answers = [a.strip() for a in answers if isinstance(a, str) and a.strip()]
     if not answers:
         return None
-    counts, first = Counter(answers), {}
+    counts, first = Counter(answers), {}  # type: Counter[str], dict[str, int]
     for i, a in enumerate(answers):
         first.setdefault(a, i)
     conf = Counter(a for a, s in zip(answers, sure or []) if s)
