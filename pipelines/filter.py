@@ -151,6 +151,8 @@ def run(args) -> int:
                                 not args.no_progress and sys.stderr.isatty())
         t0 = time.perf_counter()
         if chunks:
+            if args.engine == "local":
+                rules.warm()   # the forked worker processes share the loaded model instead of each loading it
             get_engine(args.engine).run(job, chunks, options)
             job.resolve_duplicate_uids()
         seconds = time.perf_counter() - t0

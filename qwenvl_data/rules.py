@@ -196,6 +196,11 @@ class PairRules:
     def from_config(cls, cfg: dict) -> "PairRules":
         return cls(FilterSettings.from_config(cfg))
 
+    def warm(self) -> None:
+        """Load what the rules load lazily (the language model, the lexicon), e.g. before forking workers."""
+        if self.settings.language is not None:
+            self.settings.language.warm()
+
     def apply(self, t: pa.Table, layout: Layout) -> pa.Table:
         n = t.num_rows
         b = Batch(self.settings, t, layout, np.ones(n, dtype=bool))

@@ -70,6 +70,22 @@ def _unescape_all(t: str) -> str:
     return t
 
 
+_COMMON = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#39;", "'"), ("&#039;", "'"), ("&apos;", "'"),
+           ("&nbsp;", "\u00a0"), ("&amp;", "&"))
+
+
+def _common_entities(s: pa.Array) -> pa.Array:
+    """The entities alt text is full of, decoded with literal replacements until none is left (at most
+    4 rounds: `&amp;amp;lt;` takes three)."""
+    for _ in range(4):
+        before = s
+        for entity, char in _COMMON:
+            s = pc.replace_substring(s, entity, char)
+        if s.equals(before):
+            break
+    return s
+
+
 def _ftfy_fix(t: str) -> str:
     import ftfy
     return ftfy.fix_text(t, uncurl_quotes=False, fix_line_breaks=False, normalization="NFC",
@@ -130,7 +146,8 @@ class Cleaner:
         if self.repair:
             s = _python_fix(s, MOJIBAKE_PREFILTER, _ftfy_fix)
         if self.html_entities:
-            s = _python_fix(s, ENTITY, _unescape_all)
+            s = _on_rows(s, ENTITY, _common_entities)          # the usual few, vectorised ...
+            s = _python_fix(s, ENTITY, _unescape_all)        # ... and whatever is left, in Python
         if self.html_tags:
             s = pc.replace_substring_regex(s, HTML_TAG, " ")
         if self.controls:

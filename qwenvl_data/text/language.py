@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from importlib import resources
 
 import numpy as np
@@ -42,13 +43,33 @@ _NON_ASCII_LETTER = r"[\x{00C0}-\x{00D6}\x{00D8}-\x{00F6}\x{00F8}-\x{024F}]"
 
 def _extra_words(name: str) -> list[str]:
     if name == "faker:en_US":   # faker (a dependency) ships ~1,000 common English words
-        try:
-            from faker.providers.lorem.en_US import Provider
-        except ImportError:
-            return []
-        return list(Provider.word_list)
+        return _faker_words()
     from ..errors import UsageError
     raise UsageError(f"filter.language.lexicon_extra: unknown word list {name!r} (known: faker:en_US)")
+
+
+def _faker_words() -> list[str]:
+    """faker's en_US lorem word list, read from its source without importing faker (which takes longer
+    than the whole filter of a row group)."""
+    import ast
+    import importlib.util
+    spec = importlib.util.find_spec("faker")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    path = Path(list(spec.submodule_search_locations)[0]) / "providers" / "lorem" / "en_US" / "__init__.py"
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "word_list" for t in node.targets):
+            try:
+                return [str(w) for w in ast.literal_eval(node.value)]
+            except ValueError:
+                return []
+    return []
+
+
 
 
 def _mostly_upper(t: pa.Array) -> np.ndarray:
@@ -99,6 +120,12 @@ class LanguageDecision:
     mixed_min_han_share: float = 0.25
     english_words: tuple = ()
     foreign_words: tuple = ()
+
+    def warm(self) -> None:
+        """Load the model and the lexicon now (a process pool forked after this shares them)."""
+        langid.load_model(self.model)
+        if self.lexicon:
+            lexicon_words(self.lexicon, tuple(self.lexicon_extra), tuple(x.lower() for x in self.foreign_words))
 
     def decide(self, s: pa.Array, words: Words | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(lang, score, accepted) for each caption of `s` (cleaned, non-null); `words`: its Words, when a
