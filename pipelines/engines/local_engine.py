@@ -14,16 +14,15 @@ from pathlib import Path
 import pyarrow as pa
 from tqdm import tqdm
 
+from qwenvl_data import storage
+
 
 def _map_and_spill(job, spill: Path, chunk) -> int:
     # Spill files live on this machine for one run: Arrow IPC, uncompressed, costs no encoding.
     for part, table in job.map_chunk(chunk).items():
         path = spill / f"p{part:05d}" / f"c{chunk.index:06d}.arrow"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        with storage.atomic_write(path) as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
-        os.replace(tmp, path)
     return chunk.num_rows
 
 
