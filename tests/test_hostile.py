@@ -229,6 +229,10 @@ CASES = [
 ]
 
 
+COUNTED = {"tasks-coordinate-12px": "invalid_box", "tasks-width-zero": "bad_image_size",
+           "tasks-file-name-outside": "unsafe_path", "export-json-nested": "'bad_json': 1"}
+
+
 def _refcoco(t: Path, **changes) -> Path:
     """The RefCOCO fixture of scripts/make_task_fixtures.py with the first image/annotation altered."""
     import importlib.util
@@ -334,6 +338,8 @@ def test_hostile_input_ends_in_one_line(case, results, tmp_path_factory):
     assert "Traceback" not in out, out[-3000:]
     assert "unexpected" not in r["err"], r["err"][-2000:]  # the last-resort handler: an unchecked input
     assert r["rc"] in codes, (r["rc"], out[-2000:])
+    if name in COUNTED:  # accepted runs: the hostile record is rejected with its reason and counted
+        assert COUNTED[name] in r["out"], r["out"][-1000:]
     if r["rc"]:
         last = r["err"].strip().splitlines()[-1]
         assert ": error: " in last and words in last, last
