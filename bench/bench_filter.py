@@ -6,6 +6,7 @@ Generates N LAION-like noisy rows (fixed seed), measures the floor (pyarrow read
 parquet, one core, no filtering) and fastText alone on the captions, then runs the filter on each engine
 with all cores. Prints a Markdown table; writes bench_out/filter.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,8 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
 from bench_io import write_result
+
 from qwenvl_data.synthetic_pairs import generate
 
 
@@ -48,27 +49,51 @@ def main():
 
     # fastText alone on every caption, one core
     from qwenvl_data.text.langid import predict
+
     caps = [c[:256] for c in t["TEXT"].to_pylist() if c]
     predict(caps[:100])
     t0 = time.perf_counter()
     predict(caps)
     fasttext_rate = len(caps) / (time.perf_counter() - t0)
 
-    results = {"rows": args.rows, "cores": cores, "floor_rows_per_s_per_core": round(floor),
-               "fasttext_rows_per_s_per_core": round(fasttext_rate), "engines": {}}
+    results = {
+        "rows": args.rows,
+        "cores": cores,
+        "floor_rows_per_s_per_core": round(floor),
+        "fasttext_rows_per_s_per_core": round(fasttext_rate),
+        "engines": {},
+    }
     for engine in args.engines.split(","):
         out = work / f"out-{engine}"
-        cmd = [sys.executable, "-m", "qwenvl_data.pipelines.cli", "filter", "--input", str(work / "in"),
-               "--source", "laion", "--output", str(out), "--engine", engine, "--workers", str(cores),
-               "--no-progress"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "qwenvl_data.pipelines.cli",
+            "filter",
+            "--input",
+            str(work / "in"),
+            "--source",
+            "laion",
+            "--output",
+            str(out),
+            "--engine",
+            engine,
+            "--workers",
+            str(cores),
+            "--no-progress",
+        ]
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - t0
         fun = json.loads((out / "funnel.json").read_text())
         per_core = args.rows / wall / cores
-        results["engines"][engine] = {"wall_s": round(wall, 2), "job_s": fun["seconds"],
-                                      "rows_per_s_per_core": round(per_core),
-                                      "kept": fun["total"]["kept"], "ratio_to_floor": round(per_core / floor, 3)}
+        results["engines"][engine] = {
+            "wall_s": round(wall, 2),
+            "job_s": fun["seconds"],
+            "rows_per_s_per_core": round(per_core),
+            "kept": fun["total"]["kept"],
+            "ratio_to_floor": round(per_core / floor, 3),
+        }
     local = results["engines"].get("local", {}).get("rows_per_s_per_core")
     print(f"\n## Filter benchmark: {args.rows:,} rows, {cores} cores\n")
     print(f"floor (pyarrow read+write, 1 core): {floor:,.0f} rows/s; fastText alone: {fasttext_rate:,.0f} captions/s\n")

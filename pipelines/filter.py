@@ -6,6 +6,7 @@
 Writes OUT/pairs/*.parquet (kept), OUT/rejects/*.parquet (every dropped row with its reasons),
 OUT/funnel.json and OUT/funnel.md (per source: in, dropped per rule, kept, kept % and languages).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,35 +21,42 @@ from qwenvl_data import funnel
 from qwenvl_data.config import default_file, merge_user_sections
 from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.outdir import own_output
-from qwenvl_data.rules import PairRules, RULES
-from qwenvl_data.sources import layouts_from_config, source_for_path
 from qwenvl_data.pipelines.engines import ENGINES, EngineOptions, get_engine
 from qwenvl_data.pipelines.filter_job import Chunk, FilterJob, one_line, open_parquet, read_counts
+from qwenvl_data.rules import RULES, PairRules
+from qwenvl_data.sources import layouts_from_config, source_for_path
 
 ROWS_PER_PARTITION = 262_144
 
 
 def add_arguments(p: argparse.ArgumentParser):
-    p.add_argument("--input", nargs="+", required=True, metavar="PATH",
-                   help="parquet files, globs or fsspec URLs")
+    p.add_argument("--input", nargs="+", required=True, metavar="PATH", help="parquet files, globs or fsspec URLs")
     p.add_argument("--output", required=True, metavar="DIR")
     p.add_argument("--source", help="source layout of every input (laion, datacomp, coyo, cc3m, ...)")
     p.add_argument("--config", help="YAML overriding configs/filter.yaml (sections filter:, sources:, paths:)")
     p.add_argument("--engine", choices=ENGINES, default="local")
     p.add_argument("--workers", type=int, default=0, help="processes / Ray CPUs (default: all cores)")
     p.add_argument("--ray-address", help="join this Ray cluster instead of starting a local Ray")
-    p.add_argument("--skip-bad-files", action="store_true",
-                   help="read every row group once first; list unreadable files in the funnel and go on")
+    p.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help="read every row group once first; list unreadable files in the funnel and go on",
+    )
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("beam_args", nargs=argparse.REMAINDER,
-                   help="after `--`: Beam pipeline options (e.g. --runner=DataflowRunner ...)")
+    p.add_argument(
+        "beam_args",
+        nargs=argparse.REMAINDER,
+        help="after `--`: Beam pipeline options (e.g. --runner=DataflowRunner ...)",
+    )
 
 
 def load_config(user: str | None) -> dict:
     """The three sections the filter reads (filter, sources, paths), defaults merged with the user's."""
     shipped = default_file("filter")
-    return merge_user_sections({"filter": shipped["filter"], "sources": shipped.get("sources") or {},
-                                "paths": shipped.get("paths") or {}}, user)
+    return merge_user_sections(
+        {"filter": shipped["filter"], "sources": shipped.get("sources") or {}, "paths": shipped.get("paths") or {}},
+        user,
+    )
 
 
 def expand_inputs(patterns: list[str]) -> list[str]:
@@ -145,29 +153,41 @@ def run(args) -> int:
         fs.makedirs(root, exist_ok=True)
         total_rows = sum(c.num_rows for c in chunks)
         num_partitions = max(2, math.ceil(total_rows / ROWS_PER_PARTITION))
-        job = FilterJob(rules, layouts_from_config(cfg["sources"]), out, num_partitions,
-                        list(cfg["filter"].get("source_order") or []))
-        options = EngineOptions(args.workers, args.ray_address, beam_args,
-                                not args.no_progress and sys.stderr.isatty())
+        job = FilterJob(
+            rules,
+            layouts_from_config(cfg["sources"]),
+            out,
+            num_partitions,
+            list(cfg["filter"].get("source_order") or []),
+        )
+        options = EngineOptions(args.workers, args.ray_address, beam_args, not args.no_progress and sys.stderr.isatty())
         t0 = time.perf_counter()
         if chunks:
             if args.engine == "local":
-                rules.warm()   # the forked worker processes share the loaded model instead of each loading it
+                rules.warm()  # the forked worker processes share the loaded model instead of each loading it
             get_engine(args.engine).run(job, chunks, options)
             job.resolve_duplicate_uids()
         seconds = time.perf_counter() - t0
         counts = read_counts(out)
         for c in chunks:  # a source whose every row was read shows up even with zero rows
             counts.setdefault(c.source, {})
-        result = funnel.finalise(counts, RULES, bad_files=bad, engine=args.engine, seconds=round(seconds, 3),
-                                 rows_per_s=round(total_rows / seconds) if seconds > 0 and total_rows else 0)
+        result = funnel.finalise(
+            counts,
+            RULES,
+            bad_files=bad,
+            engine=args.engine,
+            seconds=round(seconds, 3),
+            rows_per_s=round(total_rows / seconds) if seconds > 0 and total_rows else 0,
+        )
         if result["total"]["in"] != total_rows:
-            raise funnel.ConservationError(
-                f"read {total_rows} rows but the funnel counts {result['total']['in']}")
+            raise funnel.ConservationError(f"read {total_rows} rows but the funnel counts {result['total']['in']}")
         if fs.exists(f"{root}/_work"):
             fs.rm(f"{root}/_work", recursive=True)
         for sub in ("pairs", "rejects"):
             fs.makedirs(f"{root}/{sub}", exist_ok=True)
         funnel.write(result, out)
         print(funnel.to_markdown(result))
+        t = result["total"]
+        print(f"filter: {t['kept']}/{t['in']} rows kept ({t['kept_pct']}%) by engine {args.engine} in "
+              f"{seconds:.1f} s -> {out}")
         return 0

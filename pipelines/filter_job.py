@@ -10,6 +10,7 @@
 Every step writes its funnel counts to `_work/counts/` under deterministic names, so a retried task
 simply overwrites its own file and the driver sums what is there.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,15 +28,32 @@ from qwenvl_data.errors import BadInput
 from qwenvl_data.rules import PairRules
 from qwenvl_data.sources import Layout, normalise
 
-PAIR_SCHEMA = pa.schema([
-    ("uid", pa.string()), ("source", pa.string()), ("url", pa.string()), ("caption", pa.string()),
-    ("caption_raw", pa.string()), ("width", pa.int64()), ("height", pa.int64()), ("score", pa.float64()),
-    ("lang", pa.string()), ("lang_score", pa.float64()),
-], metadata={b"qwenvl.schema": b"pair"})
-REJECT_SCHEMA = pa.schema([
-    ("uid", pa.string()), ("source", pa.string()), ("reason", pa.string()), ("reasons", pa.list_(pa.string())),
-    ("url", pa.string()), ("caption_raw", pa.string()),
-], metadata={b"qwenvl.schema": b"reject"})
+PAIR_SCHEMA = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("source", pa.string()),
+        ("url", pa.string()),
+        ("caption", pa.string()),
+        ("caption_raw", pa.string()),
+        ("width", pa.int64()),
+        ("height", pa.int64()),
+        ("score", pa.float64()),
+        ("lang", pa.string()),
+        ("lang_score", pa.float64()),
+    ],
+    metadata={b"qwenvl.schema": b"pair"},
+)
+REJECT_SCHEMA = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("source", pa.string()),
+        ("reason", pa.string()),
+        ("reasons", pa.list_(pa.string())),
+        ("url", pa.string()),
+        ("caption_raw", pa.string()),
+    ],
+    metadata={b"qwenvl.schema": b"reject"},
+)
 UID_SCHEMA = pa.schema([("uid", pa.string()), ("_order", pa.int64())])
 CANDIDATE_SCHEMA = pa.schema(list(PAIR_SCHEMA) + [pa.field("url_norm", pa.string()), pa.field("_order", pa.int64())])
 CANDIDATE_COLUMNS = CANDIDATE_SCHEMA.names
@@ -44,14 +62,14 @@ ROW_BITS = 32  # _order = chunk index << ROW_BITS | row within the chunk: the in
 
 @dataclass(frozen=True)
 class Chunk:
-    index: int          # global, deterministic: the order of (file, row group) in the plan
+    index: int  # global, deterministic: the order of (file, row group) in the plan
     path: str
     source: str
     file_stem: str
     row_group: int
-    row_offset: int     # row number of the row group's first row within its file (for uids)
+    row_offset: int  # row number of the row group's first row within its file (for uids)
     num_rows: int
-    columns: tuple      # ((field, column name), ...) resolved for this file
+    columns: tuple  # ((field, column name), ...) resolved for this file
 
 
 def one_line(e: BaseException) -> str:
@@ -67,8 +85,9 @@ def open_parquet(path: str) -> pq.ParquetFile:
 
 
 class FilterJob:
-    def __init__(self, rules: PairRules, layouts: dict[str, Layout], out_dir: str, num_partitions: int,
-                 source_order: list[str]):
+    def __init__(
+        self, rules: PairRules, layouts: dict[str, Layout], out_dir: str, num_partitions: int, source_order: list[str]
+    ):
         self.rules = rules
         self.layouts = layouts
         self.out = str(out_dir)
@@ -98,19 +117,22 @@ class FilterJob:
         layout = self.layouts[chunk.source]
         cols = dict(chunk.columns)
         try:
-            raw = open_parquet(chunk.path).read_row_group(chunk.row_group,
-                                                          columns=sorted({c for c in cols.values() if c}))
+            raw = open_parquet(chunk.path).read_row_group(
+                chunk.row_group, columns=sorted({c for c in cols.values() if c})
+            )
         except Exception as e:
-            raise BadInput(f"{chunk.path}: row group {chunk.row_group} cannot be read "
-                           f"({type(e).__name__}: {one_line(e)[:200]})") from None
+            raise BadInput(
+                f"{chunk.path}: row group {chunk.row_group} cannot be read ({type(e).__name__}: {one_line(e)[:200]})"
+            ) from None
         t = normalise(raw, layout, cols, chunk.source, chunk.file_stem, chunk.row_offset, chunk.path)
-        t = t.append_column("_order", pa.array((np.int64(chunk.index) << ROW_BITS) + np.arange(t.num_rows,
-                                                                                              dtype=np.int64)))
+        t = t.append_column(
+            "_order", pa.array((np.int64(chunk.index) << ROW_BITS) + np.arange(t.num_rows, dtype=np.int64))
+        )
         t = self.rules.apply(t, layout)
         counts: dict = {}
         funnel.add(counts, chunk.source, "in", t.num_rows)
         rejected = pc.is_valid(t["reason"])
-        rej = t.select(REJECT_SCHEMA.names).filter(rejected)   # only the columns each side keeps are copied
+        rej = t.select(REJECT_SCHEMA.names).filter(rejected)  # only the columns each side keeps are copied
         if rej.num_rows:
             for reason, n in zip(*np.unique(rej["reason"].to_numpy(zero_copy_only=False), return_counts=True)):
                 funnel.add(counts, chunk.source, "dropped", int(n), reason)
@@ -122,11 +144,12 @@ class FilterJob:
         alive = alive.append_column("url_norm", normalise_url(alive["url"].combine_chunks()))
         alive = alive.select(CANDIDATE_COLUMNS)
         parts = partition_of(alive["url_norm"].combine_chunks(), self.num_partitions)
-        order = np.argsort(parts, kind="stable")           # one take, then a slice per partition
+        order = np.argsort(parts, kind="stable")  # one take, then a slice per partition
         alive, parts = alive.take(pa.array(order)), parts[order]
         bounds = np.flatnonzero(np.diff(parts)) + 1
-        return {int(parts[a]): alive.slice(a, b - a)
-                for a, b in zip(np.r_[0, bounds], np.r_[bounds, len(parts)]) if b > a}
+        return {
+            int(parts[a]): alive.slice(a, b - a) for a, b in zip(np.r_[0, bounds], np.r_[bounds, len(parts)]) if b > a
+        }
 
     # reduce
     def reduce_partition(self, part: int, tables: list[pa.Table]) -> int:
@@ -208,8 +231,13 @@ class FilterJob:
             for uid, o in zip(t["uid"].to_pylist(), t["_order"].to_pylist()):
                 if o in others:
                     earliest[uid] = min(earliest.get(uid, o), o)
-        lose = np.array([uid in earliest and earliest[uid] < o
-                         for uid, o in zip(mine["uid"].to_pylist(), mine["_order"].to_pylist())], dtype=bool)
+        lose = np.array(
+            [
+                uid in earliest and earliest[uid] < o
+                for uid, o in zip(mine["uid"].to_pylist(), mine["_order"].to_pylist())
+            ],
+            dtype=bool,
+        )
         if not lose.any():
             return 0
         lost_uids = pa.array(mine["uid"].filter(pa.array(lose)))

@@ -4,6 +4,7 @@ stable hash partitioning, winner per uid and per URL.
 The engines shuffle candidates by `partition_of(url_norm, n)` so that every copy of a URL meets in one
 partition; `pick_winners` then keeps one row per URL inside a partition. No global set of URLs exists.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,10 @@ _DEFAULT_PORT = r"^[^/]*//[^/]*:(?:80|443)/"
 def normalise_url(urls: pa.Array) -> pa.Array:
     """Lower-case scheme and host, drop default ports, the fragment and surrounding whitespace;
     an empty path becomes '/'. The path and query keep their case (they are case-sensitive)."""
-    normal = pc.and_(pc.fill_null(pc.match_substring_regex(urls, _NORMAL), False),
-                     pc.invert(pc.fill_null(pc.match_substring_regex(urls, _DEFAULT_PORT), False)))
+    normal = pc.and_(
+        pc.fill_null(pc.match_substring_regex(urls, _NORMAL), False),
+        pc.invert(pc.fill_null(pc.match_substring_regex(urls, _DEFAULT_PORT), False)),
+    )
     n_odd = len(urls) - (pc.sum(normal).as_py() or 0)
     if n_odd == 0:
         return urls
@@ -50,8 +53,9 @@ def _word(sliding: np.ndarray, at: np.ndarray, end: np.ndarray) -> np.ndarray:
     w = sliding[np.minimum(at, len(sliding) - 1)].copy().view(np.uint64).ravel()
     valid = np.clip(end - at, 0, 8).astype(np.uint64)
     with np.errstate(over="ignore"):
-        mask = np.where(valid == 8, np.uint64(0xFFFFFFFFFFFFFFFF),
-                        (np.uint64(1) << (valid * np.uint64(8))) - np.uint64(1))
+        mask = np.where(
+            valid == 8, np.uint64(0xFFFFFFFFFFFFFFFF), (np.uint64(1) << (valid * np.uint64(8))) - np.uint64(1)
+        )
     return w & mask
 
 
@@ -66,14 +70,16 @@ def stable_hash(strings: pa.Array, head: int = 16, tail: int = 32) -> np.ndarray
     n = len(arr)
     if n == 0:
         return np.zeros(0, dtype=np.uint64)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
     start, end = offsets[:-1], offsets[1:]
-    sliding = np.lib.stride_tricks.as_strided(np.concatenate([data, np.zeros(8, np.uint8)]),
-                                              shape=(len(data) + 1, 8), strides=(1, 1))
+    sliding = np.lib.stride_tricks.as_strided(
+        np.concatenate([data, np.zeros(8, np.uint8)]), shape=(len(data) + 1, 8), strides=(1, 1)
+    )
     tail_at = np.maximum(end - tail, start + head)
-    words = [_word(sliding, start + k, end) for k in range(0, head, 8)] + \
-        [_word(sliding, tail_at + k, end) for k in range(0, tail, 8)]
+    words = [_word(sliding, start + k, end) for k in range(0, head, 8)] + [
+        _word(sliding, tail_at + k, end) for k in range(0, tail, 8)
+    ]
     h = (end - start).astype(np.uint64)
     with np.errstate(over="ignore"):
         for w in words:
@@ -121,8 +127,9 @@ def _pick_winners(t: pa.Table, source_rank: dict[str, int]) -> np.ndarray:
     src_idx = pc.index_in(t["source"], t["source"].unique())
     rank = pa.array(ranks[src_idx.to_numpy(zero_copy_only=False)])
     key = pa.table({"u": t["url_norm"], "l": cap_len, "r": rank, "id": t["uid"]})
-    order = pc.sort_indices(key, sort_keys=[("u", "ascending"), ("l", "descending"),
-                                            ("r", "ascending"), ("id", "ascending")])
+    order = pc.sort_indices(
+        key, sort_keys=[("u", "ascending"), ("l", "descending"), ("r", "ascending"), ("id", "ascending")]
+    )
     urls = t["url_norm"].take(order).combine_chunks()
     first = np.ones(len(urls), dtype=bool)
     if len(urls) > 1:

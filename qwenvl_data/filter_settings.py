@@ -4,10 +4,12 @@ Every key is checked for its type and range before use, so that `languages: en` 
 `min_units: -3` is a one-line UsageError naming the key instead of a silently different filter, and a
 misspelled key gets a "did you mean". Keys renamed since earlier versions say what they are now.
 """
+
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, fields
+from typing import Any
 
 from .errors import UsageError
 from .text.clean import Cleaner
@@ -20,7 +22,7 @@ NUM = (int, float)
 TOP = {
     "max_aspect_ratio": (NUM + (None,), 1.0, None),
     "min_image_side": (NUM + (None,), 0, None),
-    "max_image_side_value": (NUM, 1, 2 ** 53),
+    "max_image_side_value": (NUM, 1, 2**53),
     "special_tag_pattern": ((str, None), None, None),
     "clean": ((dict, None), None, None),
     "script": ((dict,), None, None),
@@ -32,41 +34,70 @@ TOP = {
     "source_order": ((list, tuple), None, None),
 }
 LANGUAGE = {
-    "model": ((str, None), None, None), "max_chars": ((int,), 1, 100_000), "min_label_score": (NUM, 0, 1),
-    "min_score": (NUM, 0, 1), "plain_min_score": (NUM, 0, 1), "plain_min_score_listed": (NUM, 0, 1),
-    "lexicon": ((str, None), None, None), "lexicon_extra": ((list, tuple), None, None),
-    "lexicon_min_share": (NUM, 0, 1), "short_max_words": ((int,), 0, None), "short_min_score_alone": (NUM, 0, 1),
-    "lowercase": ((str,), None, None), "han_labels": ((list, tuple), None, None),
-    "han_only_is_zh": ((bool,), None, None), "mixed_min_han": ((int,), 1, None),
-    "mixed_min_han_share": (NUM, 0, 1), "english_words": ((list, tuple, None), None, None),
+    "model": ((str, None), None, None),
+    "max_chars": ((int,), 1, 100_000),
+    "min_label_score": (NUM, 0, 1),
+    "min_score": (NUM, 0, 1),
+    "plain_min_score": (NUM, 0, 1),
+    "plain_min_score_listed": (NUM, 0, 1),
+    "lexicon": ((str, None), None, None),
+    "lexicon_extra": ((list, tuple), None, None),
+    "lexicon_min_share": (NUM, 0, 1),
+    "short_max_words": ((int,), 0, None),
+    "short_min_score_alone": (NUM, 0, 1),
+    "lowercase": ((str,), None, None),
+    "han_labels": ((list, tuple), None, None),
+    "han_only_is_zh": ((bool,), None, None),
+    "mixed_min_han": ((int,), 1, None),
+    "mixed_min_han_share": (NUM, 0, 1),
+    "english_words": ((list, tuple, None), None, None),
     "foreign_words": ((list, tuple, None), None, None),
 }
-PLACEHOLDER = {"placeholders": ((list, tuple, None), None, None), "min_items": ((int,), 0, None),
-               "max_repeat_share": (NUM, 0, 1), "min_tag_items": ((int,), 1, None),
-               "max_tag_words": ((int,), 1, None), "max_unique_share": (NUM, 0, 1), "max_word_share": (NUM, 0, 1)}
-CLEAN = {k: ((bool,), None, None) for k in ("repair", "html_entities", "html_tags", "controls",
-                                             "repeated_punctuation", "whitespace")} | \
-    {"patterns": ((dict, None), None, None)}
-RENAMED = {"min_lang_score": "language.min_score", "langid_model": "language.model",
-           "langid_max_chars": "language.max_chars", "language_aliases": "language.han_labels",
-           "batch_rows": "nothing (removed: the engines read one parquet row group per work unit)"}
+PLACEHOLDER = {
+    "placeholders": ((list, tuple, None), None, None),
+    "min_items": ((int,), 0, None),
+    "max_repeat_share": (NUM, 0, 1),
+    "min_tag_items": ((int,), 1, None),
+    "max_tag_words": ((int,), 1, None),
+    "max_unique_share": (NUM, 0, 1),
+    "max_word_share": (NUM, 0, 1),
+}
+CLEAN = {
+    k: ((bool,), None, None)
+    for k in ("repair", "html_entities", "html_tags", "controls", "repeated_punctuation", "whitespace")
+} | {"patterns": ((dict, None), None, None)}
+RENAMED = {
+    "min_lang_score": "language.min_score",
+    "langid_model": "language.model",
+    "langid_max_chars": "language.max_chars",
+    "language_aliases": "language.han_labels",
+    "batch_rows": "nothing (removed: the engines read one parquet row group per work unit)",
+}
 
 
 def check_re2(pattern: str, where: str) -> str:
     """A pattern the filter hands to RE2 (pyarrow.compute): invalid ones are a UsageError now, not a crash later."""
     import pyarrow as pa
     import pyarrow.compute as pc
+
     try:
         pc.match_substring_regex(pa.array([""], pa.string()), pattern)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise UsageError(f"{where}: {pattern!r} is not a valid RE2 pattern ({str(e).splitlines()[0][:120]})") \
-            from None
+        raise UsageError(f"{where}: {pattern!r} is not a valid RE2 pattern ({str(e).splitlines()[0][:120]})") from None
     return pattern
 
 
 def _type_name(types) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false", dict: "a mapping",
-             list: "a list", tuple: "a list", None: "null"}
+    names = {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true/false",
+        dict: "a mapping",
+        list: "a list",
+        tuple: "a list",
+        None: "null",
+    }
     return " or ".join(dict.fromkeys(names[t] for t in types))
 
 
@@ -84,13 +115,16 @@ def check_section(cfg, spec: dict, where: str) -> dict:
         types, lo, hi = spec[key]
         ok = (value is None and None in types) or any(
             t is not None and isinstance(value, t) and not (t in (int, float) and isinstance(value, bool))
-            for t in types)
+            for t in types
+        )
         if not ok:
             raise UsageError(f"{where}.{key} must be {_type_name(types)}, got {value!r}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if value != value or (lo is not None and value < lo) or (hi is not None and value > hi):
-                raise UsageError(f"{where}.{key} = {value!r} is out of range "
-                                 f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]")
+                raise UsageError(
+                    f"{where}.{key} = {value!r} is out of range "
+                    f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+                )
         if isinstance(value, (list, tuple)) and not all(isinstance(v, str) for v in value):
             raise UsageError(f"{where}.{key} must be a list of strings, got {value!r}")
     return cfg
@@ -111,16 +145,20 @@ class FilterSettings:
     source_order: tuple
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "FilterSettings":
+    def from_config(cls, cfg: dict) -> FilterSettings:
         check_section(cfg, TOP, "filter")
         clean = check_section(cfg.get("clean") or {}, CLEAN, "filter.clean")
         for name, p in (clean.get("patterns") or {}).items():
-            if p is not None and not (isinstance(p, dict) and isinstance(p.get("regex"), str)
-                                      and isinstance(p.get("replace", " "), str)
-                                      and isinstance(p.get("hint", ""), (str, type(None)))
-                                      and not set(p) - {"regex", "replace", "hint"}):
-                raise UsageError(f"filter.clean.patterns.{name} must be {{regex: ..., replace: ..., hint: ...}} "
-                                 f"or null, got {p!r}")
+            if p is not None and not (
+                isinstance(p, dict)
+                and isinstance(p.get("regex"), str)
+                and isinstance(p.get("replace", " "), str)
+                and isinstance(p.get("hint", ""), (str, type(None)))
+                and not set(p) - {"regex", "replace", "hint"}
+            ):
+                raise UsageError(
+                    f"filter.clean.patterns.{name} must be {{regex: ..., replace: ..., hint: ...}} or null, got {p!r}"
+                )
         cleaner = Cleaner.from_config(clean)
         for name, regex, _, hint in cleaner.patterns:
             check_re2(regex, f"filter.clean.patterns.{name}")
@@ -132,21 +170,27 @@ class FilterSettings:
         if set(script) - {"allowed"}:
             raise UsageError(f"filter.script: unknown settings {sorted(set(script) - {'allowed'})} (known: allowed)")
         junk_cfg = cfg.get("placeholder_text")
-        junk = JunkRule.from_config(check_section(junk_cfg, PLACEHOLDER, "filter.placeholder_text")) \
-            if junk_cfg is not None else None
+        junk = (
+            JunkRule.from_config(check_section(junk_cfg, PLACEHOLDER, "filter.placeholder_text"))
+            if junk_cfg is not None
+            else None
+        )
         for p in junk.placeholders if junk else ():
             check_re2(p, "filter.placeholder_text.placeholders")
         lang_cfg = check_section(cfg.get("language") or {}, LANGUAGE, "filter.language")
         if lang_cfg.get("lowercase", "mostly_upper") not in ("mostly_upper", "always", "never"):
-            raise UsageError(f"filter.language.lowercase must be mostly_upper, always or never, "
-                             f"got {lang_cfg['lowercase']!r}")
+            raise UsageError(
+                f"filter.language.lowercase must be mostly_upper, always or never, got {lang_cfg['lowercase']!r}"
+            )
         languages = tuple(cfg.get("languages") or ())
         known = {f.name for f in fields(LanguageDecision)}
-        language = LanguageDecision(languages=languages, **{k: tuple(v) if isinstance(v, list) else v
-                                                            for k, v in lang_cfg.items() if k in known}) \
-            if languages else None
-        if cfg.get("min_units") is not None and cfg.get("max_units") is not None \
-                and cfg["min_units"] > cfg["max_units"]:
+        lang_kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in lang_cfg.items() if k in known}
+        language = LanguageDecision(languages=languages, **lang_kw) if languages else None
+        if (
+            cfg.get("min_units") is not None
+            and cfg.get("max_units") is not None
+            and cfg["min_units"] > cfg["max_units"]
+        ):
             raise UsageError(f"filter.min_units ({cfg['min_units']}) is above filter.max_units ({cfg['max_units']})")
         return cls(
             max_aspect_ratio=cfg.get("max_aspect_ratio"),
@@ -154,7 +198,7 @@ class FilterSettings:
             max_image_side_value=float(cfg.get("max_image_side_value", 1_000_000)),
             special_tag_pattern=cfg.get("special_tag_pattern"),
             cleaner=cleaner,
-            script_allowed=allowed_class(script.get("allowed")),
+            script_allowed=allowed_class(script.get("allowed") or {}),
             min_units=cfg.get("min_units"),
             max_units=cfg.get("max_units"),
             junk=junk,

@@ -11,10 +11,11 @@ and `reasons` (every rule it fails; a `survivors_only` rule is asked only about 
 earlier rule, since it is the expensive kind). The cross-row rules `duplicate_uid` and `duplicate_url`
 need every input and run in the reduce step (dedup.py, pipelines/filter_job.py).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +36,7 @@ def _np(mask) -> np.ndarray:
 @dataclass
 class Batch:
     """What the rules see: the normalised table, its layout, and what earlier rules worked out."""
+
     settings: FilterSettings
     t: pa.Table
     layout: Layout
@@ -42,7 +44,7 @@ class Batch:
     lang: np.ndarray = field(init=False)
     lang_score: np.ndarray = field(init=False)
     _caption: pa.Array | None = None
-    _words: tuple | None = None       # (rows, Words of their captions), split once for the word rules
+    _words: tuple | None = None  # (rows, Words of their captions), split once for the word rules
     _spaces: pa.Array | None = None
 
     def __post_init__(self):
@@ -71,7 +73,7 @@ def bad_metadata(s: FilterSettings, b: Batch) -> np.ndarray:
     bad |= ~_np(pc.match_substring_regex(t["caption_raw"], r"\S"))
     bad |= t["_meta_bad"].to_numpy(zero_copy_only=False)
     for side in (t["width"], t["height"]):
-        v = side.to_numpy(zero_copy_only=False)       # float64, NaN where absent
+        v = side.to_numpy(zero_copy_only=False)  # float64, NaN where absent
         with np.errstate(invalid="ignore"):
             present = ~np.isnan(v)
             # sizes are cast to int64 later: only whole, positive, plausible numbers get that far
@@ -135,7 +137,7 @@ def _alive_words(b: Batch, idx: np.ndarray) -> Words:
     if b._words is None:
         b._words = (idx, Words.of(b.caption.take(pa.array(idx))))
     have, words = b._words
-    return words.take(np.searchsorted(have, idx))   # rows alive now were alive then
+    return words.take(np.searchsorted(have, idx))  # rows alive now were alive then
 
 
 def _on_alive(b: Batch, fn) -> np.ndarray:
@@ -149,8 +151,10 @@ def _on_alive(b: Batch, fn) -> np.ndarray:
 def placeholder_text(s: FilterSettings, b: Batch):
     if s.junk is None:
         return None
-    return _on_alive(b, lambda idx, cap: s.junk(cap, _alive_words(b, idx),
-                                                b.spaces.take(pa.array(idx)).to_numpy(zero_copy_only=False)))
+    return _on_alive(
+        b,
+        lambda idx, cap: s.junk(cap, _alive_words(b, idx), b.spaces.take(pa.array(idx)).to_numpy(zero_copy_only=False)),
+    )
 
 
 def language(s: FilterSettings, b: Batch):
@@ -161,6 +165,7 @@ def language(s: FilterSettings, b: Batch):
         lang, score, ok = s.language.decide(cap, _alive_words(b, idx))
         b.lang[idx], b.lang_score[idx] = lang, score
         return ~ok
+
     return _on_alive(b, decide)
 
 
@@ -184,7 +189,7 @@ PIPELINE: tuple[Rule, ...] = (
     Rule("language", language, survivors_only=True),
 )
 MAP_RULES = tuple(r.name for r in PIPELINE)
-CROSS_ROW_RULES = ("duplicate_uid", "duplicate_url")   # the reduce step's, in this order
+CROSS_ROW_RULES = ("duplicate_uid", "duplicate_url")  # the reduce step's, in this order
 RULES = MAP_RULES + CROSS_ROW_RULES
 
 
@@ -193,7 +198,7 @@ class PairRules:
     settings: FilterSettings
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "PairRules":
+    def from_config(cls, cfg: dict) -> PairRules:
         return cls(FilterSettings.from_config(cfg))
 
     def warm(self) -> None:
@@ -215,18 +220,21 @@ class PairRules:
             b.alive &= ~mask
         reason, reasons = _reasons(fails, n)
         out = t.drop_columns(["_meta_bad"])
-        return out.append_column("caption", b.caption) \
-            .append_column("lang", pa.array(b.lang, pa.string())) \
-            .append_column("lang_score", pa.array(b.lang_score, pa.float64(), from_pandas=True)) \
-            .append_column("reason", reason).append_column("reasons", reasons)
+        return (
+            out.append_column("caption", b.caption)
+            .append_column("lang", pa.array(b.lang, pa.string()))
+            .append_column("lang_score", pa.array(b.lang_score, pa.float64(), from_pandas=True))
+            .append_column("reason", reason)
+            .append_column("reasons", reasons)
+        )
 
 
 def _reasons(fails: dict[str, np.ndarray], n: int):
     names = [r for r in MAP_RULES if r in fails]
     if not names:
         return pa.nulls(n, pa.string()), pa.array([[] for _ in range(n)], pa.list_(pa.string()))
-    stack = np.stack([fails[r] for r in names])            # (rules, rows), in rule order
-    rows, rule_idx = np.nonzero(stack.T)                    # row-major: each row's reasons in rule order
+    stack = np.stack([fails[r] for r in names])  # (rules, rows), in rule order
+    rows, rule_idx = np.nonzero(stack.T)  # row-major: each row's reasons in rule order
     counts = stack.sum(axis=0)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
     values = pa.array(np.array(names, dtype=object)[rule_idx] if len(rule_idx) else [], pa.string())

@@ -6,6 +6,7 @@ published values could not be read as the right type (non-numeric sizes, bytes t
 Dictionary-encoded, string_view and large_string columns read like plain ones; a column of a type that
 cannot hold the field at all (a numeric URL, a list id) is a one-line BadInput naming file and column.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -24,12 +25,12 @@ REQUIRED = ("url", "caption")
 @dataclass(frozen=True)
 class Layout:
     name: str
-    columns: dict            # field -> tuple of candidate column names
+    columns: dict  # field -> tuple of candidate column names
     score_threshold: float | None
     special_tags: bool
 
     @classmethod
-    def from_config(cls, name: str, cfg: dict) -> "Layout":
+    def from_config(cls, name: str, cfg: dict) -> Layout:
         cols = cfg.get("columns") or {}
         unknown = set(cols) - set(FIELDS)
         if unknown:
@@ -47,9 +48,11 @@ class Layout:
         for f in FIELDS:
             hit = next((c for c in self.columns.get(f, ()) if c in present), None)
             if hit is None and f in REQUIRED:
-                raise BadInput(f"{path}: missing column {self.columns[f][0]!r} for '{f}' "
-                               f"(source layout '{self.name}' expects one of {list(self.columns[f])}; "
-                               f"file has {sorted(present)[:12]})")
+                raise BadInput(
+                    f"{path}: missing column {self.columns[f][0]!r} for '{f}' "
+                    f"(source layout '{self.name}' expects one of {list(self.columns[f])}; "
+                    f"file has {sorted(present)[:12]})"
+                )
             found[f] = hit
         return found
 
@@ -59,13 +62,16 @@ def layouts_from_config(sources_cfg: dict) -> dict[str, Layout]:
 
 
 def source_for_path(path: str, explicit: str | None, path_map: dict, layouts: dict) -> str:
+    name: str | None
     if explicit:
         name = explicit
     else:
         name = next((src for pattern, src in (path_map or {}).items() if fnmatch.fnmatch(path, pattern)), None)
         if name is None:
-            raise UsageError(f"{path}: cannot tell its source layout: pass --source NAME or map the path "
-                             f"under `paths:` in the config (known: {sorted(layouts)})")
+            raise UsageError(
+                f"{path}: cannot tell its source layout: pass --source NAME or map the path "
+                f"under `paths:` in the config (known: {sorted(layouts)})"
+            )
     if name not in layouts:
         raise UsageError(f"unknown source '{name}' (known: {sorted(layouts)}; add it under `sources:` in the config)")
     return name
@@ -78,8 +84,13 @@ def _plain(arr: pa.ChunkedArray | pa.Array, where: str) -> pa.Array:
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     t = arr.type
-    target = pa.string() if (pa.types.is_large_string(t) or pa.types.is_string_view(t)) else \
-        pa.binary() if (pa.types.is_large_binary(t) or pa.types.is_binary_view(t)) else None
+    target = (
+        pa.string()
+        if (pa.types.is_large_string(t) or pa.types.is_string_view(t))
+        else pa.binary()
+        if (pa.types.is_large_binary(t) or pa.types.is_binary_view(t))
+        else None
+    )
     if target is not None:
         try:
             arr = arr.cast(target)
@@ -91,7 +102,7 @@ def _plain(arr: pa.ChunkedArray | pa.Array, where: str) -> pa.Array:
 def _decode_rows(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """Bytes -> utf8; rows that are not valid UTF-8 become null and are flagged (rare, so a loop is fine)."""
     bad = np.zeros(len(arr), dtype=bool)
-    vals = []
+    vals: list[str | None] = []
     for i, v in enumerate(arr.cast(pa.binary()).to_pylist()):
         if v is None:
             vals.append(None)
@@ -112,7 +123,7 @@ def _as_string(arr: pa.ChunkedArray | pa.Array, where: str = "column") -> tuple[
     bad = np.zeros(n, dtype=bool)
     if pa.types.is_string(arr.type):
         try:
-            arr.validate(full=True)   # parquet readers do not check UTF-8; Python would fail on it later
+            arr.validate(full=True)  # parquet readers do not check UTF-8; Python would fail on it later
             return arr, bad
         except pa.ArrowInvalid:
             return _decode_rows(arr)
@@ -156,13 +167,14 @@ def _as_id(arr, where: str) -> pa.Array:
     if pa.types.is_integer(arr.type) or pa.types.is_decimal(arr.type):
         return arr.cast(pa.string())
     if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type) or pa.types.is_null(arr.type):
-        ids, _ = _as_string(arr, where)   # an id that is not UTF-8 falls back to file:row below
+        ids, _ = _as_string(arr, where)  # an id that is not UTF-8 falls back to file:row below
         return ids
     raise BadInput(f"{where}: holds {arr.type}, expected an id (text or integers)")
 
 
-def normalise(table: pa.Table, layout: Layout, columns: dict, source: str, file_stem: str,
-              row_offset: int, path: str = "input") -> pa.Table:
+def normalise(
+    table: pa.Table, layout: Layout, columns: dict, source: str, file_stem: str, row_offset: int, path: str = "input"
+) -> pa.Table:
     """Published columns -> the normalised pair columns (before any rule)."""
     n = table.num_rows
     url, url_bad = _as_string(table.column(columns["url"]), f"{path}: column {columns['url']!r}")
@@ -178,7 +190,7 @@ def normalise(table: pa.Table, layout: Layout, columns: dict, source: str, file_
             sizes[f] = pa.nulls(n, pa.float64())
     if columns.get("score"):
         score, _ = _as_float(table.column(columns["score"]))  # an unreadable score is treated as absent
-        finite = pc.fill_null(pc.is_finite(score), True)   # NaN or inf: treated as absent
+        finite = pc.fill_null(pc.is_finite(score), True)  # NaN or inf: treated as absent
         score = pc.if_else(finite, score, pa.scalar(None, pa.float64()))
     else:
         score = pa.nulls(n, pa.float64())
@@ -190,13 +202,15 @@ def normalise(table: pa.Table, layout: Layout, columns: dict, source: str, file_
     else:
         ids = pc.binary_join_element_wise(pa.scalar(file_stem), pc.cast(rows, pa.string()), ":")
     uid = pc.binary_join_element_wise(pa.scalar(source), ids, ":")
-    return pa.table({
-        "uid": uid,
-        "source": pa.array(np.full(n, source, dtype=object), pa.string()) if n else pa.array([], pa.string()),
-        "url": url,
-        "caption_raw": caption,
-        "width": sizes["width"],
-        "height": sizes["height"],
-        "score": score,
-        "_meta_bad": pa.array(meta_bad),
-    })
+    return pa.table(
+        {
+            "uid": uid,
+            "source": pa.array(np.full(n, source, dtype=object), pa.string()) if n else pa.array([], pa.string()),
+            "url": url,
+            "caption_raw": caption,
+            "width": sizes["width"],
+            "height": sizes["height"],
+            "score": score,
+            "_meta_bad": pa.array(meta_bad),
+        }
+    )

@@ -1,6 +1,7 @@
 """The filter on hostile or unusual input files and configs (issues 9 and 14): encodings and column
 layouts, sizes that do not fit an integer, duplicate uids, colliding file names, corrupt data pages,
 mistyped settings. Each is handled, or a one-line error naming what is wrong; never a traceback."""
+
 import json
 import math
 import subprocess
@@ -35,8 +36,13 @@ def run(inputs, out, *extra):
 
 
 def laion_table(n, **cols):
-    base = {"URL": [f"https://x.com/{i}.jpg" for i in range(n)], "TEXT": [EN] * n, "WIDTH": [640.0] * n,
-            "HEIGHT": [480.0] * n, "similarity": [0.3] * n}
+    base = {
+        "URL": [f"https://x.com/{i}.jpg" for i in range(n)],
+        "TEXT": [EN] * n,
+        "WIDTH": [640.0] * n,
+        "HEIGHT": [480.0] * n,
+        "similarity": [0.3] * n,
+    }
     base.update(cols)
     return pa.table(base)
 
@@ -45,8 +51,9 @@ def test_dictionary_view_and_large_string_columns_read_like_plain_ones(tmp_path)
     t = laion_table(6)
     plain = tmp_path / "plain.parquet"
     pq.write_table(t, plain)
-    odd = t.set_column(0, "URL", t["URL"].combine_chunks().dictionary_encode()) \
-        .set_column(1, "TEXT", t["TEXT"].cast(pa.string_view()))
+    odd = t.set_column(0, "URL", t["URL"].combine_chunks().dictionary_encode()).set_column(
+        1, "TEXT", t["TEXT"].cast(pa.string_view())
+    )
     pq.write_table(odd, tmp_path / "odd.parquet")
     pq.write_table(t.set_column(1, "TEXT", t["TEXT"].cast(pa.large_string())), tmp_path / "large.parquet")
     k0, _, _ = run([plain], tmp_path / "o0")
@@ -62,18 +69,26 @@ def test_invalid_utf8_in_a_string_column_is_bad_metadata_not_a_crash(tmp_path):
     pq.write_table(pa.table({"URL": url, "TEXT": text}), f)
     kept, rej, fun = run([f], tmp_path / "o")
     assert [r["uid"] for r in kept] == ["laion:bad_utf8:0"]
-    assert sorted((r["uid"], r["reason"]) for r in rej) == [("laion:bad_utf8:1", "bad_metadata"),
-                                                            ("laion:bad_utf8:2", "bad_metadata")]
+    assert sorted((r["uid"], r["reason"]) for r in rej) == [
+        ("laion:bad_utf8:1", "bad_metadata"),
+        ("laion:bad_utf8:2", "bad_metadata"),
+    ]
 
 
-@pytest.mark.parametrize("column,values,expect", [
-    ("URL", pa.array([1, 2], pa.int64()), "'URL'"),
-    ("SAMPLE_ID", pa.array([[1], [2]], pa.list_(pa.int64())), "'SAMPLE_ID'"),
-])
+@pytest.mark.parametrize(
+    "column,values,expect",
+    [
+        ("URL", pa.array([1, 2], pa.int64()), "'URL'"),
+        ("SAMPLE_ID", pa.array([[1], [2]], pa.list_(pa.int64())), "'SAMPLE_ID'"),
+    ],
+)
 def test_a_column_of_the_wrong_type_is_a_one_line_error_naming_file_and_column(tmp_path, column, values, expect):
     t = laion_table(2).append_column("SAMPLE_ID", pa.array(["a", "b"])) if column == "URL" else laion_table(2)
-    t = t.set_column(t.column_names.index(column), column, values) if column in t.column_names \
+    t = (
+        t.set_column(t.column_names.index(column), column, values)
+        if column in t.column_names
         else t.append_column(column, values)
+    )
     f = tmp_path / "typed.parquet"
     pq.write_table(t, f)
     r = cli("filter", "--input", f, "--source", "laion", "--output", tmp_path / "o")
@@ -82,7 +97,7 @@ def test_a_column_of_the_wrong_type_is_a_one_line_error_naming_file_and_column(t
 
 
 def test_sizes_that_do_not_fit_an_integer_are_bad_metadata(tmp_path):
-    w = [1e30, math.inf, -math.inf, math.nan, 640.5, 2.0 ** 63, 640.0, None]
+    w = [1e30, math.inf, -math.inf, math.nan, 640.5, 2.0**63, 640.0, None]
     t = laion_table(len(w), WIDTH=pa.array(w, pa.float64()))
     t = t.set_column(2, "WIDTH", pa.array(w, pa.float64()))
     f = tmp_path / "sizes.parquet"
@@ -91,35 +106,42 @@ def test_sizes_that_do_not_fit_an_integer_are_bad_metadata(tmp_path):
     assert sorted(r["uid"] for r in rej if r["reason"] == "bad_metadata") == [f"laion:sizes:{i}" for i in range(6)]
     assert sorted((r["uid"], r["width"]) for r in kept) == [("laion:sizes:6", 640), ("laion:sizes:7", None)]
     assert fun["total"]["in"] == len(w) == fun["total"]["kept"] + sum(fun["total"]["dropped"].values())
-    s = tmp_path / "sizes_text.parquet"   # sizes published as text: "1e30" parses, then fails the range check
+    s = tmp_path / "sizes_text.parquet"  # sizes published as text: "1e30" parses, then fails the range check
     pq.write_table(laion_table(3, WIDTH=["1e30", "inf", "640"], HEIGHT=["480", "480", "480"]), s)
     kept, rej, _ = run([s], tmp_path / "o2")
     assert [r["uid"] for r in kept] == ["laion:sizes_text:2"] and {r["reason"] for r in rej} == {"bad_metadata"}
 
 
 def test_duplicate_uids_across_files_keep_the_earliest_copy(tmp_path):
-    n = 24   # same SAMPLE_IDs, different URLs: some copies meet in one URL partition, some do not
+    n = 24  # same SAMPLE_IDs, different URLs: some copies meet in one URL partition, some do not
     a = laion_table(n).append_column("SAMPLE_ID", pa.array([f"id{i}" for i in range(n)]))
-    b = laion_table(n, URL=[f"https://y.com/{i}.jpg" for i in range(n)]) \
-        .append_column("SAMPLE_ID", pa.array([f"id{i}" for i in range(n)]))
+    b = laion_table(n, URL=[f"https://y.com/{i}.jpg" for i in range(n)]).append_column(
+        "SAMPLE_ID", pa.array([f"id{i}" for i in range(n)])
+    )
     pq.write_table(a, tmp_path / "a.parquet")
     pq.write_table(b, tmp_path / "b.parquet")
     kept, rej, fun = run([tmp_path / "a.parquet", tmp_path / "b.parquet"], tmp_path / "o")
     assert sorted(r["uid"] for r in kept) == sorted(f"laion:id{i}" for i in range(n))
-    assert all(r["url"].startswith("https://x.com/") for r in kept)            # a.parquet comes first
+    assert all(r["url"].startswith("https://x.com/") for r in kept)  # a.parquet comes first
     assert sorted((r["uid"], r["reason"]) for r in rej) == sorted((f"laion:id{i}", "duplicate_uid") for i in range(n))
     assert fun["total"]["dropped"]["duplicate_uid"] == n and fun["total"]["kept"] == n
     assert main(["validate", str(tmp_path / "o" / "pairs"), str(tmp_path / "o" / "rejects")]) == 0
 
 
 def test_file_stem_suffix_never_collides_with_a_real_file_name(tmp_path):
-    assert unique_stems(["d1/a.parquet", "d2/a.parquet", "d3/a~1.parquet", "d4/a.parquet"]) == \
-        ["a", "a~2", "a~1", "a~3"]
+    assert unique_stems(["d1/a.parquet", "d2/a.parquet", "d3/a~1.parquet", "d4/a.parquet"]) == [
+        "a",
+        "a~2",
+        "a~1",
+        "a~3",
+    ]
     paths = []
     for d in ("d1/a", "d2/a", "d3/a~1"):
         (tmp_path / d).parent.mkdir(exist_ok=True)
-        pq.write_table(pa.table({"url": [f"https://{d.replace('/', '-').replace('~', '-')}.com/x.jpg"],
-                                 "caption": [EN]}), tmp_path / f"{d}.parquet")
+        pq.write_table(
+            pa.table({"url": [f"https://{d.replace('/', '-').replace('~', '-')}.com/x.jpg"], "caption": [EN]}),
+            tmp_path / f"{d}.parquet",
+        )
         paths.append(str(tmp_path / f"{d}.parquet"))
     assert main(["filter", "--input", *paths, "--output", str(tmp_path / "o"), "--source", "sbu"]) == 0
     kept, _, _ = outputs(tmp_path / "o")
@@ -132,7 +154,7 @@ def test_skip_bad_files_skips_a_corrupt_data_page(tmp_path):
     bad = tmp_path / "badpage.parquet"
     pq.write_table(laion_table(100), bad, compression="zstd")
     data = bytearray(bad.read_bytes())
-    data[8:60] = b"\xab" * 52                    # the first page header; the footer still reads
+    data[8:60] = b"\xab" * 52  # the first page header; the footer still reads
     bad.write_bytes(bytes(data))
     assert pq.ParquetFile(bad).metadata.num_rows == 100
     r = cli("filter", "--input", good, bad, "--source", "laion", "--output", tmp_path / "o")
@@ -154,18 +176,21 @@ def test_filter_refuses_an_input_inside_its_output_and_keeps_it(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr and f.exists()
 
 
-@pytest.mark.parametrize("override,words", [
-    ({"languages": "en"}, ["filter.languages", "list"]),
-    ({"min_units": -3}, ["min_units", "-3"]),
-    ({"min_unit": 3}, ["min_unit", "min_units"]),                    # did you mean
-    ({"min_lang_score": 0.4}, ["language.min_score"]),               # renamed
-    ({"language": {"min_score": 2}}, ["min_score"]),
-    ({"language": {"lowercase": "sometimes"}}, ["lowercase"]),
-    ({"special_tag_pattern": "(unclosed"}, ["special_tag_pattern", "RE2"]),
-    ({"clean": {"patterns": {"url": {"regex": "[a-"}}}}, ["clean.patterns.url"]),
-    ({"script": {"allowed": {"ascii": "0020-007E"}}}, ["script.allowed.ascii"]),
-    ({"placeholder_text": {"min_items": "five"}}, ["min_items"]),
-])
+@pytest.mark.parametrize(
+    "override,words",
+    [
+        ({"languages": "en"}, ["filter.languages", "list"]),
+        ({"min_units": -3}, ["min_units", "-3"]),
+        ({"min_unit": 3}, ["min_unit", "min_units"]),  # did you mean
+        ({"min_lang_score": 0.4}, ["language.min_score"]),  # renamed
+        ({"language": {"min_score": 2}}, ["min_score"]),
+        ({"language": {"lowercase": "sometimes"}}, ["lowercase"]),
+        ({"special_tag_pattern": "(unclosed"}, ["special_tag_pattern", "RE2"]),
+        ({"clean": {"patterns": {"url": {"regex": "[a-"}}}}, ["clean.patterns.url"]),
+        ({"script": {"allowed": {"ascii": "0020-007E"}}}, ["script.allowed.ascii"]),
+        ({"placeholder_text": {"min_items": "five"}}, ["min_items"]),
+    ],
+)
 def test_mistyped_filter_settings_are_usage_errors(override, words):
     cfg = load_config(None)["filter"]
     bad = dict(cfg)

@@ -1,4 +1,5 @@
 """The filter end to end: engines agree, every row is accounted for, bad input gives one-line errors."""
+
 import json
 import subprocess
 import sys
@@ -39,9 +40,11 @@ def noisy(tmp_path_factory):
     again = pa.concat_tables([t.slice(0, 100), t.slice(1700, 50)])
     urls = [f"https://elsewhere.example.com/{i}.jpg" for i in range(100)] + again["URL"].to_pylist()[100:]
     again = again.set_column(again.schema.get_field_index("URL"), "URL", pa.array(urls))
-    return [write(d / "a.parquet", table=t.slice(0, 1700), row_group_size=500),
-            write(d / "b.parquet", table=t.slice(1700), row_group_size=500),
-            write(d / "c.parquet", table=again, row_group_size=100)]
+    return [
+        write(d / "a.parquet", table=t.slice(0, 1700), row_group_size=500),
+        write(d / "b.parquet", table=t.slice(1700), row_group_size=500),
+        write(d / "c.parquet", table=again, row_group_size=100),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +63,20 @@ def test_conservation_and_output_schema(local_out, local_result):
     kept, rej, fun = local_result
     assert fun["total"]["in"] == 3150 == len(kept) + len(rej)
     assert len({r["uid"] for r in kept} | {r["uid"] for r in rej}) == 3000  # 150 rows repeat a sample id
-    assert len({r["uid"] for r in kept}) == len(kept)                       # ... and only one copy is kept
+    assert len({r["uid"] for r in kept}) == len(kept)  # ... and only one copy is kept
     dropped = fun["total"]["dropped"]
     assert sum(dropped.values()) == len(rej) and fun["total"]["kept"] == len(kept)
     assert 0 < dropped["duplicate_uid"] <= 150
-    for reason in ("bad_metadata", "aspect_ratio", "clip_score", "emoji", "script", "placeholder_text", "language",
-                   "duplicate_url"):
+    for reason in (
+        "bad_metadata",
+        "aspect_ratio",
+        "clip_score",
+        "emoji",
+        "script",
+        "placeholder_text",
+        "language",
+        "duplicate_url",
+    ):
         assert dropped[reason] > 0, reason
     assert {r["lang"] for r in kept} == {"en", "zh"}
     assert len({r["url"] for r in kept}) == len(kept)
@@ -74,9 +85,13 @@ def test_conservation_and_output_schema(local_out, local_result):
 
 def test_engines_agree(noisy, local_result, tmp_path):
     kept, rej, fun = local_result
+
     def rows(k, r):
-        return (sorted((x["uid"], x["url"], x["caption"], x["lang"]) for x in k),
-                sorted((x["uid"], x["url"], x["reason"], tuple(x["reasons"])) for x in r))
+        return (
+            sorted((x["uid"], x["url"], x["caption"], x["lang"]) for x in k),
+            sorted((x["uid"], x["url"], x["reason"], tuple(x["reasons"])) for x in r),
+        )
+
     expected = rows(kept, rej)
     for engine in ("beam", "ray"):
         k2, r2, f2 = run_filter(noisy, tmp_path / engine, "--source", "laion", "--engine", engine, "--workers", "2")
@@ -86,26 +101,50 @@ def test_engines_agree(noisy, local_result, tmp_path):
 
 def test_duplicate_url_keeps_longest_caption_then_source_order(tmp_path):
     en = "A brown dog running across the sandy beach"
-    a = write(tmp_path / "laion.parquet", [
-        {"URL": "https://x.com/1.jpg", "TEXT": en, "WIDTH": 500, "HEIGHT": 400, "similarity": 0.3},
-        {"URL": "HTTPS://X.COM:443/1.jpg#top", "TEXT": en + " at sunset", "WIDTH": 500, "HEIGHT": 400,
-         "similarity": 0.3},
-        {"URL": "https://x.com/2.jpg", "TEXT": en, "WIDTH": 500, "HEIGHT": 400, "similarity": 0.3}])
-    b = write(tmp_path / "coco.parquet", [{"id": 7, "coco_url": "https://x.com/2.jpg", "caption": en,
-                                           "width": 500, "height": 400}])
+    a = write(
+        tmp_path / "laion.parquet",
+        [
+            {"URL": "https://x.com/1.jpg", "TEXT": en, "WIDTH": 500, "HEIGHT": 400, "similarity": 0.3},
+            {
+                "URL": "HTTPS://X.COM:443/1.jpg#top",
+                "TEXT": en + " at sunset",
+                "WIDTH": 500,
+                "HEIGHT": 400,
+                "similarity": 0.3,
+            },
+            {"URL": "https://x.com/2.jpg", "TEXT": en, "WIDTH": 500, "HEIGHT": 400, "similarity": 0.3},
+        ],
+    )
+    b = write(
+        tmp_path / "coco.parquet",
+        [{"id": 7, "coco_url": "https://x.com/2.jpg", "caption": en, "width": 500, "height": 400}],
+    )
     cfg = tmp_path / "c.yaml"
     cfg.write_text("paths: {'*laion.parquet': laion, '*coco.parquet': coco}\n")
     kept, rej, fun = run_filter([a, b], tmp_path / "out", "--config", str(cfg))
     assert sorted(r["uid"] for r in kept) == ["coco:7", "laion:laion:1"]
-    assert sorted((r["uid"], r["reason"]) for r in rej) == [("laion:laion:0", "duplicate_url"),
-                                                            ("laion:laion:2", "duplicate_url")]
+    assert sorted((r["uid"], r["reason"]) for r in rej) == [
+        ("laion:laion:0", "duplicate_url"),
+        ("laion:laion:2", "duplicate_url"),
+    ]
     assert fun["sources"]["coco"]["kept"] == 1 and fun["sources"]["laion"]["dropped"]["duplicate_url"] == 2
 
 
 def test_source_layouts_and_uids(tmp_path):
     en = "Two children playing football in a green park"
-    coyo = write(tmp_path / "coyo.parquet", [{"id": 99, "url": "https://c.com/a.jpg", "text": en, "width": 640,
-                                              "height": 480, "clip_similarity_vitb32": 0.31}])
+    coyo = write(
+        tmp_path / "coyo.parquet",
+        [
+            {
+                "id": 99,
+                "url": "https://c.com/a.jpg",
+                "text": en,
+                "width": 640,
+                "height": 480,
+                "clip_similarity_vitb32": 0.31,
+            }
+        ],
+    )
     sbu = write(tmp_path / "sbu.parquet", [{"url": "https://s.com/a.jpg", "caption": en}])
     k1, _, _ = run_filter([coyo], tmp_path / "o1", "--source", "coyo")
     k2, _, _ = run_filter([sbu], tmp_path / "o2", "--source", "sbu")
@@ -118,15 +157,26 @@ def cli(*args):
 
 
 def test_corrupt_file_is_one_line_error_or_skipped(tmp_path):
-    good = write(tmp_path / "good.parquet", [{"URL": "https://x.com/1.jpg", "TEXT": "A red car parked by the road",
-                                              "WIDTH": 500, "HEIGHT": 400, "similarity": 0.3}])
+    good = write(
+        tmp_path / "good.parquet",
+        [
+            {
+                "URL": "https://x.com/1.jpg",
+                "TEXT": "A red car parked by the road",
+                "WIDTH": 500,
+                "HEIGHT": 400,
+                "similarity": 0.3,
+            }
+        ],
+    )
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"this is not parquet at all")
     r = cli("filter", "--input", good, str(bad), "--source", "laion", "--output", str(tmp_path / "o"))
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and "bad.parquet" in r.stderr and "Traceback" not in r.stderr
-    r = cli("filter", "--input", good, str(bad), "--source", "laion", "--output", str(tmp_path / "o"),
-            "--skip-bad-files")
+    r = cli(
+        "filter", "--input", good, str(bad), "--source", "laion", "--output", str(tmp_path / "o"), "--skip-bad-files"
+    )
     assert r.returncode == 0, r.stderr
     fun = json.loads((tmp_path / "o" / "funnel.json").read_text())
     assert fun["bad_files"][0]["path"].endswith("bad.parquet") and fun["total"]["kept"] == 1
@@ -151,15 +201,26 @@ def test_usage_errors_exit_2(tmp_path):
 
 
 def test_empty_input_gives_empty_outputs_and_zero_funnel(tmp_path):
-    f = write(tmp_path / "e.parquet", table=pa.table({"URL": pa.array([], pa.string()),
-                                                      "TEXT": pa.array([], pa.string())}))
+    f = write(
+        tmp_path / "e.parquet", table=pa.table({"URL": pa.array([], pa.string()), "TEXT": pa.array([], pa.string())})
+    )
     kept, rej, fun = run_filter([f], tmp_path / "o", "--source", "laion")
     assert kept == [] and rej == [] and fun["total"]["in"] == 0 and fun["total"]["kept"] == 0
 
 
 def test_validate_names_first_bad_row_and_field(tmp_path):
-    ok = {"uid": "laion:1", "source": "laion", "url": "https://x.com/1.jpg", "caption": "a cat", "caption_raw": "a cat",
-          "width": 10, "height": 10, "score": None, "lang": "en", "lang_score": 0.9}
+    ok = {
+        "uid": "laion:1",
+        "source": "laion",
+        "url": "https://x.com/1.jpg",
+        "caption": "a cat",
+        "caption_raw": "a cat",
+        "width": 10,
+        "height": 10,
+        "score": None,
+        "lang": "en",
+        "lang_score": 0.9,
+    }
     f = write(tmp_path / "p.parquet", [ok, dict(ok, uid="laion:2", lang="de")])
     r = cli("validate", f)
     assert r.returncode == 1 and "row 1" in r.stderr and "laion:2" in r.stderr and "lang" in r.stderr
@@ -169,8 +230,13 @@ def test_validate_names_first_bad_row_and_field(tmp_path):
 
 def test_fsspec_urls_for_inputs_and_output(tmp_path):
     en = "A red bicycle leaning against a brick wall"
-    f = write(tmp_path / "in.parquet", [{"URL": f"https://x.com/{i}.jpg", "TEXT": en, "WIDTH": 500, "HEIGHT": 400,
-                                         "similarity": 0.3} for i in range(5)])
+    f = write(
+        tmp_path / "in.parquet",
+        [
+            {"URL": f"https://x.com/{i}.jpg", "TEXT": en, "WIDTH": 500, "HEIGHT": 400, "similarity": 0.3}
+            for i in range(5)
+        ],
+    )
     assert main(["filter", "--input", f"file://{f}", "--source", "laion", "--output", f"file://{tmp_path}/o"]) == 0
     assert len(pq.read_table(tmp_path / "o" / "pairs")) == 5
     assert json.loads((tmp_path / "o" / "funnel.json").read_text())["total"]["kept"] == 5

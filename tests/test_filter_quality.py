@@ -1,6 +1,7 @@
 """The caption rules on each failure class seen on real web alt text (issue 9), with exact outcomes:
 cleaning that keeps text, the script rule for Chinese as written, the EN+ZH language decision, the
 placeholder_text junk rule, and the labelled evaluation set scored by `make eval-filter`."""
+
 import pyarrow as pa
 import pytest
 
@@ -17,29 +18,39 @@ LAYOUT = layouts_from_config(CFG["sources"])["laion"]
 
 
 def judge(texts, rules=RULES):
-    t = pa.table({"URL": [f"https://img.example.com/{i}.jpg" for i in range(len(texts))], "TEXT": texts,
-                  "WIDTH": [640] * len(texts), "HEIGHT": [480] * len(texts), "similarity": [0.35] * len(texts)})
+    t = pa.table(
+        {
+            "URL": [f"https://img.example.com/{i}.jpg" for i in range(len(texts))],
+            "TEXT": texts,
+            "WIDTH": [640] * len(texts),
+            "HEIGHT": [480] * len(texts),
+            "similarity": [0.35] * len(texts),
+        }
+    )
     cols = LAYOUT.resolve(t.column_names, "inline")
     return rules.apply(normalise(t, LAYOUT, cols, "laion", "inline", 0), LAYOUT).to_pylist()
 
 
-@pytest.mark.parametrize("raw,clean", [
-    ("详情请访问www.example.com了解更多", "详情请访问 了解更多"),                 # URL glued to Chinese
-    ("官网http://www.example.cn/p/123欢迎选购", "官网 欢迎选购"),
-    ("&lt;p&gt;A cozy cabin in the woods&lt;/p&gt;", "A cozy cabin in the woods"),  # escaped tags go as tags
-    ("Mac &amp;amp; cheese with breadcrumbs", "Mac & cheese with breadcrumbs"),     # double-escaped
-    ("&amp;lt;b&amp;gt;Bold&amp;lt;/b&amp;gt; title here", "Bold title here"),
-    ("微信图片_20191223152426.jpg 家里的小猫", "家里的小猫"),                         # CJK file-name stem
-    ("屏幕截图2023.png 山顶的日出", "山顶的日出"),
-    ("A\u2009dog\u2009on\u2009the beach", "A dog on the beach"),                      # Unicode spaces
-    ("Mountain\u00a0lake\u202fat\u205fdawn\u3000today", "Mountain lake at dawn today"),
-    ("Children\x92s books on a shelf", "Children\u2019s books on a shelf"),           # C1 control repaired
-    ("caf\u00c3\u00a9 with outdoor seating", "caf\u00e9 with outdoor seating"),       # mojibake repaired
-    ("Sunflower\u200b field\u200d at noon", "Sunflower field at noon"),               # invisible characters
-    ("Tab\x00null\x07bell text", "Tab null bell text"),
-    ("Best!!!!! coffee shop", "Best! coffee shop"),
-    ("联系邮箱service@example.com获取报价", "联系邮箱 获取报价"),
-])
+@pytest.mark.parametrize(
+    "raw,clean",
+    [
+        ("详情请访问www.example.com了解更多", "详情请访问 了解更多"),  # URL glued to Chinese
+        ("官网http://www.example.cn/p/123欢迎选购", "官网 欢迎选购"),
+        ("&lt;p&gt;A cozy cabin in the woods&lt;/p&gt;", "A cozy cabin in the woods"),  # escaped tags go as tags
+        ("Mac &amp;amp; cheese with breadcrumbs", "Mac & cheese with breadcrumbs"),  # double-escaped
+        ("&amp;lt;b&amp;gt;Bold&amp;lt;/b&amp;gt; title here", "Bold title here"),
+        ("微信图片_20191223152426.jpg 家里的小猫", "家里的小猫"),  # CJK file-name stem
+        ("屏幕截图2023.png 山顶的日出", "山顶的日出"),
+        ("A\u2009dog\u2009on\u2009the beach", "A dog on the beach"),  # Unicode spaces
+        ("Mountain\u00a0lake\u202fat\u205fdawn\u3000today", "Mountain lake at dawn today"),
+        ("Children\x92s books on a shelf", "Children\u2019s books on a shelf"),  # C1 control repaired
+        ("caf\u00c3\u00a9 with outdoor seating", "caf\u00e9 with outdoor seating"),  # mojibake repaired
+        ("Sunflower\u200b field\u200d at noon", "Sunflower field at noon"),  # invisible characters
+        ("Tab\x00null\x07bell text", "Tab null bell text"),
+        ("Best!!!!! coffee shop", "Best! coffee shop"),
+        ("联系邮箱service@example.com获取报价", "联系邮箱 获取报价"),
+    ],
+)
 def test_cleaning_keeps_the_text(raw, clean):
     (row,) = judge([raw])
     assert row["caption"] == clean
@@ -50,41 +61,66 @@ def test_unicode_spaces_count_as_word_breaks():
     assert count_units(pa.array([row["caption"]])).to_pylist() == [5]
 
 
-@pytest.mark.parametrize("text", [
-    "今日气温25℃，晴转多云", "①选择颜色 ②选择尺码 ③加入购物车", "第Ⅱ卷 第三章 开始", "■ 产品特点 ■ 防水防尘",
-    "北京──上海 高铁线路图", "约翰・史密斯的演讲现场", "Běijīng 北京 城市地图", "面积120㎡ 三室两厅",
-    "★★★ 五星好评 ★★★", "ㄅㄆㄇㄈ 注音符號 學習", "维生素Ｃ 咀嚼片 营养", "价格：￥199元 包邮",
-    "Nike™ Air Force Sneakers White", "Oven preheated to 180°C for 25 minutes", "Chapter Ⅱ: the return of the king",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "今日气温25℃，晴转多云",
+        "①选择颜色 ②选择尺码 ③加入购物车",
+        "第Ⅱ卷 第三章 开始",
+        "■ 产品特点 ■ 防水防尘",
+        "北京──上海 高铁线路图",
+        "约翰・史密斯的演讲现场",
+        "Běijīng 北京 城市地图",
+        "面积120㎡ 三室两厅",
+        "★★★ 五星好评 ★★★",
+        "ㄅㄆㄇㄈ 注音符號 學習",
+        "维生素Ｃ 咀嚼片 营养",
+        "价格：￥199元 包邮",
+        "Nike™ Air Force Sneakers White",
+        "Oven preheated to 180°C for 25 minutes",
+        "Chapter Ⅱ: the return of the king",
+    ],
+)
 def test_script_rule_allows_chinese_and_english_as_written(text):
     (row,) = judge([text])
     assert "script" not in row["reasons"] and "emoji" not in row["reasons"]
     assert row["reason"] is None, row
 
 
-@pytest.mark.parametrize("text", [
-    "ソファで寝ている猫です", "소파에서 자는 고양이", "Кошка спит на диване дома", "القط نائم على الأريكة",
-    "แมวนอนบนโซฟา", "ｶﾀｶﾅ half width kana here", "㋐ circled katakana letter",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ソファで寝ている猫です",
+        "소파에서 자는 고양이",
+        "Кошка спит на диване дома",
+        "القط نائم على الأريكة",
+        "แมวนอนบนโซฟา",
+        "ｶﾀｶﾅ half width kana here",
+        "㋐ circled katakana letter",
+    ],
+)
 def test_script_rule_still_drops_other_scripts(text):
     (row,) = judge([text])
     assert row["reason"] == "script"
 
 
-@pytest.mark.parametrize("text,lang", [
-    ("1998 CARTOON VHS VIDEO TAPE SEALED", "en"),               # ALL CAPS: lower-cased before fastText
-    ("VINTAGE LEVIS 501 JEANS SIZE 32", "en"),
-    ("Vintage Leather Handbag", "en"),                           # short product title, lid.176 below 0.5
-    ("Rustic Wooden Dining Table", "en"),
-    ("Homemade chocolate chip cookies cooling on a rack", "en"),
-    ("A brown dog running across the sandy beach at sunset", "en"),
-    ("The Chinese character 福 means good fortune and luck", "en"),  # one ideograph in an English sentence
-    ("iPhone 13 Pro Max 手机壳 透明 防摔", "zh"),                 # mixed EN/ZH product title
-    ("Louis Vuitton 路易威登 女士手提包", "zh"),
-    ("台北101大樓夜景", "zh"),                                    # Traditional, digits inside
-    ("穿着红色裙子的女孩在公园里散步", "zh"),
-    ("長城", None),                                               # too short: text_length, by design
-])
+@pytest.mark.parametrize(
+    "text,lang",
+    [
+        ("1998 CARTOON VHS VIDEO TAPE SEALED", "en"),  # ALL CAPS: lower-cased before fastText
+        ("VINTAGE LEVIS 501 JEANS SIZE 32", "en"),
+        ("Vintage Leather Handbag", "en"),  # short product title, lid.176 below 0.5
+        ("Rustic Wooden Dining Table", "en"),
+        ("Homemade chocolate chip cookies cooling on a rack", "en"),
+        ("A brown dog running across the sandy beach at sunset", "en"),
+        ("The Chinese character 福 means good fortune and luck", "en"),  # one ideograph in an English sentence
+        ("iPhone 13 Pro Max 手机壳 透明 防摔", "zh"),  # mixed EN/ZH product title
+        ("Louis Vuitton 路易威登 女士手提包", "zh"),
+        ("台北101大樓夜景", "zh"),  # Traditional, digits inside
+        ("穿着红色裙子的女孩在公园里散步", "zh"),
+        ("長城", None),  # too short: text_length, by design
+    ],
+)
 def test_language_decision_keeps_english_and_chinese(text, lang):
     (row,) = judge([text])
     if lang is None:
@@ -94,11 +130,20 @@ def test_language_decision_keeps_english_and_chinese(text, lang):
         assert 0 < row["lang_score"] <= 1
 
 
-@pytest.mark.parametrize("text", [
-    "Herren Winterjacke schwarz", "Robe de soirée longue", "Vestido largo de fiesta", "Scarpe donna estive",
-    "Ayakkabi erkek spor", "Buty sportowe meskie", "Fiets langs de gracht in Amsterdam",
-    "Das chinesische Schriftzeichen 福 bedeutet Glück", "Ο σκύλος τρέχει στην παραλία",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Herren Winterjacke schwarz",
+        "Robe de soirée longue",
+        "Vestido largo de fiesta",
+        "Scarpe donna estive",
+        "Ayakkabi erkek spor",
+        "Buty sportowe meskie",
+        "Fiets langs de gracht in Amsterdam",
+        "Das chinesische Schriftzeichen 福 bedeutet Glück",
+        "Ο σκύλος τρέχει στην παραλία",
+    ],
+)
 def test_language_decision_drops_other_languages(text):
     (row,) = judge([text])
     assert row["reason"] == "language", row
@@ -111,11 +156,18 @@ def test_fasttext_runs_only_where_the_script_and_words_do_not_decide(monkeypatch
     def counting(lines, *a, **k):
         seen.extend(lines)
         return real(lines, *a, **k)
+
     monkeypatch.setattr(langid, "raw_labels", counting)
-    out = judge(["一只小狗在海滩上奔跑", "A brown dog running across the beach", "Nike 男子运动鞋 新款 透气",
-                 "Vintage Leather Handbag"])
+    out = judge(
+        [
+            "一只小狗在海滩上奔跑",
+            "A brown dog running across the beach",
+            "Nike 男子运动鞋 新款 透气",
+            "Vintage Leather Handbag",
+        ]
+    )
     assert [r["lang"] for r in out] == ["zh", "en", "zh", "en"]
-    assert seen == ["Vintage Leather Handbag\n"]         # pure Han, clear English and mixed need no model
+    assert seen == ["Vintage Leather Handbag\n"]  # pure Han, clear English and mixed need no model
     assert [r["lang_score"] for r in out[:3]] == [1.0, 1.0, 1.0]
 
 
@@ -125,25 +177,40 @@ def test_han_labels_are_folded_when_the_script_shortcut_is_off():
     assert [(r["reason"], r["lang"]) for r in out] == [(None, "zh")] * 3
 
 
-@pytest.mark.parametrize("text", [
-    "Image not found", "No image available", "Click here to view larger image", "Product image 3",
-    "点击查看大图", "暂无图片", "图片加载中...", "点击放大", "图片来源网络",
-    "cheap shoes, buy shoes, best shoes, shoes online, shoes sale, discount shoes",
-    "女装,女装批发,女装品牌,女装加盟,女装店,女装网",
-    "手机壳 手机壳批发 手机壳定制 手机壳厂家 手机壳图片",
-    "wallpaper hd wallpaper 4k wallpaper desktop wallpaper phone wallpaper wallpaper free",
-    "nature, landscape, mountains, forest, lake, sky, clouds, travel, outdoor, scenic",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Image not found",
+        "No image available",
+        "Click here to view larger image",
+        "Product image 3",
+        "点击查看大图",
+        "暂无图片",
+        "图片加载中...",
+        "点击放大",
+        "图片来源网络",
+        "cheap shoes, buy shoes, best shoes, shoes online, shoes sale, discount shoes",
+        "女装,女装批发,女装品牌,女装加盟,女装店,女装网",
+        "手机壳 手机壳批发 手机壳定制 手机壳厂家 手机壳图片",
+        "wallpaper hd wallpaper 4k wallpaper desktop wallpaper phone wallpaper wallpaper free",
+        "nature, landscape, mountains, forest, lake, sky, clouds, travel, outdoor, scenic",
+    ],
+)
 def test_placeholder_and_keyword_junk_has_its_own_reason(text):
     (row,) = judge([text])
     assert row["reason"] == "placeholder_text", row
 
 
-@pytest.mark.parametrize("text", [
-    "Apples, bananas and oranges on a wooden table", "Red, white and blue flags over the town hall",
-    "A black cat, a white dog and a brown rabbit sitting together in the garden",
-    "2021新款女装 韩版 宽松 显瘦 百搭 连衣裙 夏季", "The image of a lighthouse at night",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Apples, bananas and oranges on a wooden table",
+        "Red, white and blue flags over the town hall",
+        "A black cat, a white dog and a brown rabbit sitting together in the garden",
+        "2021新款女装 韩版 宽松 显瘦 百搭 连衣裙 夏季",
+        "The image of a lighthouse at night",
+    ],
+)
 def test_real_captions_with_lists_are_not_junk(text):
     (row,) = judge([text])
     assert row["reason"] is None, row
@@ -162,8 +229,11 @@ def test_eval_set_scores_meet_the_targets(capsys):
 
 
 def test_eval_reads_a_tsv_folder_and_rejects_bad_lines(tmp_path):
-    (tmp_path / "mine.tsv").write_text("en\tA red bicycle leaning against a brick wall\nzh\t一只猫躺在沙发上睡觉\n"
-                                       "other\tEin Hund läuft am Strand entlang\n", encoding="utf-8")
+    (tmp_path / "mine.tsv").write_text(
+        "en\tA red bicycle leaning against a brick wall\nzh\t一只猫躺在沙发上睡觉\n"
+        "other\tEin Hund läuft am Strand entlang\n",
+        encoding="utf-8",
+    )
     assert eval_filter.main(["--dir", str(tmp_path)]) == 0
     (tmp_path / "bad.tsv").write_text("english\tnot a known label\n", encoding="utf-8")
     assert eval_filter.main(["--dir", str(tmp_path)]) == 1

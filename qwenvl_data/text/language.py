@@ -11,8 +11,8 @@ symbols, and possibly Greek). Each caption takes one path (all settings: configs
   the Latin part alone is judged as below (an English sentence quoting one character stays English).
 - **Latin, clear English**: ASCII letters, at least one English function word (`english_words`) and none
   of the common function words of other Latin-script languages (`foreign_words`): English, score 1.0.
-- **Latin, the rest**: fastText lid.176, every label down to `min_label_score`, on the text lower-cased when it is mostly
-  upper case (ALL-CAPS titles otherwise come out as zh/ja/it). Labels lid.176 gives Han text are
+- **Latin, the rest**: fastText lid.176, every label down to `min_label_score`, on the text lower-cased
+  when it is mostly upper case (ALL-CAPS titles otherwise come out as zh/ja/it). Labels lid.176 gives Han text are
   ignored (the caption has none). English is accepted with p >= `min_score` on top. A *plain* caption
   (ASCII letters, none of `foreign_words`: short product titles and names, where lid.176 is unsure) that
   holds a word of the English caption lexicon (`lexicon` + `lexicon_extra`) needs less: English on top
@@ -22,12 +22,13 @@ symbols, and possibly Greek). Each caption takes one path (all settings: configs
   `short_min_score_alone` (lid.176 calls short Italian or Turkish titles English at 0.5). Otherwise the
   top label is the caption's language (dropped unless listed).
 """
+
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -42,9 +43,10 @@ _NON_ASCII_LETTER = r"[\x{00C0}-\x{00D6}\x{00D8}-\x{00F6}\x{00F8}-\x{024F}]"
 
 
 def _extra_words(name: str) -> list[str]:
-    if name == "faker:en_US":   # faker (a dependency) ships ~1,000 common English words
+    if name == "faker:en_US":  # faker (a dependency) ships ~1,000 common English words
         return _faker_words()
     from ..errors import UsageError
+
     raise UsageError(f"filter.language.lexicon_extra: unknown word list {name!r} (known: faker:en_US)")
 
 
@@ -53,6 +55,7 @@ def _faker_words() -> list[str]:
     than the whole filter of a row group)."""
     import ast
     import importlib.util
+
     spec = importlib.util.find_spec("faker")
     if spec is None or not spec.submodule_search_locations:
         return []
@@ -70,14 +73,13 @@ def _faker_words() -> list[str]:
     return []
 
 
-
-
 def _mostly_upper(t: pa.Array) -> np.ndarray:
     """More upper- than lower-case letters. Counting letters by regex costs a match per letter, so only
     captions with a run of four capitals are counted; the rest are all upper case or not upper at all."""
     out = pc.fill_null(pc.utf8_is_upper(t), False).to_numpy(zero_copy_only=False)
-    rows = np.flatnonzero(~out & pc.fill_null(pc.match_substring_regex(t, r"\p{Lu}{4}"), False)
-                          .to_numpy(zero_copy_only=False))
+    rows = np.flatnonzero(
+        ~out & pc.fill_null(pc.match_substring_regex(t, r"\p{Lu}{4}"), False).to_numpy(zero_copy_only=False)
+    )
     if len(rows):
         sub = t.take(pa.array(rows))
         upper = pc.count_substring_regex(sub, r"\p{Lu}").to_numpy(zero_copy_only=False)
@@ -113,7 +115,7 @@ class LanguageDecision:
     lexicon_min_share: float = 0.5
     short_max_words: int = 4
     short_min_score_alone: float = 0.7
-    lowercase: str = "mostly_upper"          # mostly_upper | always | never
+    lowercase: str = "mostly_upper"  # mostly_upper | always | never
     han_labels: tuple = ("zh", "ja", "wuu", "yue", "ko")
     han_only_is_zh: bool = True
     mixed_min_han: int = 2
@@ -137,28 +139,32 @@ class LanguageDecision:
             return lang, score, np.zeros(0, dtype=bool)
         ascii_ = pc.string_is_ascii(s).to_numpy(zero_copy_only=False)
         han = np.zeros(n, dtype=bool)
-        if not ascii_.all():   # ideographs are never ASCII: the regex runs on the other rows only
+        if not ascii_.all():  # ideographs are never ASCII: the regex runs on the other rows only
             rest = np.flatnonzero(~ascii_)
-            han[rest] = pc.fill_null(pc.match_substring_regex(s.take(pa.array(rest)), CJK_IDEOGRAPH), False) \
-                .to_numpy(zero_copy_only=False)
-        model_rows = np.flatnonzero(~han)                       # Latin (or Greek, ...) captions
+            han[rest] = pc.fill_null(pc.match_substring_regex(s.take(pa.array(rest)), CJK_IDEOGRAPH), False).to_numpy(
+                zero_copy_only=False
+            )
+        model_rows = np.flatnonzero(~han)  # Latin (or Greek, ...) captions
         model_text = s.take(pa.array(model_rows)) if len(model_rows) else pa.array([], pa.string())
-        n_no_han = len(model_rows)              # model_text rows before this index hold no ideographs
+        n_no_han = len(model_rows)  # model_text rows before this index hold no ideographs
         hidx = np.flatnonzero(han)
         if len(hidx):
             hs = s.take(pa.array(hidx))
-            pure = ~pc.fill_null(pc.match_substring_regex(hs, f"[{LATIN}]|{OTHER_LETTER}"), True) \
-                .to_numpy(zero_copy_only=False)
+            pure = ~pc.fill_null(pc.match_substring_regex(hs, f"[{LATIN}]|{OTHER_LETTER}"), True).to_numpy(
+                zero_copy_only=False
+            )
             n_han = np.zeros(len(hs), dtype=np.int64)
             n_words = np.zeros(len(hs), dtype=np.int64)
             mixed = np.flatnonzero(~pure)
-            if len(mixed):   # counts only where both scripts are present
+            if len(mixed):  # counts only where both scripts are present
                 ms = hs.take(pa.array(mixed))
                 n_han[mixed] = pc.count_substring_regex(ms, CJK_IDEOGRAPH).to_numpy(zero_copy_only=False)
-                n_words[mixed] = pc.count_substring_regex(ms, _LATIN_WORD).to_numpy(zero_copy_only=False) + \
-                    pc.count_substring_regex(ms, OTHER_LETTER + "+").to_numpy(zero_copy_only=False)
-            zh = (pure & self.han_only_is_zh) | (~pure & (n_han >= self.mixed_min_han) &
-                                                 (n_han >= self.mixed_min_han_share * (n_han + n_words)))
+                n_words[mixed] = pc.count_substring_regex(ms, _LATIN_WORD).to_numpy(
+                    zero_copy_only=False
+                ) + pc.count_substring_regex(ms, OTHER_LETTER + "+").to_numpy(zero_copy_only=False)
+            zh = (pure & self.han_only_is_zh) | (
+                ~pure & (n_han >= self.mixed_min_han) & (n_han >= self.mixed_min_han_share * (n_han + n_words))
+            )
             lang[hidx[zh]], score[hidx[zh]] = "zh", 1.0
             rest = ~zh
             if rest.any():
@@ -175,11 +181,12 @@ class LanguageDecision:
         accepted = np.isin(lang, list(self.languages))
         return lang, score, accepted
 
-    def _model(self, t: pa.Array, rows: np.ndarray, han_text: np.ndarray, ev: dict, lang: np.ndarray,
-               score: np.ndarray):
+    def _model(
+        self, t: pa.Array, rows: np.ndarray, han_text: np.ndarray, ev: dict, lang: np.ndarray, score: np.ndarray
+    ):
         """Shortcut for clear English, else fastText. `han_text`: rows whose text holds ideographs (only
         when the Han shortcut is off): their Han labels are summed into zh instead of ignored."""
-        plain = (ev["accented"] <= 1) & (ev["foreign"] == 0)   # one loanword (café, Pokémon) keeps it plain
+        plain = (ev["accented"] <= 1) & (ev["foreign"] == 0)  # one loanword (café, Pokémon) keeps it plain
         if self.english_words:
             clear = (ev["english"] > 0) & (ev["foreign"] == 0) & (ev["accented"] == 0) & ~han_text
             lang[rows[clear]], score[rows[clear]] = "en", 1.0
@@ -198,11 +205,22 @@ class LanguageDecision:
         hits, words = ev["lexicon"], ev["words"]
         share = np.where(ev["latin"] > 0, hits / np.maximum(ev["latin"], 1), 0.0) * (hits >= 2)
         top_en = best == "en"
-        en = ~zh & ((top_en & (p_best >= self.min_score) &
-                     (~plain | (words > self.short_max_words) | (hits > 0) | (p_best >= self.short_min_score_alone)))
-                    | (plain & (hits > 0) & ((top_en & (p_best >= self.plain_min_score)) |
-                                             ((p_best < self.min_score) & (p_en >= self.plain_min_score_listed)) |
-                                             ((share >= self.lexicon_min_share) & (p_en > 0)))))
+        en = ~zh & (
+            (
+                top_en
+                & (p_best >= self.min_score)
+                & (~plain | (words > self.short_max_words) | (hits > 0) | (p_best >= self.short_min_score_alone))
+            )
+            | (
+                plain
+                & (hits > 0)
+                & (
+                    (top_en & (p_best >= self.plain_min_score))
+                    | ((p_best < self.min_score) & (p_en >= self.plain_min_score_listed))
+                    | ((share >= self.lexicon_min_share) & (p_en > 0))
+                )
+            )
+        )
         lang[rows[zh]], score[rows[zh]] = "zh", np.minimum(p_han[zh], 1.0)
         lang[rows[en]], score[rows[en]] = "en", np.minimum(np.maximum(p_en[en], np.where(top_en, p_best, 0)[en]), 1.0)
         # another language, or English below every threshold: not accepted, named for the rejects
@@ -216,7 +234,7 @@ class LanguageDecision:
         n = len(lines)
         labels, probs = langid.raw_labels(lines, self.model, self.min_label_score)
         lens = np.fromiter((len(x) for x in labels), dtype=np.int64, count=n)
-        flat = np.array([lab[9:] for labs in labels for lab in labs], dtype=object)   # '__label__en' -> 'en'
+        flat = np.array([lab[9:] for labs in labels for lab in labs], dtype=object)  # '__label__en' -> 'en'
         p = np.concatenate(probs).astype(np.float64) if len(flat) else np.zeros(0)
         owner = np.repeat(np.arange(n), lens)
         han = np.isin(flat, list(self.han_labels))
@@ -235,8 +253,11 @@ class LanguageDecision:
     def _evidence(self, w: Words) -> dict[str, np.ndarray]:
         """Per caption, from its words: English function words, foreign function words, words with
         accented letters, lexicon words, Latin words (letters only) and all words."""
-        lex = lexicon_words(self.lexicon, tuple(self.lexicon_extra), tuple(x.lower() for x in self.foreign_words)) \
-            if self.lexicon else pa.array([], pa.string())
+        lex = (
+            lexicon_words(self.lexicon, tuple(self.lexicon_extra), tuple(x.lower() for x in self.foreign_words))
+            if self.lexicon
+            else pa.array([], pa.string())
+        )
         v = w.vocab
         return {
             "english": w.count(pc.is_in(v, value_set=pa.array(list(self.english_words), pa.string()))),

@@ -6,6 +6,7 @@ points): it is what English and Chinese text are written with, GB2312's symbol r
 ℃ ① Ⅱ ■ ™ ─ ・ and tone-marked pinyin keep their caption while kana, hangul, Cyrillic, Arabic, Thai, ...
 still drop it.
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,9 +21,11 @@ from ..errors import UsageError
 # Emoji: Emoji_Presentation and pictograph blocks, regional-indicator flags, keycaps' U+20E3, VS-16
 # (U+FE0F). Carved out of Misc Symbols / Dingbats: the text symbols of GB2312 row 1 and Chinese lists
 # (★ ☆ U+2605-2606, ♀ ♂ U+2640/2642, ❶-➓ U+2776-2793), which have no emoji presentation by default.
-EMOJI = (r"[\x{1F000}-\x{1FAFF}\x{2600}-\x{2604}\x{2607}-\x{263F}\x{2641}\x{2643}-\x{2775}\x{2794}-\x{27BF}"
-         r"\x{2B00}-\x{2BFF}\x{2300}-\x{23FF}\x{1F1E6}-\x{1F1FF}"
-         r"\x{FE0F}\x{20E3}\x{E0020}-\x{E007F}\x{3030}\x{303D}\x{3297}\x{3299}]")
+EMOJI = (
+    r"[\x{1F000}-\x{1FAFF}\x{2600}-\x{2604}\x{2607}-\x{263F}\x{2641}\x{2643}-\x{2775}\x{2794}-\x{27BF}"
+    r"\x{2B00}-\x{2BFF}\x{2300}-\x{23FF}\x{1F1E6}-\x{1F1FF}"
+    r"\x{FE0F}\x{20E3}\x{E0020}-\x{E007F}\x{3030}\x{303D}\x{3297}\x{3299}]"
+)
 
 # Han ideographs (Unified, Ext. A, compatibility ideographs, Ext. B-H) and the radicals that PDF/web
 # extraction sometimes puts in their place.
@@ -46,8 +49,9 @@ def allowed_class(ranges: dict) -> str:
         for item in [spec] if isinstance(spec, str) else (spec or []):
             m = _RANGE.match(str(item).strip())
             if not m:
-                raise UsageError(f"filter.script.allowed.{name}: {item!r} is not a code point range "
-                                 f"like 'U+0020-U+007E' or 'U+30FB'")
+                raise UsageError(
+                    f"filter.script.allowed.{name}: {item!r} is not a code point range like 'U+0020-U+007E' or 'U+30FB'"
+                )
             lo, hi = m.group(1), m.group(2) or m.group(1)
             if int(lo, 16) > int(hi, 16):
                 raise UsageError(f"filter.script.allowed.{name}: {item!r} runs backwards")
@@ -63,8 +67,9 @@ def _non_ascii(s: pa.Array, regex: str) -> np.ndarray:
     out = np.zeros(len(s), dtype=bool)
     rows = np.flatnonzero(~pc.fill_null(pc.string_is_ascii(s), True).to_numpy(zero_copy_only=False))
     if len(rows):
-        out[rows] = pc.fill_null(pc.match_substring_regex(s.take(pa.array(rows)), regex), False) \
-            .to_numpy(zero_copy_only=False)
+        out[rows] = pc.fill_null(pc.match_substring_regex(s.take(pa.array(rows)), regex), False).to_numpy(
+            zero_copy_only=False
+        )
     return out
 
 
@@ -83,8 +88,7 @@ def has_foreign_script(s: pa.Array, allowed: str, ascii_is_allowed: bool = False
 
 @functools.lru_cache(maxsize=8)
 def allows_printable_ascii(allowed: str) -> bool:
-    return not pc.match_substring_regex(pa.array(["".join(map(chr, range(0x20, 0x7F)))]),
-                                        f"[^{allowed}]")[0].as_py()
+    return not pc.match_substring_regex(pa.array(["".join(map(chr, range(0x20, 0x7F)))]), f"[^{allowed}]")[0].as_py()
 
 
 def count_units(s: pa.Array, spaces: pa.Array | None = None) -> pa.Array:
@@ -103,7 +107,6 @@ def count_units(s: pa.Array, spaces: pa.Array | None = None) -> pa.Array:
         ideographs = pc.subtract(pc.utf8_length(sub), pc.utf8_length(pc.replace_substring_regex(sub, f"[{HAN}]+", "")))
         rest = pc.utf8_trim_whitespace(pc.replace_substring_regex(sub, f"[{HAN}]+", " "))
         # split on whitespace runs: an empty string still gives one (empty) piece
-        words = pc.if_else(pc.equal(pc.binary_length(rest), 0), 0,
-                           pc.list_value_length(pc.utf8_split_whitespace(rest)))
+        words = pc.if_else(pc.equal(pc.binary_length(rest), 0), 0, pc.list_value_length(pc.utf8_split_whitespace(rest)))
         units = pc.replace_with_mask(units, pa.array(cjk), pc.add(ideographs, words).cast(units.type))
     return pc.fill_null(units, 0)

@@ -4,6 +4,7 @@ Captions are lower-cased and split at spaces (cleaning leaves single spaces), ou
 and the words dictionary-encoded: a test on words (in a list? accented? all digits?) runs once per
 distinct word, and counting per caption is a bincount over the word codes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,13 +18,13 @@ TRIM = ".,!?;:'\"()[]{}<>«»“”‘’…-–—/|*#~"
 
 @dataclass(frozen=True)
 class Words:
-    vocab: pa.Array          # distinct words
-    code: np.ndarray         # per word occurrence: its index in vocab
-    row: np.ndarray          # per word occurrence: its caption
-    n: int                   # captions
+    vocab: pa.Array  # distinct words
+    code: np.ndarray  # per word occurrence: its index in vocab
+    row: np.ndarray  # per word occurrence: its caption
+    n: int  # captions
 
     @classmethod
-    def of(cls, s: pa.Array) -> "Words":
+    def of(cls, s: pa.Array) -> Words:
         words = pc.split_pattern(pc.utf8_lower(pc.fill_null(s, "")), " ")
         flat = pc.utf8_trim(pc.list_flatten(words), TRIM)
         row = pc.list_parent_indices(words).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -31,7 +32,7 @@ class Words:
         codes = pc.dictionary_encode(flat.filter(pa.array(keep)))
         return cls(codes.dictionary, codes.indices.to_numpy(zero_copy_only=False).astype(np.int64), row[keep], len(s))
 
-    def take(self, rows: np.ndarray) -> "Words":
+    def take(self, rows: np.ndarray) -> Words:
         """The words of captions `rows` (indices, in that order)."""
         where = np.full(self.n, -1, dtype=np.int64)
         where[rows] = np.arange(len(rows))
@@ -41,8 +42,11 @@ class Words:
 
     def mask(self, vocab_mask) -> np.ndarray:
         """A test on the distinct words (Arrow or numpy booleans) -> one boolean per word occurrence."""
-        m = vocab_mask if isinstance(vocab_mask, np.ndarray) else \
-            pc.fill_null(vocab_mask, False).to_numpy(zero_copy_only=False)
+        m = (
+            vocab_mask
+            if isinstance(vocab_mask, np.ndarray)
+            else pc.fill_null(vocab_mask, False).to_numpy(zero_copy_only=False)
+        )
         return m[self.code]
 
     def count(self, vocab_mask=None) -> np.ndarray:
