@@ -81,7 +81,9 @@ RULES: dict[str, dict[str, dict]] = {
         "html.viewport": {"type": "list", "len": 2, "items": POS_INT}, "html.timeout_ms": POS_INT,
     },
     "tasks": {
-        "shard_size": POS_INT, "refcoco.splits": STR_LIST, "grit.min_confidence": {**PROB, **CHECK},
+        "shard_size": POS_INT, "max_pixels": {**POS_INT, **CHECK}, "refcoco.splits": STR_LIST,
+        "grit.min_confidence": {**PROB, **CHECK},
+        "grit.resize_mode": {"choices": ["keep_ratio", "keep_ratio_largest", "center_crop", "border", "no"]},
         "text.max_chars": POS_INT, "max_pixels": {**POS_INT, **CHECK},
         "grit.resize_mode": {"choices": ["border", "center_crop", "keep_ratio", "keep_ratio_largest", "no"]},
     },
