@@ -13,8 +13,10 @@ Resume: a shard whose `{shard}_stats.json` exists is done; a rerun downloads onl
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -147,7 +149,7 @@ def done_shards(output: str) -> set[int]:
 
 
 def run_img2dataset(cfg: dict, input_dir: str, output: str, engine: str, ray_address: str | None,
-                    spark_master: str | None = None):
+                    spark_master: str | None = None, n_in: int = 0):
     """Assemble img2dataset's own parts around our seams and run its distributor."""
     from img2dataset import distributor as dist
     from img2dataset.reader import Reader
@@ -179,6 +181,13 @@ def run_img2dataset(cfg: dict, input_dir: str, output: str, engine: str, ray_add
         disallowed_header_directives=directives)
     processes = int(cfg.get("processes") or os.cpu_count() or 1)
     retry = int(cfg["max_shard_retry"])
+    total = -(-n_in // int(cfg["samples_per_shard"]))
+    with shard_progress(output, total, len(reader.done_shards)):
+        _distribute(dist, engine, processes, downloader, reader, retry, ray_address, spark_master)
+    storage.remove(tmp)
+
+
+def _distribute(dist, engine, processes, downloader, reader, retry, ray_address, spark_master):
     if engine == "local":
         dist.multiprocessing_distributor(processes, downloader, reader, None, retry)
     elif engine == "ray":
@@ -191,7 +200,32 @@ def run_img2dataset(cfg: dict, input_dir: str, output: str, engine: str, ray_add
 
         with spark_session(spark_master, processes):
             dist.pyspark_distributor(processes, downloader, reader, 1000, retry)
-    storage.remove(tmp)
+
+
+@contextlib.contextmanager
+def shard_progress(output: str, total: int, done: int, every: float = 2.0):
+    """A progress bar of finished shards (their stats json) for every engine: img2dataset's local, Ray
+    and Spark distributors report nothing to the driver, so the driver watches the output itself."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=done, unit="shard", desc="download", mininterval=1.0)
+    stop = threading.Event()
+
+    def watch():
+        while not stop.wait(every):
+            with contextlib.suppress(OSError):
+                bar.update(max(0, len(storage.glob(storage.join(output, "*_stats.json"))) - bar.n))
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        with contextlib.suppress(OSError):
+            bar.update(max(0, len(storage.glob(storage.join(output, "*_stats.json"))) - bar.n))
+        bar.close()
 
 
 def write_failures(output: str, shard: str, table: pa.Table) -> pa.Table:
@@ -259,7 +293,8 @@ def run(args) -> int:
 def _download(args, cfg: dict, n_in: int) -> int:
     output = _abs(args.output)
     start = time.time()
-    run_img2dataset(cfg, args.input, output, args.engine, args.ray_address, getattr(args, "spark_master", None))
+    run_img2dataset(cfg, args.input, output, args.engine, args.ray_address, getattr(args, "spark_master", None),
+                    n_in)
     s = summarise(output, args.input, n_in, cfg, args.engine, time.time() - start)
     if not storage.is_remote(output):
         write_loader_index(output)  # wids-index.json (qwenvl_data/shards/loaders.py)
