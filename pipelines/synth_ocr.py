@@ -198,6 +198,7 @@ def plan(args, cfg: dict) -> list[ShardJob]:
 def run_jobs(jobs: list[ShardJob], engine: str, workers: int, ray_address: str | None) -> list[dict]:
     """One unit per shard on the shared engine layer (pipelines/engines/units.py): a process pool or one
     Ray task per shard (local Ray, or the cluster at ray_address); finished shards are skipped."""
+    engine = "ray" if ray_address else engine  # --ray-address names a cluster: run there
     return map_units(write_shard, jobs, engine, workers, ray_address, done=_done, desc="synth-ocr shards")
 
 
@@ -236,7 +237,8 @@ def run(args) -> int:
         seconds = time.time() - start
         sources = merge_funnel([_shard_stats(j) for j in jobs])
         report = {"sources": sources, "shards": len(jobs), "shards_written": len(todo),
-                  "engine": args.engine, "workers": args.workers, "seconds": round(seconds, 2)}
+                  "engine": "ray" if args.ray_address else args.engine, "workers": args.workers,
+                  "seconds": round(seconds, 2)}
         funnel.write_summary(args.output, "synth-ocr", report)
         kept = sum(s["kept"] for s in sources.values())
         print(f"synth-ocr: {kept} pages kept in {len(jobs)} shards ({len(todo)} written, "
