@@ -194,3 +194,15 @@ def test_grit_sizes_from_the_sample_json_when_the_parquet_lacks_them(tmp_path):
     stats, s = convert(d, tmp_path / "o", "grit")
     assert s["grit:4"]["target"] == "<ref>a red kite</ref><box>(0,250),(500,750)</box>"
     assert stats["rejected"]["unknown_resize"] == 1
+
+
+def test_docvqa_image_names_stay_inside(tmp_path):
+    d = tmp_path / "docvqa"
+    fixtures.docvqa(d)
+    (tmp_path / "x.png").write_bytes(fixtures.jpeg(20, 20, 1, "PNG"))
+    rec = {"question": "Date?", "answers": ["1999"]}
+    fixtures._put(d / "train_v1.0_withQT.json", {"data": [rec | {"questionId": 1, "image": str(tmp_path / "x.png")},
+                                                          rec | {"questionId": 2, "image": "../../x.png"},
+                                                          rec | {"questionId": 3, "image": 7}]})
+    stats, s = convert(d, tmp_path / "o", "docvqa")
+    assert s == {} and stats["rejected"] == {"unsafe_path": 2, "bad_record": 1}

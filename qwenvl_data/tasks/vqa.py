@@ -97,13 +97,16 @@ def _docvqa(d: Path, split: str):
     if not found:
         raise BadInput(f"{d}: no {' or '.join(names)} (DocVQA, in the folder or its {split}/)")
     path = found[0]
-    roots = [path.parent, d / split, d]  # current release: {split}/documents/; older: beside the json
+    # current release: images under {split}/documents/; older: beside the json (the image cache confines them)
+    beside = "" if path.parent == d else f"{split}/"
+    prefixes = list(dict.fromkeys([beside, f"{split}/", ""]))
     for q in read_json(path).get("data", []):
         rel = q["image"]
-        base = next((r for r in roots if isinstance(rel, str) and (r / rel).is_file()), path.parent)
+        ok = isinstance(rel, str) and not Path(rel).is_absolute() and ".." not in Path(rel).parts
+        prefix = next((p for p in prefixes if ok and (d / f"{p}{rel}").is_file()), beside)
         answers = q.get("answers") or []
-        yield Row(f"docvqa:{q['questionId']}", str((base / rel).relative_to(d)) if base != d else rel,
-                  q.get("question"), answers[0] if answers else None, f"docvqa:{Path(str(rel)).stem}")
+        yield Row(f"docvqa:{q['questionId']}", f"{prefix}{rel}" if ok else rel, q.get("question"),
+                  answers[0] if answers else None, f"docvqa:{Path(str(rel)).stem}")
 
 
 def _chartqa(d: Path, split: str):
