@@ -84,8 +84,7 @@ RULES: dict[str, dict[str, dict]] = {
         "shard_size": POS_INT, "max_pixels": {**POS_INT, **CHECK}, "refcoco.splits": STR_LIST,
         "grit.min_confidence": {**PROB, **CHECK},
         "grit.resize_mode": {"choices": ["keep_ratio", "keep_ratio_largest", "center_crop", "border", "no"]},
-        "text.max_chars": POS_INT, "max_pixels": {**POS_INT, **CHECK},
-        "grit.resize_mode": {"choices": ["border", "center_crop", "keep_ratio", "keep_ratio_largest", "no"]},
+        "text.max_chars": POS_INT,
     },
     "decontaminate": {
         "hash.method": {"choices": ["dhash", "phash"]}, "hash.max_distance": {"type": "int", "min": 0, "max": 64},
