@@ -355,3 +355,21 @@ def _only_warnings(stderr: str) -> bool:
     """One error line (argparse's usage block or progress lines of other tools may precede it)."""
     lines = stderr.strip().splitlines()
     return sum(": error: " in ln for ln in lines) == 1
+
+
+def test_last_resort_is_one_line_naming_a_log(monkeypatch, tmp_path, capsys):
+    """An exception no check caught: one line, exit 1, and the traceback kept in a log file, not printed."""
+    import tempfile
+
+    from qwenvl_data.pipelines import cli, validate
+
+    def boom(args):
+        raise RuntimeError("a bug\nsecond line")
+
+    monkeypatch.setattr(validate, "run", boom)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert cli.main(["validate", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("qwenvl-data validate: error: unexpected RuntimeError: a bug (")
+    log = Path(err[0].rsplit("traceback in ", 1)[1].rstrip(")"))
+    assert log.parent == tmp_path and "Traceback" in log.read_text() and "boom" in log.read_text()
