@@ -11,7 +11,6 @@ an image over the pixel limit (checked before decoding) or that does not decode.
 """
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from pathlib import Path

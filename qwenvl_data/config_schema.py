@@ -31,8 +31,8 @@ def _range(lo=None, hi=None, kind="number"):
     return {"type": "list", "len": 2, "ordered": True, "items": {"type": kind, "min": lo, "max": hi}}
 
 
-_PAGE = {"min_side": POS_INT, "min_chars": {**NONNEG_INT, **CHECK}, "max_chars": {**NONNEG_INT, **CHECK},
-         "reject_ranges": STR_LIST}
+_PAGE: dict[str, dict] = {"min_side": POS_INT, "min_chars": {**NONNEG_INT, **CHECK},
+                          "max_chars": {**NONNEG_INT, **CHECK}, "reject_ranges": STR_LIST}
 _THRESHOLD = {"type": "threshold", "null": True, "min": 0, "max": 1}  # a cosine cut; below 0 keeps everything
 _WEIGHTS = {"type": "map", "null": True, "values": NONNEG_NUM}
 
@@ -176,7 +176,7 @@ def check(value: Any, rule: dict, where: str) -> None:
     if value is None:
         if rule.get("null"):
             return
-        raise UsageError(f"{where}: must not be null (expected {_TYPE_NAMES.get(rule.get('type'), 'a value')})")
+        raise UsageError(f"{where}: must not be null (expected {_TYPE_NAMES.get(rule.get('type', ''), 'a value')})")
     if "choices" in rule and value not in rule["choices"]:
         raise UsageError(f"{where}: {_show(value)} is not one of {', '.join(map(str, rule['choices']))}")
     kind = rule.get("type", "any")

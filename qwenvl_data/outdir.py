@@ -21,8 +21,8 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from . import storage
 from .errors import BadInput, UsageError
@@ -149,7 +149,8 @@ def _break_stale(lock: Path, held: dict) -> None:
 
 
 @contextlib.contextmanager
-def own_output(output: str | os.PathLike, *, stage: str, inputs: Iterable[tuple[str, object]] = (),
+def own_output(output: str | os.PathLike, *, stage: str,
+               inputs: Iterable[tuple[str, str | os.PathLike | None]] = (),
                marker: bool = True, allow_overlap: bool = False) -> Iterator[str]:
     """Hold `output` for this run (see the module docstring); yields the output path as given."""
     if not allow_overlap:

@@ -100,7 +100,8 @@ def test_every_shipped_section_conforms():
     (["filter", "--input", "x", "--output", "y", "--workers", "-1"], "argument --workers: must be at least 0, got -1"),
     (["download", "--input", "x", "--output", "y", "--timeout", "0"], "argument --timeout: must be greater than 0"),
     (["download", "--input", "x", "--output", "y", "--deadline", "inf"], "argument --deadline: 'inf' is not a finite"),
-    (["shards", "--stage", "1", "--input", "x", "--output", "y", "--shard-size", "0"], "--shard-size: must be at least 1"),
+    (["shards", "--stage", "1", "--input", "x", "--output", "y", "--shard-size", "0"],
+     "--shard-size: must be at least 1"),
     (["preview", "x.tar", "--max", "-3"], "argument --max: must be at least 1, got -3"),
     (["synth-ocr", "--output", "y", "--num", "-5"], "argument --num: must be at least 0, got -5"),
 ])

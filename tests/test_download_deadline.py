@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
-from qwenvl_data import netguard
 from test_download_job import ROOT, tar_samples, write_pairs
 from test_download_netguard import serve
+
+from qwenvl_data import netguard
 
 BYTE_EVERY_S = 0.5
 IMAGE = serve.make_image(320, 240, 7)

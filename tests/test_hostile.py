@@ -10,7 +10,6 @@ when the message does not say what is wrong.
 """
 import io
 import json
-import os
 import socket
 import struct
 import subprocess
@@ -156,7 +155,8 @@ CASES = [
                                                         "--output", str(t / "o"),
                                                         "--config", yaml(t, "download: {timeout: fast}")],
      2, "download.timeout"),
-    ("download-missing-column", lambda t, w: QD + ["download", "--input", str(pairs(t / "p/a.parquet", url=None).parent),
+    ("download-missing-column", lambda t, w: QD + ["download", "--input",
+                                                     str(pairs(t / "p/a.parquet", url=None).parent),
                                                      "--output", str(t / "o")], 1, "url"),
     ("download-list-uid-column", lambda t, w: QD + ["download", "--input", str(pairs(t / "p/a.parquet", uid=[
         [1], [2], [3]]).parent), "--output", str(t / "o")], 1, "uid (list<element: int64>) must be strings"),
@@ -213,7 +213,8 @@ CASES = [
     ("gen-pairs-negative", lambda t, w: QD + ["gen-pairs", "--output", str(t / "o"), "--rows", "-1"], 2, "--rows"),
     ("train-workers-negative", lambda t, w: TRAIN + ["--stage", "1", "--data", str(w / "stage1"), "--out", str(t / "o"),
                                                      "--workers", "-1"], 2, "--workers"),
-    ("train-zero-byte-tar", lambda t, w: _train(t, w, _empty(t / "d/stage1-000000.tar").parent), 1, "stage1-000000.tar"),
+    ("train-zero-byte-tar", lambda t, w: _train(t, w, _empty(t / "d/stage1-000000.tar").parent),
+     1, "stage1-000000.tar"),
     ("train-text-named-tar", lambda t, w: _train(t, w, _text_file(t / "d/stage1-000000.tar").parent),
      1, "stage1-000000.tar"),
     ("train-json-nested", lambda t, w: _train(t, w, tar_of(t / "d/stage1-000000.tar", {
@@ -347,7 +348,8 @@ def test_hostile_input_ends_in_one_line(case, results, tmp_path_factory):
 
 
 def test_input_inside_output_left_the_input_alone(results, tmp_path_factory):
-    held = [p for p in Path(tmp_path_factory.getbasetemp()).glob("cases*/filter-input-inside-output/out/pairs/a.parquet")]
+    base = Path(tmp_path_factory.getbasetemp())
+    held = list(base.glob("cases*/filter-input-inside-output/out/pairs/a.parquet"))
     assert held and results["filter-input-inside-output"]["rc"] == 2
 
 
