@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from qwenvl_data.boxes import box_to_bins, format_box, format_ref
 from qwenvl_data.formats import chat_segments
-from qwenvl_data.shards import ShardWriter
+from qwenvl_data.shards import ShardWriter, family
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (240, 220, 40),
            "white": (245, 245, 245), "black": (15, 15, 15)}
@@ -91,18 +91,23 @@ MAKERS = {1: stage1_sample, 2: stage2_sample, 3: stage3_sample}
 
 
 def write_stage_shards(out_dir: str | Path, stage: int, samples: int, shards: int = 1, seed: int = 0) -> Path:
-    """Write `samples` training samples of `stage` over `shards` tars named stage{N}-{000000}.tar."""
+    """Write `samples` training samples of `stage` over `shards` shard groups, each split by member family
+    as `qwenvl-data shards` does (docs/CONTRACTS.md): stage{N}-{family}-{000000}.tar."""
     rng = random.Random(seed * 10 + stage)
     per = -(-samples // shards)
     for shard in range(shards):
-        with ShardWriter(out_dir, shard, prefix=f"stage{stage}") as w:
-            for i in range(shard * per, min(samples, (shard + 1) * per)):
-                files, task, segs = MAKERS[stage](rng, i)
-                key = f"s{stage}_{i:06d}"
-                meta = {"schema": "train", "uid": key, "stage": stage, "task": task, "lang": "en",
-                        "source": "fixture", "images": sorted(files), "segments": segs}
-                w.add(key, {**files, "json": meta}, {"key": key, "task": task})
-            w.close({"stage": stage})
+        by_family: dict[str, list] = {}
+        for i in range(shard * per, min(samples, (shard + 1) * per)):
+            files, task, segs = MAKERS[stage](rng, i)
+            by_family.setdefault(family(files), []).append((i, files, task, segs))
+        for fam, rows in sorted(by_family.items()):
+            with ShardWriter(out_dir, shard, prefix=f"stage{stage}-{fam}") as w:
+                for i, files, task, segs in rows:
+                    key = f"s{stage}_{i:06d}"
+                    meta = {"schema": "train", "uid": key, "stage": stage, "task": task, "lang": "en",
+                            "source": "fixture", "images": sorted(files), "segments": segs}
+                    w.add(key, {**files, "json": meta}, {"key": key, "task": task})
+                w.close({"stage": stage})
     return Path(out_dir)
 
 

@@ -81,7 +81,7 @@ def test_chat_loss_mask_multi_turn(encoder):
 
 def test_packed_stage2_rows_exact(encoder, tmp_path):
     write_stage_shards(tmp_path, 2, 16)
-    samples = {k: json.loads(f["json"]) for k, f in iter_tar_samples(tmp_path / "stage2-000000.tar")}
+    samples = {k: json.loads(f["json"]) for tar in sorted(tmp_path.glob("*.tar")) for k, f in iter_tar_samples(tar)}
     loader = StageLoader(tmp_path, encoder, 2, 56, 700, batch_size=3, shuffle_buffer=16)
     seen, packed_rows = 0, 0
     for batch, _ in loader.batches():
@@ -118,15 +118,23 @@ def _caption_sample():
 
 
 def test_bad_samples_counted_good_ones_kept(encoder, tmp_path):
+    # a shard from elsewhere (our ShardWriter refuses mixed member sets), written with tarfile
+    import io
+    import tarfile
+
     good, jpg = _caption_sample()
-    with ShardWriter(tmp_path, 0, "stage1") as w:
-        w.add("ok1", {"img0.jpg": jpg, "json": good})
-        w.add("noimage", {"json": good})
-        w.add("badjson", {"img0.jpg": jpg, "json": "{not json"})
-        w.add("badjpeg", {"img0.jpg": b"\xff\xd8garbage", "json": good})
-        w.add("notarget", {"img0.jpg": jpg, "json": {**good, "segments": good["segments"][:1]}})
-        w.add("ok2", {"img0.jpg": jpg, "json": good})
-        w.close()
+    text = json.dumps(good).encode()
+    members = [("ok1.img0.jpg", jpg), ("ok1.json", text), ("noimage.json", text),
+               ("badjson.img0.jpg", jpg), ("badjson.json", b"{not json"),
+               ("badjpeg.img0.jpg", b"\xff\xd8garbage"), ("badjpeg.json", text),
+               ("notarget.img0.jpg", jpg),
+               ("notarget.json", json.dumps({**good, "segments": good["segments"][:1]}).encode()),
+               ("ok2.img0.jpg", jpg), ("ok2.json", text)]
+    with tarfile.open(tmp_path / "stage1-000000.tar", "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
     loader = StageLoader(tmp_path, encoder, 1, 56, 512, batch_size=8, shuffle_buffer=1)
     batch, _ = next(loader.batches())
     assert batch["samples"] == 2

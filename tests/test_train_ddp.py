@@ -51,9 +51,9 @@ def test_two_rank_ddp_splits_data_and_rank0_writes_one_checkpoint(tmp_path):
     assert "2 rank(s), cpu" in proc.stderr
 
     # each rank names the shards it reads: disjoint, and together all of them
-    shards = dict(re.findall(r"rank (\d)/2: 1 shard\(s\) per epoch, epoch 0: (stage1-\d+\.tar)", proc.stderr))
+    shards = dict(re.findall(r"rank (\d)/2: 1 shard\(s\) per epoch, epoch 0: (stage1-jpg-\d+\.tar)", proc.stderr))
     assert sorted(shards) == ["0", "1"]
-    assert sorted(shards.values()) == ["stage1-000000.tar", "stage1-000001.tar"]
+    assert sorted(shards.values()) == ["stage1-jpg-000000.tar", "stage1-jpg-000001.tar"]
 
     # exactly one checkpoint (the last step), complete: no leftover .tmp- files of an interrupted write
     assert sorted(p.name for p in out.iterdir()) == ["log.jsonl", "meta_000003.json", "model_000003.pt",
