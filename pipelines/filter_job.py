@@ -158,12 +158,10 @@ class FilterJob:
         uid_dups, t = t.filter(pa.array(~first)), t.filter(pa.array(first))
         keep = pick_winners(t, self.source_rank)
         kept = t.filter(pa.array(keep))
-        kept = kept.take(pc.sort_indices(kept, [("uid", "ascending")]))
+        kept = kept.take(pc.sort_indices(kept["_order"]))  # input order, whatever order the engine delivered
         dups = t.filter(pa.array(~keep))
         counts: dict = {}
-        for src in set(uid_dups["source"].to_pylist()):
-            funnel.add(counts, src, "kept", 0)
-        for src in set(t["source"].to_pylist()):
+        for src in set(pc.unique(uid_dups["source"]).to_pylist()) | set(pc.unique(t["source"]).to_pylist()):
             funnel.add(counts, src, "kept", 0)
         if kept.num_rows:
             for (src, lang), n in _group_counts(kept, ["source", "lang"]).items():
@@ -180,8 +178,9 @@ class FilterJob:
         if not dups.num_rows:
             return
         n = dups.num_rows
-        dups = dups.append_column("reason", pa.array([reason] * n, pa.string()))
-        dups = dups.append_column("reasons", pa.array([[reason]] * n, pa.list_(pa.string())))
+        same = pa.repeat(pa.scalar(reason, pa.string()), n)
+        dups = dups.append_column("reason", same)
+        dups = dups.append_column("reasons", pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), same))
         for (src,), k in _group_counts(dups, ["source"]).items():
             funnel.add(counts, src, "dropped", k, reason)
         self._write(dups, f"{self.out}/rejects/{name}.parquet", REJECT_SCHEMA)

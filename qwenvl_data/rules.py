@@ -137,6 +137,8 @@ def _alive_words(b: Batch, idx: np.ndarray) -> Words:
     if b._words is None:
         b._words = (idx, Words.of(b.caption.take(pa.array(idx))))
     have, words = b._words
+    if len(have) == len(idx):  # the same rows
+        return words
     return words.take(np.searchsorted(have, idx))  # rows alive now were alive then
 
 

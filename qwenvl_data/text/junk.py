@@ -83,7 +83,8 @@ class JunkRule:
             junk[wordy] = self._stuffed((words or Words.of(s)).take(wordy))
         seps = pc.count_substring_regex(s, _SEP).to_numpy(zero_copy_only=False)
         han = np.zeros(n, dtype=bool)
-        maybe = np.flatnonzero(~junk & (seps + 1 < self.min_items) & (spaces + 1 >= self.min_items))
+        ascii_ = pc.fill_null(pc.string_is_ascii(s), True).to_numpy(zero_copy_only=False)  # no ideographs there
+        maybe = np.flatnonzero(~junk & ~ascii_ & (seps + 1 < self.min_items) & (spaces + 1 >= self.min_items))
         if len(maybe):  # Chinese keywords separated by spaces
             han[maybe] = pc.fill_null(pc.match_substring_regex(s.take(pa.array(maybe)), CJK_IDEOGRAPH), False).to_numpy(
                 zero_copy_only=False
