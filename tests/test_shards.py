@@ -324,18 +324,18 @@ def test_train_stops_or_skips_on_a_bad_shard(tmp_path, capsys):
     cfg["adapter"].update(num_queries=16, query_grid=4)
     (tmp_path / "tiny.json").write_text(json.dumps(cfg))
     data = write_stage_shards(tmp_path / "d", 1, 8, shards=2)
-    good = data / "stage1-000000.tar"
-    _cut(good, data / "stage1-000002.tar", good.stat().st_size // 2)   # a truncated copy
-    (data / "stage1-000003.tar").write_bytes(b"")                       # 0 bytes
-    (data / "stage1-000004.tar").write_text("not a tar\n" * 100)        # text
+    good = sorted(data.glob("*.tar"))[0]
+    _cut(good, data / "stage1-bad-000002.tar", good.stat().st_size // 2)   # a truncated copy
+    (data / "stage1-bad-000003.tar").write_bytes(b"")                       # 0 bytes
+    (data / "stage1-bad-000004.tar").write_text("not a tar\n" * 100)        # text
     args = ["--stage", "1", "--data", data, "--tokenizer", tok, "--config", tmp_path / "tiny.json", "--steps", 1,
             "--batch-size", 2, "--workers", 0, "--image-size", 56]
     assert train_main([str(a) for a in args + ["--out", tmp_path / "o1"]]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "stage1-000002.tar: truncated tar shard" in err[0] and "--skip-bad-files" in err[0]
+    assert len(err) == 1 and "stage1-bad-000002.tar: truncated tar shard" in err[0] and "--skip-bad-files" in err[0]
     assert train_main([str(a) for a in args + ["--out", tmp_path / "o2", "--skip-bad-files"]]) == 0
     err = capsys.readouterr().err
-    assert all(f"stage1-00000{i}.tar" in err for i in (2, 3, 4)) and "Traceback" not in err
+    assert all(f"stage1-bad-00000{i}.tar" in err for i in (2, 3, 4)) and "Traceback" not in err
 
 
 def test_stage1_takes_upper_case_and_webp_image_members(tmp_path):
