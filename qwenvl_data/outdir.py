@@ -7,7 +7,8 @@ Every stage writes through `own_output(output, inputs=..., stage=...)`:
   run into the same folder stops with one line naming the holder. A lock whose process is gone (same
   host, pid dead or reused) is stale and taken over;
 - writes `OUT/.qwenvl.in-progress` first and removes it last, only when the run succeeded, so a killed
-  or failed run leaves the marker behind and `qwenvl-data validate` (and `report`) refuse the folder.
+  or failed run leaves the marker behind and `qwenvl-data validate`, `report` and every later stage
+  (an input inside such a folder) refuse it until a rerun completes it.
 
 Paths stay path-like strings: a local path is used as is; a URL (`s3://...`) goes through
 qwenvl_data.storage (fsspec), where the lock is best effort (object stores have no atomic
@@ -29,6 +30,8 @@ from .errors import BadInput, UsageError
 
 LOCK = ".qwenvl.lock"
 MARKER = ".qwenvl.in-progress"
+# Inputs read although their folder is unfinished: a killed training's last checkpoint is complete.
+RESUMABLE_INPUTS = ("--init",)
 
 
 def _is_url(path: str) -> bool:
@@ -153,8 +156,12 @@ def own_output(output: str | os.PathLike, *, stage: str,
                inputs: Iterable[tuple[str, str | os.PathLike | None]] = (),
                marker: bool = True, allow_overlap: bool = False) -> Iterator[str]:
     """Hold `output` for this run (see the module docstring); yields the output path as given."""
+    inputs = list(inputs)
     if not allow_overlap:
-        check_no_overlap(output, [(flag, p) for flag, p in inputs])
+        check_no_overlap(output, inputs)
+    for flag, path in inputs:  # an input a killed or failed run left half-written is not read as final
+        if path and flag not in RESUMABLE_INPUTS:
+            refuse_in_progress(path)
     text = os.fspath(output)
     pid = os.getpid()
     info = {"run_id": uuid.uuid4().hex[:12], "stage": stage, "pid": pid, "host": socket.gethostname(),

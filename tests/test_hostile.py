@@ -160,6 +160,8 @@ CASES = [
                                                      "--output", str(t / "o")], 1, "url"),
     ("download-list-uid-column", lambda t, w: QD + ["download", "--input", str(pairs(t / "p/a.parquet", uid=[
         [1], [2], [3]]).parent), "--output", str(t / "o")], 1, "uid (list<element: int64>) must be strings"),
+    ("download-input-unfinished", lambda t, w: QD + ["download", "--input", str(_in_progress(t) / "pairs"),
+                                                       "--output", str(t / "o")], 1, "unfinished output"),
     ("download-processes-zero", lambda t, w: QD + ["download", "--input", "p", "--output", "o", "--processes", "0"],
      2, "--processes"),
     ("download-input-is-output", lambda t, w: QD + ["download", "--input", str(pairs(t / "p/a.parquet").parent),

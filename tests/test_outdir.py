@@ -192,3 +192,17 @@ def test_object_store_output_through_storage():
     with outdir.own_output(url, stage="t"):
         assert storage.read_json(url + "/" + outdir.LOCK)["pid"] == os.getpid()
     assert outdir.in_progress(url) is None and not storage.exists(url + "/" + outdir.LOCK)
+
+
+def test_an_input_a_run_left_unfinished_is_refused_except_a_checkpoint(tmp_path):
+    with pytest.raises(RuntimeError):
+        with outdir.own_output(tmp_path / "filter", stage="filter"):
+            (tmp_path / "filter" / "pairs").mkdir()
+            raise RuntimeError("killed")
+    with pytest.raises(BadInput, match=r"--input|unfinished output"):
+        with outdir.own_output(tmp_path / "download", stage="download",
+                               inputs=[("--input", str(tmp_path / "filter" / "pairs"))]):
+            pass
+    assert not (tmp_path / "download").exists()  # refused before the output was touched
+    with outdir.own_output(tmp_path / "stage2", stage="train", inputs=[("--init", str(tmp_path / "filter"))]):
+        pass
