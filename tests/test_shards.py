@@ -355,3 +355,21 @@ def test_stage1_takes_upper_case_and_webp_image_members(tmp_path):
     samples, index = read_out(tmp_path / "o")
     assert index["rejected"] == {} and sorted(index["families"]) == ["jpg", "webp"]
     assert sorted(o["images"][0] for o, _ in samples) == ["img0.jpg"] * 3 + ["img0.webp"] * 3
+
+
+def test_tasks_rerun_with_fewer_inputs_leaves_no_stale_shard(data, tmp_path):
+    """tasks: a shard a longer earlier run wrote is removed, so index, wids index and tars agree."""
+    import shutil
+    shutil.copytree(data / "text", tmp_path / "in")
+    lines = ["今天天气很好，我们去公园散步。", "我们明天一起去图书馆看书吧。", "这是一个很长的中文句子，用来测试。"]
+    corpus = tmp_path / "in" / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in lines))
+    first = convert_dataset("text", tmp_path / "in", tmp_path / "out", shard_size=1)
+    corpus.write_text(json.dumps({"text": lines[0]}, ensure_ascii=False) + "\n")
+    second = convert_dataset("text", tmp_path / "in", tmp_path / "out", shard_size=1)
+    assert first["out"] == second["out"] + 2
+    tars = sorted(p.name for p in (tmp_path / "out").glob("*.tar"))
+    assert len(tars) == second["shards"] == second["out"]
+    wids = json.loads((tmp_path / "out" / "wids-index.json").read_text())
+    assert [e["url"] for e in wids["shardlist"]] == tars
+    assert sum(1 for t in tars for _ in iter_tar_samples(tmp_path / "out" / t)) == second["out"]

@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -31,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import storage
-from ..vocab import is_image_ext
+from ..vocab import IMAGE_EXTS, is_image_ext
 
 
 def shard_name(prefix: str, shard_id: int) -> str:
@@ -173,6 +174,20 @@ class ShardWriter:
         if exc_type is not None:
             self.abort()
         return False
+
+
+def remove_stale_series(out_dir: str | Path, prefix: str, written: set[str]) -> list[str]:
+    """Delete the finished shards of series `{prefix}-NNNNNN` / `{prefix}-{family}-NNNNNN` that this run did
+    not write (an earlier run with more inputs made them): the folder then holds exactly this run's shards.
+    A family is image extensions or `text`, so `vg` never touches `vg-regions-000000`. Returns the names."""
+    fam = "(?:" + "|".join(map(re.escape, (*IMAGE_EXTS, "text"))) + ")"
+    pattern = re.compile(rf"{re.escape(prefix)}(?:-{fam}(?:-{fam})*)?-\d{{6}}")
+    stale = sorted(p.stem for p in Path(out_dir).glob(f"{prefix}-*.tar")
+                   if pattern.fullmatch(p.stem) and p.stem not in written)
+    for name in stale:
+        for ext in (".json", ".parquet", ".tar"):  # the stats json first: the shard stops being "done"
+            (Path(out_dir) / f"{name}{ext}").unlink(missing_ok=True)
+    return stale
 
 
 def write_sorted_tar(src: str | Path, dst: str | Path) -> int:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BadInput
-from ..shards import ShardWriter
+from ..shards import ShardWriter, shard_name
+from ..shards.writer import remove_stale_series
 from .common import Reject, Sample, sample_json, task_error
 
 
@@ -97,6 +98,8 @@ class TaskSink:
         for series in self._series.values():
             if series.in_shard:
                 self._close(series)
+        written = {shard_name(s.prefix, i) for s in self._series.values() for i in range(s.shard_id)}
+        remove_stale_series(self.out_dir, self.prefix, written)  # shards an earlier, longer run left
         n_rej = sum(self.rejected.values())
         if self.seen != self.out + n_rej:
             raise BadInput(f"{self.dataset}: accounting error: in {self.seen} != out {self.out} + "
