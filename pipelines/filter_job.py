@@ -110,7 +110,9 @@ class FilterJob:
 
     def _write(self, table: pa.Table, path: str, schema: pa.Schema):
         table = table.select(schema.names).cast(schema)
-        self._put(path, lambda f: pq.write_table(table, f, compression="zstd"))
+        # dictionary pages only for the few-valued columns: URLs, captions and uids are (nearly) all distinct
+        few = [c for c in ("source", "lang", "reason", "reasons") if c in schema.names]
+        self._put(path, lambda f: pq.write_table(table, f, compression="zstd", use_dictionary=few))
 
     # map
     def map_chunk(self, chunk: Chunk) -> dict[int, pa.Table]:
