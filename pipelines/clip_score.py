@@ -32,6 +32,7 @@ from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.outdir import own_output
 from qwenvl_data.pipelines.clip_thresholds import apply_thresholds
 from qwenvl_data.shards.loaders import write_loader_index
+from qwenvl_data.shards.reader import scan
 
 SCORES_META = {b"qwenvl.schema": b"clip_score"}
 
@@ -83,7 +84,10 @@ def input_shards(input_dir: str) -> list[tuple[str, str]]:
     bad = [t for t in tars if not storage.name(t)[:-4].isdigit()]
     if bad:
         raise BadInput(f"{bad[0]}: shard names must be digits (000000.tar), as download writes them")
-    for t in tars:  # a garbage file fails here, in one line, before any Ray work starts
+    for t in tars:  # a garbage or truncated file fails here, in one line, before any Ray work starts
+        if not storage.is_remote(t):
+            scan(t)  # the shard reader: truncation, and the sample count the download's _stats.json records
+            continue
         try:
             with storage.open(t, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
                 tar.next()

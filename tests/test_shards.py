@@ -302,6 +302,9 @@ def test_truncated_tars_never_pass(tmp_path):
         [str(cuts["boundary"]), str(cuts["short"])] and r.stdout.count("skipped bad file") == 2
     r = cli("validate", "--skip-bad-files", *cuts.values(), src)
     assert r.returncode == 1 and r.stdout.count("bad: ") == 4 and "4 of 5 files are bad" in r.stderr
+    pair = _cut(cuts["short"], tmp_path / "pairs" / "000000.tar", cuts["short"].stat().st_size)
+    r = cli("clip-score", "--input", pair.parent, "--output", tmp_path / "clip", "--checkpoint", pair)  # before loading
+    assert r.returncode == 1 and f"{pair}: holds 8 samples, its stats sidecar says 12" in r.stderr
 
 
 def test_validate_finds_a_member_the_json_names(tmp_path):
