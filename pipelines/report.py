@@ -37,6 +37,31 @@ def _read(path: Path) -> dict:
     return data
 
 
+_COUNTS = ("in", "kept", "samples", "out", "removed")      # non-negative integers wherever they appear
+_COUNT_MAPS = ("dropped", "failed", "kept_by_lang", "samples_by_lang")  # {name: non-negative integer}
+
+
+def _check_counts(obj, path: Path, where: str = "") -> None:
+    """The numbers a report adds up: a hand-edited or hostile summary is bad input, not a crash."""
+    if not isinstance(obj, dict):
+        return
+    for key, value in obj.items():
+        at = f"{where}.{key}" if where else str(key)
+        if key in _COUNTS and value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise BadInput(f"{path}: '{at}' must be a non-negative integer, got {value!r:.60}")
+        if key in _COUNT_MAPS and value is not None:
+            if not isinstance(value, dict):
+                raise BadInput(f"{path}: '{at}' must be an object of counts, got {type(value).__name__}")
+            for k, n in value.items():
+                if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                    raise BadInput(f"{path}: '{at}.{k}' must be a non-negative integer, got {n!r:.60}")
+        elif key in ("total", "sources") and value is not None and not isinstance(value, dict):
+            raise BadInput(f"{path}: '{at}' must be an object, got {type(value).__name__}")
+        elif isinstance(value, dict) and key not in _COUNT_MAPS:
+            _check_counts(value, path, at)
+
+
 def find_stages(dirs: list[str]) -> dict[str, dict]:
     """{stage: summary} from the named dirs and the inputs their summaries record."""
     stages: dict[str, dict] = {}
@@ -53,6 +78,7 @@ def find_stages(dirs: list[str]) -> dict[str, dict]:
             stage = summary.get("stage") if summary else None
             if stage not in funnel.SUMMARY_FILES or stage in stages:
                 continue
+            _check_counts(summary, path)
             summary["_dir"] = str(d)
             stages[stage] = summary
             for up in ([Path(summary["input"])] if isinstance(summary.get("input"), str) else []):

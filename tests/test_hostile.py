@@ -170,6 +170,8 @@ CASES = [
                                                           "--config", yaml(t, "clip_score: {batch_size: many}")],
      2, "batch_size"),
     ("report-in-progress", lambda t, w: QD + ["report", str(_in_progress(t))], 1, "unfinished output"),
+    ("report-summary-wrong-type", lambda t, w: QD + ["report", str(_write(
+        t / "r/download.json", b'{"stage": "download", "in": "many", "samples": 2}').parent)], 1, "'in' must be"),
     ("synth-ocr-config-range", lambda t, w: QD + ["synth-ocr", "--output", str(t / "o"), "--num", "2",
                                                     "--config", yaml(t, "synth_ocr: {aspect: 0.5}")], 2, "aspect"),
     ("synth-ocr-workers-negative", lambda t, w: QD + ["synth-ocr", "--output", str(t / "o"), "--workers", "-1"],
