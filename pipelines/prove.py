@@ -26,6 +26,7 @@ PRESETS = {
     "cpu": {},
     # the plumbing in about a minute (tests): a few samples and steps, scores are noise
     "smoke": {"train_scenes": 24, "eval_scenes": 6, "ocr_train_pages": 16, "ocr_eval_pages": 6, "eval_per_lang": 4,
+              "stage2_samples": 60,
               "vocab": 400, "stage1": {"steps": 2, "batch-size": 4, "lr": 2e-3, "warmup": 1, "seq-len": 160},
               "stage2": {"steps": 2, "batch-size": 2, "lr": 2e-3, "warmup": 1, "seq-len": 640}},
 }
@@ -83,7 +84,8 @@ def run(args) -> int:
     answers, results = {}, {}
     for r in runs:
         ckpt = experiment.last_stage(out, r)
-        answers[r] = (evaluate.predict(ckpt, grounding, 24, plan.threads), evaluate.predict(ckpt, ocr, 96, plan.threads))
+        answers[r] = (evaluate.predict(ckpt, grounding, 24, plan.threads),
+                      evaluate.predict(ckpt, ocr, 80, plan.threads))
         results[r] = evaluate.score(grounding, ocr, *answers[r])
     answers["constant"] = evaluate.constant_answers(out / "train", grounding, ocr)
     results["constant"] = evaluate.score(grounding, ocr, *answers["constant"])

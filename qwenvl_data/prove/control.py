@@ -39,6 +39,8 @@ def shuffle_shards(src: str | Path, dst: str | Path, seed: int = 0) -> dict:
     for i, (_, _, files) in enumerate(samples):
         meta = json.loads(files["json"])
         images = tuple(sorted(k for k in files if is_image_ext(k)))
+        if not images:  # a text-only sample has nothing to swap
+            continue
         by_task.setdefault(f"{meta.get('task')}:{images}", []).append(i)
     rng = random.Random(seed)
     donor = list(range(len(samples)))

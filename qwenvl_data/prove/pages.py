@@ -20,8 +20,8 @@ ZH_CHARS = "山水火木人口日月大小中天土田王石米花鸟马"
 
 # Clean 224-px pages, one or two big lines: what a model trained for minutes on a CPU can learn to read.
 SYNTH_SETTINGS = {
-    "long_side": 224, "aspect": [0.85, 1.0], "landscape_p": 0.5, "paper_fill": [0.9, 0.98],
-    "font_sizes": [30, 36], "line_spacing": [1.5, 2.0], "margin": 0.1, "max_lines": 2,
+    "long_side": 224, "aspect": [0.95, 1.0], "landscape_p": 0.5, "paper_fill": [0.9, 0.98],
+    "font_sizes": [30, 36], "line_spacing": [1.5, 2.0], "margin": 0.06, "max_lines": 2,
     "rotate_deg": 2, "perspective": 0.01, "shadow_p": 0.0, "blur_p": 0.0, "noise_p": 0.2,
     "noise_sigma": [2.0, 4.0], "jpeg_quality": [85, 95], "shard_size": 500,
 }
