@@ -119,10 +119,17 @@ class ToExample:
 
 
 class Batcher:
-    """Examples -> batches. `pack`: same-task examples share a `seq_len` row (stage 2)."""
+    """Examples -> batches. `pack`: same-task examples share a `seq_len` row (stage 2).
 
-    def __init__(self, batch_size: int, seq_len: int, pad_id: int, pack: bool):
+    `position_ids` restart at 0 for every example of a packed row, so the LLM sees each example at
+    the positions it would have alone, and transformers builds a block-diagonal causal mask from the
+    restarts (an example never attends to the one packed before it). `isolate=False` (environment
+    QWENVL_PACK_ISOLATION=0) keeps one running position per row, the old behaviour, for comparison.
+    """
+
+    def __init__(self, batch_size: int, seq_len: int, pad_id: int, pack: bool, isolate: bool | None = None):
         self.batch_size, self.seq_len, self.pad_id, self.pack = batch_size, seq_len, pad_id, pack
+        self.isolate = os.environ.get("QWENVL_PACK_ISOLATION", "1") != "0" if isolate is None else isolate
 
     def __call__(self, examples):
         rejected, rows = Counter(), []
@@ -154,15 +161,19 @@ class Batcher:
         width = self.seq_len if self.pack else -(-max(lengths) // 8) * 8  # multiple of 8 for GPU kernels
         ids = np.full((len(rows), width), self.pad_id, np.int64)
         labels = np.full((len(rows), width), IGNORE, np.int64)
+        positions = np.tile(np.arange(width, dtype=np.int64), (len(rows), 1))
         images = []
         for r, row in enumerate(rows):
             pos = 0
             for e in row:
                 n = len(e["ids"])
                 ids[r, pos:pos + n], labels[r, pos:pos + n] = e["ids"], e["labels"]
+                if self.isolate:  # padding after the last example continues its count: one block with it
+                    positions[r, pos:] = np.arange(width - pos)
                 pos += n
                 images.extend(e["images"])
         return {"input_ids": torch.from_numpy(ids), "labels": torch.from_numpy(labels),
+                "position_ids": torch.from_numpy(positions),
                 "images": torch.from_numpy(np.stack(images)) if images else None,
                 "samples": sum(len(row) for row in rows), "tokens": int(sum(lengths)),
                 "keys": [[e["key"] for e in row] for row in rows], "rejected": dict(rejected)}

@@ -256,7 +256,8 @@ def train(a: argparse.Namespace) -> list[dict]:
             images = None if batch["images"] is None else normalise(batch["images"].to(device))
             sync = nullcontext() if world == 1 or a.fsdp or micro == a.grad_accum - 1 else model.no_sync()
             with sync, autocast:
-                loss = model(batch["input_ids"].to(device), images, batch["labels"].to(device)) / a.grad_accum
+                loss = model(batch["input_ids"].to(device), images, batch["labels"].to(device),
+                             position_ids=batch["position_ids"].to(device)) / a.grad_accum
             loss.backward()
             loss_sum += loss.item()
             samples, tokens = samples + batch["samples"], tokens + batch["tokens"]
