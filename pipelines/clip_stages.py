@@ -100,8 +100,11 @@ class ScoreActor:
 
         if device == "cpu":
             torch.set_num_threads(max(1, threads))
-        self.scorers = {role: clip.ClipScorer(name, checkpoints[role], device, precision)
-                        for role, name in models.items() if name}
+        self.scorers = {}
+        for role, name in models.items():
+            if name:  # a checkpoint on an object store is fetched to a temp file for the load
+                with storage.local_copy(checkpoints[role]) as path:
+                    self.scorers[role] = clip.ClipScorer(name, path, device, precision)
         self.sizes = {role: clip.image_size(name) for role, name in models.items() if name}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
