@@ -33,7 +33,7 @@ def _range(lo=None, hi=None, kind="number"):
 
 _PAGE: dict[str, dict] = {"min_side": POS_INT, "min_chars": {**NONNEG_INT, **CHECK},
                           "max_chars": {**NONNEG_INT, **CHECK}, "reject_ranges": STR_LIST}
-_THRESHOLD = {"type": "threshold", "null": True, "min": 0, "max": 1}  # a cosine cut; below 0 keeps everything
+_THRESHOLD = {"type": "threshold", "null": True}  # a cosine cut (below -1 keeps everything) or a quantile
 _WEIGHTS = {"type": "map", "null": True, "values": NONNEG_NUM}
 
 # The filter checks its own section, with its renamed keys, in qwenvl_data/filter_settings.py.

@@ -48,7 +48,7 @@ def _load(tmp_path, section, text):
     ("download", "download: {image_size: null}", r"download\.image_size: must not be null"),
     ("download", "donwload: {timeout: 3}", r"unknown section 'donwload'; did you mean 'download'\?"),
     ("download", "download: [1, 2]", r"section 'download' must be a mapping, got list"),
-    ("clip_score", "clip_score: {thresholds: {default: -0.2}}", r"thresholds\.default: -0\.2 is below the minimum 0"),
+    ("clip_score", "clip_score: {thresholds: {default: .inf}}", r"thresholds\.default: expected a number or 'qP'"),
     ("clip_score", "clip_score: {thresholds: {by_lang: {zh: q1.5}}}", r"thresholds\.by_lang\.zh: expected"),
     ("clip_score", "clip_score: {batch_size: 0}", r"clip_score\.batch_size: 0 is below the minimum 1"),
     ("synth_ocr", "synth_ocr: {aspect: [0.9, 0.6]}", r"synth_ocr\.aspect: \[0\.9, 0\.6\] must be \[low, high\]"),
