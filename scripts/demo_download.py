@@ -97,7 +97,7 @@ def clip_setup(args):
     (demo / "clip_model" / "clip_demo.yaml").write_text(
         "clip_score:\n  batch_size: 64\n  read_batch: 32\n"
         "  thresholds: {default: 'q0.2', by_lang: {zh: 'q0.2'}, by_source: {coco: null}}\n"
-        "  ray: {num_cpus: 2, object_store_memory: 2e8}\n")
+        "  ray: {num_cpus: 2, object_store_memory: 200000000}\n")
     print(f"demo-clip: tiny random checkpoint {ckpt}")
     return 0
 
