@@ -39,10 +39,27 @@ from .data import REASONS, StageLoader, normalise
 from .qwenvl import QwenVL
 from .tokenizer import TextEncoder, load_tokenizer
 
-# Appendix C: peak lr, min lr, warmup, steps, resolution; sequence length (the paper's card: 512 / 2048)
-STAGES = {1: dict(lr=2e-4, min_lr=1e-6, warmup=500, steps=50_000, image_size=224, seq_len=512, vit_lr_decay=0.95),
-          2: dict(lr=5e-5, min_lr=1e-5, warmup=400, steps=19_000, image_size=448, seq_len=2048, vit_lr_decay=1.0),
-          3: dict(lr=1e-5, min_lr=1e-6, warmup=3000, steps=8_000, image_size=448, seq_len=2048, vit_lr_decay=1.0)}
+# Appendix C: peak lr, min lr, warmup, steps; resolution and sequence length come from the one place
+# the shards and the loader also read (qwenvl_data.vocab.STAGE_SETTINGS: 224/512, 448/2048, 448/2048).
+_OPTIM = {1: dict(lr=2e-4, min_lr=1e-6, warmup=500, steps=50_000, vit_lr_decay=0.95),
+          2: dict(lr=5e-5, min_lr=1e-5, warmup=400, steps=19_000, vit_lr_decay=1.0),
+          3: dict(lr=1e-5, min_lr=1e-6, warmup=3000, steps=8_000, vit_lr_decay=1.0)}
+STAGES = {n: {**_OPTIM[n], **STAGE_SETTINGS[n]} for n in _OPTIM}
+
+
+def check_settings(cfg: ModelConfig, hp: dict, stage: int):
+    """Settings that must agree, checked against the model config before anything is built."""
+    seq_len, image_size = int(hp["seq_len"]), int(hp["image_size"])
+    limit = cfg.llm.max_position_embeddings
+    if seq_len > limit:
+        raise UsageError(f"stage {stage}: sequence length {seq_len} exceeds the model's "
+                         f"max_position_embeddings {limit}; lower --seq-len or use a model config with more")
+    if seq_len < cfg.adapter.num_queries + 3:
+        raise UsageError(f"stage {stage}: sequence length {seq_len} cannot hold one image "
+                         f"({cfg.adapter.num_queries} image tokens + <img></img> + one text token)")
+    if image_size <= 0 or image_size % cfg.vision.patch_size:
+        raise UsageError(f"stage {stage}: image size {image_size} is not a positive multiple of the "
+                         f"patch size {cfg.vision.patch_size}")
 
 
 def check_resume(meta: dict, a: argparse.Namespace, hp: dict, out: Path):
@@ -190,6 +207,7 @@ def train(a: argparse.Namespace) -> list[dict]:
     if not tok_dir:
         raise UsageError("--tokenizer DIR is needed when starting without --init")
     tokenizer = load_tokenizer(tok_dir)
+    check_settings(cfg, hp, a.stage)
     encoder = TextEncoder(tokenizer, cfg.adapter.num_queries)
     torch.manual_seed(a.seed)  # the same seed builds the same initial model
     model = QwenVL(cfg, hp["image_size"], len(tokenizer), encoder.pad_img)

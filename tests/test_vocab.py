@@ -67,3 +67,23 @@ def test_no_module_keeps_a_copy_of_the_shared_lists():
             text = path.read_text(encoding="utf-8")
             copies += [f"{path.relative_to(ROOT)}: {p.pattern}" for p in patterns if p.search(text)]
     assert not copies, copies
+
+
+def test_stage_settings_checked_against_the_model_config():
+    """The one definition of sequence length / image size feeds the trainer, which checks it against
+    the model's max_position_embeddings and patch size before building anything."""
+    from qwenvl_data.errors import UsageError
+    from qwenvl_data.model.config import load_config
+    from qwenvl_data.model.train import STAGES, check_settings
+
+    cfg = load_config("tiny")
+    for stage, settings in vocab.STAGE_SETTINGS.items():
+        assert {k: STAGES[stage][k] for k in settings} == settings
+        check_settings(cfg, STAGES[stage], stage)  # the defaults agree with the shipped configs
+    too_long = {**STAGES[2], "seq_len": cfg.llm.max_position_embeddings + 1}
+    with pytest.raises(UsageError, match="exceeds the model's max_position_embeddings"):
+        check_settings(cfg, too_long, 2)
+    with pytest.raises(UsageError, match="cannot hold one image"):
+        check_settings(cfg, {**STAGES[1], "seq_len": cfg.adapter.num_queries}, 1)
+    with pytest.raises(UsageError, match="multiple of the patch size"):
+        check_settings(cfg, {**STAGES[1], "image_size": 225}, 1)
