@@ -47,6 +47,32 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=int, help="images per inference batch")
 
 
+def check_weights_file(path: str, key: str) -> None:
+    """A weights file is checked here, not first inside a Ray actor (whose death would hide the reason):
+    a zip-format torch file loads lazily (mmap, weights only), a .safetensors opens, a legacy torch file
+    is a pickle stream; anything else is a usage error."""
+    import zipfile
+
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors import safe_open
+
+            with safe_open(path, "pt"):
+                return
+        if zipfile.is_zipfile(path):
+            import torch
+
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            return
+        with open(path, "rb") as f:
+            legacy = f.read(1) == b"\x80"
+    except Exception as e:  # noqa: BLE001 - whatever the loader says, the file is unusable
+        raise UsageError(f"{key} {path}: not a loadable weights file ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:160]})") from None
+    if not legacy:
+        raise UsageError(f"{key} {path}: not a PyTorch (.pt/.bin) or .safetensors weights file")
+
+
 def settings(args) -> dict:
     cfg = load_section("clip_score", args.config)
     for flag, key in (("model", "model"), ("checkpoint", "checkpoint"), ("batch_size", "batch_size")):
@@ -58,6 +84,8 @@ def settings(args) -> dict:
     for key in ("checkpoint", "zh_checkpoint"):
         if cfg.get(key) and not os.path.isfile(cfg[key]):
             raise UsageError(f"{key} {cfg[key]}: no such file")
+        if cfg.get(key):
+            check_weights_file(cfg[key], key)
     if cfg.get("zh_model") and not cfg.get("zh_checkpoint"):
         raise UsageError(f"zh_model {cfg['zh_model']} needs zh_checkpoint")
     from qwenvl_data.clip import model_config

@@ -169,6 +169,9 @@ CASES = [
     ("clip-score-config-wrong-type", lambda t, w: QD + ["clip-score", "--input", str(t), "--output", str(t / "o"),
                                                           "--config", yaml(t, "clip_score: {batch_size: many}")],
      2, "batch_size"),
+    ("clip-score-checkpoint-not-weights", lambda t, w: QD + ["clip-score", "--input", str(t), "--output",
+                                                               str(t / "o"), "--checkpoint",
+                                                               str(_text_file(t / "w.pt"))], 2, "weights file"),
     ("report-in-progress", lambda t, w: QD + ["report", str(_in_progress(t))], 1, "unfinished output"),
     ("report-summary-wrong-type", lambda t, w: QD + ["report", str(_write(
         t / "r/download.json", b'{"stage": "download", "in": "many", "samples": 2}').parent)], 1, "'in' must be"),
