@@ -293,3 +293,19 @@ def test_tasks_rerun_with_fewer_inputs_leaves_no_stale_shard(data, tmp_path):
     wids = json.loads((tmp_path / "out" / "wids-index.json").read_text())
     assert [e["url"] for e in wids["shardlist"]] == tars
     assert sum(1 for t in tars for _ in iter_tar_samples(tmp_path / "out" / t)) == second["out"]
+
+
+def test_stage1_rejects_absurd_recorded_sizes(tmp_path):
+    """A pair sample whose json records a width of 1e300 or a height of -5 is counted as bad_image_size,
+    and the good samples beside it are kept."""
+    sizes = [(640, 480), (1e300, 480), (640, -5), (640.5, 480), ("wide", 480), (320, 240)]
+    with ShardWriter(tmp_path / "pairs", 0, "") as w:
+        for i, (width, height) in enumerate(sizes):
+            w.add(f"{i:05d}", {"jpg": JPEG, "txt": "a square", "json": {
+                "schema": "sample", "uid": f"laion:{i}", "source": "laion", "caption": f"a square {i}",
+                "lang": "en", "width": width, "height": height}})
+        w.close()
+    shards("--stage", 1, "--all", "--input", tmp_path / "pairs", "--output", tmp_path / "o")
+    samples, index = read_out(tmp_path / "o")
+    assert index["rejected"] == {"bad_image_size": 4}
+    assert sorted(o["uid"] for o, _ in samples) == ["laion:0", "laion:5"]

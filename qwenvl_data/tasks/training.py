@@ -52,6 +52,21 @@ def image_ext(exts) -> str | None:
     return next((e for e in sorted(exts) if e != "json" and is_image_ext(e)), None)
 
 
+_MAX_SIDE = 1 << 20  # far above any real image side; also what a 32-bit cast downstream can hold
+
+
+def _bad_size(meta: dict) -> str | None:
+    """The sample's recorded width/height, when present, must be whole numbers of pixels in range."""
+    for key in ("width", "height", "original_width", "original_height"):
+        v = meta.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or not (1 <= v <= _MAX_SIDE) \
+                or int(v) != v:
+            return f"{key}={v!r} is not a pixel count in 1..{_MAX_SIDE}"
+    return None
+
+
 def scan_pairs(path: Path):
     """Stage 1: caption records from a pair shard, grouped by source."""
     for pos, (key, exts, meta) in enumerate(scan_tar(path)):
@@ -64,6 +79,8 @@ def scan_pairs(path: Path):
             yield Reject(uid, "unknown_lang", str(meta.get("lang")))
         elif not str(meta.get("caption") or "").strip():
             yield Reject(uid, "empty_caption")
+        elif (bad := _bad_size(meta)) is not None:
+            yield Reject(uid, "bad_image_size", bad)
         else:
             src = str(meta.get("source") or "unknown")
             yield Record(src, src, meta["lang"], uid, path, pos, key, {"ext": image_ext(exts)})
