@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from bench_io import write_result
+from PIL import Image
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -36,7 +36,7 @@ def make_shards(root: Path, n: int, per_shard: int = 256) -> list[bytes]:
     rng = np.random.default_rng(0)
     images = []
     yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
-    for i in range(n):
+    for _ in range(n):
         a, b = rng.uniform(0.005, 0.05, 2)
         rgb = np.stack([np.sin(xx * a), np.cos(yy * b), np.sin((xx + yy) * a)], -1) * 127 + 128
         buf = io.BytesIO()

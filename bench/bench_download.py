@@ -26,8 +26,8 @@ from threading import Thread
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 from bench_io import write_result
+from PIL import Image
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -69,10 +69,10 @@ def serve(images: list[bytes]) -> ThreadingHTTPServer:
 
 
 def run_img2dataset(inp: Path, out: Path) -> float:
-    code = ("import img2dataset; img2dataset.download(url_list=%r, input_format='parquet', url_col='url', "
-            "caption_col='caption', output_folder=%r, output_format='webdataset', image_size=512, "
+    code = (f"import img2dataset; img2dataset.download(url_list={str(inp)!r}, input_format='parquet', url_col='url', "
+            f"caption_col='caption', output_folder={str(out)!r}, output_format='webdataset', image_size=512, "
             "resize_mode='keep_ratio', resize_only_if_bigger=True, processes_count=2, thread_count=16, "
-            "number_sample_per_shard=10000, enable_wandb=False, extract_exif=False)" % (str(inp), str(out)))
+            "number_sample_per_shard=10000, enable_wandb=False, extract_exif=False)")
     t = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     return time.perf_counter() - t

@@ -16,11 +16,11 @@ from argparse import Namespace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from bench_io import write_result
 from make_task_fixtures import _put, jpeg  # noqa: E402
 
 from qwenvl_data.pipelines import shards  # noqa: E402
 from qwenvl_data.pipelines.tasks import convert_dataset  # noqa: E402
-from bench_io import write_result
 
 
 def make_vg(d: Path, n_images: int, n_regions: int):

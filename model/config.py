@@ -60,7 +60,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         try:
             return cls(name=d.get("name", "custom"), vision=VisionConfig(**d.get("vision", {})),
                        adapter=AdapterConfig(**d.get("adapter", {})), llm=LLMConfig(**d.get("llm", {})))

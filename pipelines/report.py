@@ -219,7 +219,10 @@ def render_html(md: str, png: Path) -> str:
     def flush():
         if table:
             head, rows = table[0], table[2:]
-            cells = lambda r, tag: "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>" for c in r.strip("|").split("|"))
+
+            def cells(r, tag):
+                return "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>" for c in r.strip("|").split("|"))
+
             body.append("<table><tr>" + cells(head, "th") + "</tr>"
                         + "".join("<tr>" + cells(r, "td") + "</tr>" for r in rows) + "</table>")
             table.clear()

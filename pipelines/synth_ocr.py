@@ -209,8 +209,8 @@ def merge_funnel(parts: list[dict]) -> dict:
 
 def _check_inputs(args, cfg: dict):
     """Fail fast, in the parent, on a bad --corpus / --fonts / --backgrounds (one clear line)."""
-    from qwenvl_data.ocr.fonts import fonts_for
     from qwenvl_data.ocr.corpus import load_corpus
+    from qwenvl_data.ocr.fonts import fonts_for
 
     langs = ["en", "zh"] if args.lang == "both" else [args.lang]
     if args.num:

@@ -64,7 +64,7 @@ def clip_box(x1: float, y1: float, x2: float, y2: float, width: float, height: f
 
 def box_to_bins(box: Sequence[float], width: float, height: float) -> tuple[int, int, int, int]:
     """Pixel [x1,y1,x2,y2] (clipped, validated) -> (x1,y1,x2,y2) bins."""
-    x1, y1, x2, y2 = clip_box(*box, width, height)
+    x1, y1, x2, y2 = clip_box(box[0], box[1], box[2], box[3], width, height)
     bins = (normalise(x1, width), normalise(y1, height), normalise(x2, width), normalise(y2, height))
     if bins[2] <= bins[0] or bins[3] <= bins[1]:
         raise BoxError("degenerate_box", f"box {tuple(box)} in a {width}x{height} image has zero width or "
@@ -119,7 +119,7 @@ def parse_refs(text: str) -> list[dict]:
     A box or quad belongs to the nearest `<ref>` before it (the official drawing keeps that ref's
     colour for it); a box that is not four integers is skipped (the official parser fails on it)."""
     out: list[dict] = []
-    current = None
+    current: dict | None = None
     for m in _TAG_RE.finditer(text):
         tag, body = m.group(1), m.group(2)
         if tag == "ref":

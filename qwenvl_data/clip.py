@@ -29,7 +29,7 @@ TINY_CONFIG = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def register_tiny() -> None:
     """Make `qwenvl-tiny-clip` a known open_clip model name in this process."""
     import open_clip

@@ -164,7 +164,8 @@ _TURN_RE = re.compile(re.escape(IM_START) + r"(system|user|assistant)\n(.*?)" + 
 def chat_turns(text: str) -> tuple[str | None, list[tuple[str, str]]]:
     """The inverse of `chat_segments` (on the joined text): (system or None, [(role, content)]).
     Raises ValueError when the text is not a whole number of ChatML turns."""
-    system, turns, pos = None, [], 0
+    system, pos = None, 0
+    turns: list[tuple[str, str]] = []
     for m in _TURN_RE.finditer(text):
         if m.start() != pos:
             break

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from .errors import QwenVLDataError
 
-
 # The summary file each stage writes into its output folder (one place; `report` reads the `stage` key).
 SUMMARY_FILES = {"filter": "funnel.json", "download": "download.json", "clip-score": "clip.json",
                  "synth-ocr": "synth_ocr.json"}

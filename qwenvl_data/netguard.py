@@ -81,7 +81,7 @@ class AddressPolicy:
             raise Refused(f"dns_error: cannot resolve {host}: {e.strerror or e}") from None
         for info in infos:
             ip_text = info[4][0]
-            if not self.allowed(ip_text):
+            if not self.allowed(str(ip_text)):
                 raise Refused(f"refused_address: {host} resolves to {ip_text}, which is not a public "
                               f"address and not in --allow-addresses")
         return infos
@@ -94,7 +94,7 @@ def _vetted_connection(policy: AddressPolicy, address, timeout, source_address=N
     for family, type_, proto, _, sockaddr in policy.resolve(host, port):
         sock = socket.socket(family, type_, proto)
         try:
-            if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:
+            if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
                 sock.settimeout(timeout)
             if source_address:
                 sock.bind(source_address)
@@ -171,7 +171,8 @@ def _connection_class(base, policy: AddressPolicy):
                 self.response_class = functools.partial(
                     response, deadline=(time.monotonic() + policy.deadline, read_timeout, policy.deadline))
             # http.client sets this per instance; every socket (and CONNECT tunnel) comes from here.
-            self._create_connection = lambda address, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, \
+            default = socket._GLOBAL_DEFAULT_TIMEOUT
+            self._create_connection = lambda address, timeout=default, \
                 source_address=None: _vetted_connection(policy, address, timeout, source_address)
 
     return Guarded

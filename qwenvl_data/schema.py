@@ -13,7 +13,7 @@ import fastjsonschema
 import jsonschema
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_schema(name: str) -> dict:
     path = resources.files("qwenvl_data.schemas").joinpath(f"{name}.schema.json")
     if not path.is_file():
@@ -21,14 +21,14 @@ def load_schema(name: str) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def validator(name: str) -> jsonschema.protocols.Validator:
     schema = load_schema(name)
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled(name: str):
     # fastjsonschema compiles the schema to Python code: ~20x faster than jsonschema on OCR samples with
     # hundreds of quads. jsonschema (the reference) is consulted only to word the error of a bad sample.

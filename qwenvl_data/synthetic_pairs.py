@@ -73,7 +73,7 @@ def generate(n: int, seed: int = 0, dup_rate: float = 0.05) -> pa.Table:
     hosts = np.array(["img.example.com", "cdn.example.org", "photos.example.net", "static.example.cn"])
     urls = [f"https://{hosts[j % 4]}/images/{j:09d}.jpg" for j in ids]
     badmeta = rng.random(n) < 0.01
-    for i in np.flatnonzero(badmeta):
+    for i in np.flatnonzero(badmeta).tolist():
         urls[i] = ["", "ftp://example.com/x.jpg", "not a url", "data:image/png;base64,AAAA"][i % 4]
     return pa.table({"URL": urls, "TEXT": captions, "WIDTH": width.round(), "HEIGHT": height.round(),
                      "similarity": sim})

@@ -23,11 +23,15 @@ class _Payload:
 
 
 def test_rng_state_is_json_and_round_trips():
-    random.seed(1); np.random.seed(2); torch.manual_seed(3)
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
     state = checkpoint.rng_state()
     text = json.dumps(state)  # plain JSON, nothing else
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
-    random.seed(9); np.random.seed(9); torch.manual_seed(9)
+    random.seed(9)
+    np.random.seed(9)
+    torch.manual_seed(9)
     checkpoint.set_rng_state(json.loads(text))
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
 

@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from test_download_netguard import serve
 
 from qwenvl_data.schema import first_error
-from test_download_netguard import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "qwenvl_data.pipelines.cli"]
@@ -114,7 +114,7 @@ def test_every_pair_ends_where_the_rules_say(run_cases):
 def test_samples_carry_checked_metadata(run_cases):
     out, cases, uids = run_cases["out"], run_cases["cases"], run_cases["uids"]
     params = {uid: c[2] for uid, c in zip(uids, cases) if c[2]}
-    for key, files in tar_samples(out).items():
+    for files in tar_samples(out).values():
         meta = json.loads(files["json"])
         assert first_error("sample", meta) is None, meta
         w, h, seed, mode, fmt = params[meta["uid"]]

@@ -110,6 +110,7 @@ def test_packed_stage2_rows_exact(encoder, tmp_path):
 def _caption_sample():
     """A valid stage-1 caption sample json and its JPEG."""
     import random
+
     from qwenvl_data.model.fixtures import draw_scene
     good = {"schema": "train", "stage": 1, "task": "caption",
             "segments": [{"text": "<img>img0.jpg</img>Generate the caption in English:", "loss": False},

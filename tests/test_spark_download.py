@@ -17,7 +17,7 @@ from test_download_job import download, servers, tar_samples, write_pairs  # noq
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="needs Java 17+ (make setup installs it)")
 
 
-def test_spark_engine_matches_local(servers, tmp_path):
+def test_spark_engine_matches_local(servers, tmp_path):  # noqa: F811 (the imported fixture)
     allowed, blocked = servers
     u = allowed.base
     urls = [f"{u}/img/s{i}.jpg?w={320 + 8 * i}&h=260&seed={i}" for i in range(6)]

@@ -118,7 +118,7 @@ def noise(rng: np.random.Generator, img: np.ndarray, sigma: float) -> np.ndarray
     h, w = img.shape[:2]
     side = (max(h, w) // 256 + 2) * 256
     y, x = (int(v) for v in rng.integers(0, side - max(h, w) + 1, 2))
-    n = cv2.multiply(_noise_tile(side)[y:y + h, x:x + w], float(sigma))
+    n = cv2.multiply(_noise_tile(side)[y:y + h, x:x + w], float(sigma))  # type: ignore[call-overload]
     return cv2.add(img, cv2.merge([n, n, n]), dtype=cv2.CV_8U)
 
 

@@ -126,7 +126,10 @@ class HtmlRenderer:
             return uid, None, None, "render_failed"
         finally:
             page.close()
-        image = cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+        if decoded is None:
+            return uid, None, None, "render_failed"
+        image = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
         h, w = image.shape[:2]
         sample, text, _ = real_sample(uid, source, w, h, group_lines(chars), {"file": name or path.name})
         reason = page_reason(text, w, h, self.cfg, self.ranges) or (None if sample["lines"] else "no_text_lines")

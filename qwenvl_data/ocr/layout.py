@@ -86,9 +86,9 @@ class Measure:
     def _token(self, tok: str) -> tuple[float, float, float, float, float]:
         pen, left, top, right, bottom = 0.0, float("inf"), 0.0, float("-inf"), 0.0
         for c in tok:
-            adv, l, t, r, b = self.char(c)
-            if r > l:
-                left, right = min(left, pen + l), max(right, pen + r)
+            adv, lft, t, r, b = self.char(c)
+            if r > lft:
+                left, right = min(left, pen + lft), max(right, pen + r)
                 top, bottom = min(top, t), max(bottom, b)
             pen += adv
         if right < left:

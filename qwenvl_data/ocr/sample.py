@@ -29,7 +29,7 @@ def quads_to_bins(quads: np.ndarray, width: int, height: int):
 
 
 def ocr_sample(uid: str, source: str, lang: str, width: int, height: int, lines: list[dict],
-               extra: dict | None = None) -> tuple[dict, int]:
+               extra: dict | None = None) -> tuple[dict, dict[str, int]]:
     """`lines`: [{'text', 'quad': (4,2) px, 'words': [{'text', 'quad'}], ...extra keys kept}].
     Returns (sample json, counts of what was left out: lines outside the image `lines_outside_image`,
     lines `degenerate_box`, words `degenerate_word_box`; a word outside the image is left out uncounted)."""

@@ -91,12 +91,12 @@ class ShardWriter:
                  parquet_schema: pa.Schema | None = None):
         # An object-store output (any fsspec URL) is staged in a local temp folder and uploaded on close.
         self.remote = storage.is_remote(out_dir)
-        self.out_dir = str(out_dir) if self.remote else Path(out_dir)
-        stage = Path(tempfile.mkdtemp(prefix="qwenvl-shard-")) if self.remote else self.out_dir
+        self.out_dir: str | Path = str(out_dir) if self.remote else Path(out_dir)
+        stage = Path(tempfile.mkdtemp(prefix="qwenvl-shard-")) if self.remote else Path(out_dir)
         stage.mkdir(parents=True, exist_ok=True)
         self.name = shard_name(prefix, shard_id)
-        self.final = {ext: storage.join(out_dir, f"{self.name}{ext}") if self.remote else
-                      self.out_dir / f"{self.name}{ext}" for ext in (".tar", ".parquet", ".json")}
+        self.final: dict[str, Any] = {ext: storage.join(out_dir, f"{self.name}{ext}") if self.remote else
+                                      Path(out_dir) / f"{self.name}{ext}" for ext in (".tar", ".parquet", ".json")}
         self.tmp = {ext: stage / f".tmp-{os.getpid()}-{self.name}{ext}" for ext in self.final}
         self._tar = tarfile.open(self.tmp[".tar"], "w", format=tarfile.USTAR_FORMAT)
         self._rows: list[dict] = []
@@ -128,7 +128,7 @@ class ShardWriter:
         self._rows.append(dict(row) if row is not None else {"key": key})
         self.count += 1
 
-    def close(self, stats: Mapping[str, Any] | None = None) -> Path:
+    def close(self, stats: Mapping[str, Any] | None = None) -> Any:  # the .tar: a Path, or a URL on a store
         self._tar.close()
         table = pa.Table.from_pylist(self._rows, schema=self._schema) if self._rows or self._schema \
             else pa.table({"key": pa.array([], pa.string())})

@@ -70,7 +70,7 @@ def _bad_size(meta: dict) -> str | None:
 def scan_pairs(path: Path):
     """Stage 1: caption records from a pair shard, grouped by source."""
     for pos, (key, exts, meta) in enumerate(scan_tar(path)):
-        uid = meta.get("uid") if isinstance(meta, dict) and meta.get("uid") else f"{path.name}:{key}"
+        uid = str(meta["uid"]) if isinstance(meta, dict) and meta.get("uid") else f"{path.name}:{key}"
         if not isinstance(meta, dict):
             yield Reject(uid, "bad_json" if meta else "missing_json")
         elif image_ext(exts) is None:
@@ -89,7 +89,7 @@ def scan_pairs(path: Path):
 def scan_tasks(path: Path):
     """Stage 2/3: task-sample records (schema task/ocr), grouped by task."""
     for pos, (key, exts, meta) in enumerate(scan_tar(path)):
-        uid = meta.get("uid") if isinstance(meta, dict) and meta.get("uid") else f"{path.name}:{key}"
+        uid = str(meta["uid"]) if isinstance(meta, dict) and meta.get("uid") else f"{path.name}:{key}"
         if not isinstance(meta, dict):
             yield Reject(uid, "bad_json" if meta else "missing_json")
             continue
