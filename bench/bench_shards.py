@@ -12,7 +12,6 @@ import random
 import sys
 import tempfile
 import time
-from argparse import Namespace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -53,8 +52,9 @@ def main():
         t0 = time.perf_counter()
         stats = convert_dataset("vg", tmp / "vg", tmp / "tasks" / "vg")
         t_tasks = time.perf_counter() - t0
-        args = Namespace(stage=2, input=[str(tmp / "tasks")], output=str(tmp / "s2"), config=None, tokenizer=None,
-                         num_samples=None, all=True, shard_size=None, seed=None)
+        parser = argparse.ArgumentParser()
+        shards.add_arguments(parser)  # the command's own defaults: the bench follows new options
+        args = parser.parse_args(["--stage", "2", "--input", str(tmp / "tasks"), "--output", str(tmp / "s2"), "--all"])
         t0 = time.perf_counter()
         shards.run(args)
         t_shards = time.perf_counter() - t0
