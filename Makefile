@@ -21,7 +21,7 @@ TOKENIZER ?= $(OUT)/tokenizer
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make setup | demo | test | bench | filter | download | clip-score | synth-ocr | tasks | shards | train STAGE=N"
+	@echo "make setup | demo | test | lint | bench | filter | download | clip-score | synth-ocr | tasks | shards | train STAGE=N"
 
 $(STAMP): pyproject.toml
 	bash scripts/setup.sh $(PYTHON) $(VENV)

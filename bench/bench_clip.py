@@ -12,6 +12,7 @@ The job also runs on 4x the images; the difference gives the steady-state rate (
 forward alone) apart from the fixed start-up of actors (torch import, model load).
 With the tiny model, decode dominates; with ViT-B-32 and up the forward does (see bench_clip_gpu.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,10 +47,16 @@ def make_shards(root: Path, n: int, per_shard: int = 256) -> list[bytes]:
         with ShardWriter(root, s // per_shard, prefix="") as w:
             for i in range(s, min(n, s + per_shard)):
                 key = f"{s // per_shard:06d}{i:05d}"
-                meta = {"schema": "sample", "uid": f"b:{i}", "source": "laion", "lang": "en",
-                        "caption": f"a picture number {i}", "status": "success", "key": key}
-                w.add(key, {"jpg": images[i], "txt": meta["caption"], "json": meta},
-                      {"key": key, "status": "success"})
+                meta = {
+                    "schema": "sample",
+                    "uid": f"b:{i}",
+                    "source": "laion",
+                    "lang": "en",
+                    "caption": f"a picture number {i}",
+                    "status": "success",
+                    "key": key,
+                }
+                w.add(key, {"jpg": images[i], "txt": meta["caption"], "json": meta}, {"key": key, "status": "success"})
             w.close()
     return images
 
@@ -80,7 +87,7 @@ def main():
         scorer.scores(pixels[:8], captions[:8])  # warm-up
         t = time.perf_counter()
         for s in range(0, a.images, a.batch):
-            scorer.scores(pixels[s:s + a.batch], captions[s:s + a.batch])
+            scorer.scores(pixels[s : s + a.batch], captions[s : s + a.batch])
         forward_s = time.perf_counter() - t
 
         import ray
@@ -94,8 +101,21 @@ def main():
 
         def end_to_end(folder: Path) -> float:
             t = time.perf_counter()
-            code = cli.main(["clip-score", "--input", str(folder), "--output", str(folder) + "-clip",
-                             "--model", clip.TINY, "--checkpoint", str(ckpt), "--config", str(cfg)])
+            code = cli.main(
+                [
+                    "clip-score",
+                    "--input",
+                    str(folder),
+                    "--output",
+                    str(folder) + "-clip",
+                    "--model",
+                    clip.TINY,
+                    "--checkpoint",
+                    str(ckpt),
+                    "--config",
+                    str(cfg),
+                ]
+            )
             assert code == 0
             return time.perf_counter() - t
 
@@ -107,16 +127,21 @@ def main():
         marginal = 3 * a.images / max(e2e4_s - e2e_s, 1e-9)
         ray.shutdown()
         result = {
-            "images": a.images, "model": clip.TINY, "batch": a.batch,
+            "images": a.images,
+            "model": clip.TINY,
+            "batch": a.batch,
             "forward_images_per_s_1core": round(a.images / forward_s, 1),
             "preprocess_images_per_s_1core": round(a.images / preprocess_s, 1),
             "end_to_end_images_per_s": round(a.images / e2e_s, 1),
             "end_to_end_images_per_s_per_core": round(a.images / e2e_s / 2, 1),
             "overhead_ratio_e2e_over_forward": round(e2e_s / forward_s, 2),
-            "steady_images_per_s": round(marginal, 1), "steady_images_per_s_per_core": round(marginal / 2, 1),
+            "steady_images_per_s": round(marginal, 1),
+            "steady_images_per_s_per_core": round(marginal / 2, 1),
             "steady_overhead_ratio": round((1 / marginal) / (forward_s / a.images), 2),
             "fixed_startup_s": round(e2e_s - a.images / marginal, 2),
-            "ray_init_s": round(ray_init_s, 2), "end_to_end_s": round(e2e_s, 2), "forward_s": round(forward_s, 3),
+            "ray_init_s": round(ray_init_s, 2),
+            "end_to_end_s": round(e2e_s, 2),
+            "forward_s": round(forward_s, 3),
             "cpus": 2,
         }
     finally:

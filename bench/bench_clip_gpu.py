@@ -10,6 +10,7 @@ Weights are random (nothing is downloaded): the speed of a network does not depe
 Without CUDA it prints a note and exits 0. Anchors: Data-Juicer ~150 images/s (ViT-B/32, its issue
 #199); NeMo Curator's CI floor 900 images/s on 8 GPUs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,14 @@ def bench(name: str, batch: int, iters: int) -> dict:
 
     model_s = timed(model_only, iters)
     scorer_s = timed(lambda: scorer.scores(pixels_host, captions), iters)
-    return {"model": name, "batch": batch, "precision": "bf16", "device": torch.cuda.get_device_name(0),
-            "model_images_per_s": round(batch / model_s, 1), "scorer_images_per_s": round(batch / scorer_s, 1)}
+    return {
+        "model": name,
+        "batch": batch,
+        "precision": "bf16",
+        "device": torch.cuda.get_device_name(0),
+        "model_images_per_s": round(batch / model_s, 1),
+        "scorer_images_per_s": round(batch / scorer_s, 1),
+    }
 
 
 def main():

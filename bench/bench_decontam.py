@@ -5,6 +5,7 @@ Hamming search of those hashes against a benchmark-sized set of evaluation hashe
 
 Images: JPEGs of 640x480 (COCO-sized) and 256x256 (img2dataset's default output), photo-like noise.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -6,6 +6,7 @@ Writes SHARDS stage-3 shards of PER_SHARD one-picture, one-exchange chats (64x48
 them; peak RSS is measured in a child process that only exports, at 1 shard and at SHARDS shards
 (flat memory: the two agree however many samples there are).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,15 +35,30 @@ print(time.time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 def write_shards(d: Path, shards: int, per: int):
     buf = io.BytesIO()
     Image.new("RGB", (64, 48), (90, 90, 90)).save(buf, "JPEG")
-    turns = [("user", formats.picture_prefix(["img0.jpg"]) + "What is in the picture?"),
-             ("assistant", "A grey square.")]
+    turns = [
+        ("user", formats.picture_prefix(["img0.jpg"]) + "What is in the picture?"),
+        ("assistant", "A grey square."),
+    ]
     segs = formats.chat_segments(turns)
     for s in range(shards):
         with ShardWriter(d, s, "stage3") as w:
             for i in range(per):
-                w.add(f"{s * per + i:09d}", {"img0.jpg": buf.getvalue(), "json": {
-                    "schema": "train", "uid": f"u{s}-{i}", "stage": 3, "task": "chat", "lang": "en", "source": "b",
-                    "images": ["img0.jpg"], "segments": segs}})
+                w.add(
+                    f"{s * per + i:09d}",
+                    {
+                        "img0.jpg": buf.getvalue(),
+                        "json": {
+                            "schema": "train",
+                            "uid": f"u{s}-{i}",
+                            "stage": 3,
+                            "task": "chat",
+                            "lang": "en",
+                            "source": "b",
+                            "images": ["img0.jpg"],
+                            "segments": segs,
+                        },
+                    },
+                )
             w.close()
 
 
@@ -66,10 +82,18 @@ def main(argv=None):
         seconds, rss_big = export(big, Path(tmp) / "outN")
         n = a.shards * a.per_shard
         json_bytes = sum(f.stat().st_size for f in (Path(tmp) / "outN").glob("*.json"))
-        write_result(a.out, {"bench": "export", "samples": n, "seconds": round(seconds, 2),
-                             "samples_per_s": round(n / seconds), "peak_rss_mb_1_shard": round(rss_small),
-                             f"peak_rss_mb_{a.shards}_shards": round(rss_big),
-                             "json_mb": round(json_bytes / 2**20, 1)})
+        write_result(
+            a.out,
+            {
+                "bench": "export",
+                "samples": n,
+                "seconds": round(seconds, 2),
+                "samples_per_s": round(n / seconds),
+                "peak_rss_mb_1_shard": round(rss_small),
+                f"peak_rss_mb_{a.shards}_shards": round(rss_big),
+                "json_mb": round(json_bytes / 2**20, 1),
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Shared by the bench scripts (run as `python bench/<name>.py`, so this folder is on sys.path)."""
+
 from __future__ import annotations
 
 import json

@@ -9,6 +9,7 @@ parameters trained (stage 2, 448 px). MFU = model FLOPs / step time / the GPU's 
 model FLOPs = 6 x params x tokens (LLM and ViT) + the attention matmuls (causal LLM, full ViT).
 Target: >= 40% on an H100. Exits 0 with a note when there is no GPU. About 2 minutes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12, "A800": 312e12, "L40S": 362e12,
-             "B200": 2250e12}
+PEAK_BF16 = {
+    "H100": 989e12,
+    "H200": 989e12,
+    "H800": 989e12,
+    "A100": 312e12,
+    "A800": 312e12,
+    "L40S": 362e12,
+    "B200": 2250e12,
+}
 
 
 def peak_flops(name: str) -> float | None:
@@ -69,10 +77,11 @@ def main(argv=None):
     for r in range(b):  # k images per row, spaced out, like a packed stage-2 row
         for i in range(k):
             start = i * (t // k)
-            ids[r, start:start + q] = pad_id
+            ids[r, start : start + q] = pad_id
     labels = ids.masked_fill(ids == pad_id, -100)
-    images = normalise(torch.randint(0, 255, (b * k, a.image_size, a.image_size, 3), device=dev,
-                                     dtype=torch.uint8, generator=g))
+    images = normalise(
+        torch.randint(0, 255, (b * k, a.image_size, a.image_size, 3), device=dev, dtype=torch.uint8, generator=g)
+    )
 
     n_llm = sum(p.numel() for p in model.llm.parameters())
     n_vit = sum(p.numel() for p in model.visual.parameters())
@@ -83,10 +92,14 @@ def main(argv=None):
     # The vocabulary projection runs only on labelled positions (qwenvl.next_token_loss): count it there.
     n_head = model.llm.get_output_embeddings().weight.numel()
     labelled = int((labels[:, 1:] != -100).sum())
-    flops = (6 * (n_llm - n_head) * b * t + 6 * n_head * labelled
-             + 6 * L * d * t * t * b  # LLM matmuls + causal attention (half of 12*L*d*t^2)
-             + 6 * n_vit * b * k * patches + 12 * Lv * dv * patches ** 2 * b * k  # ViT, full attention
-             + 6 * n_adapter * b * k * q)
+    flops = (
+        6 * (n_llm - n_head) * b * t
+        + 6 * n_head * labelled
+        + 6 * L * d * t * t * b  # LLM matmuls + causal attention (half of 12*L*d*t^2)
+        + 6 * n_vit * b * k * patches
+        + 12 * Lv * dv * patches**2 * b * k  # ViT, full attention
+        + 6 * n_adapter * b * k * q
+    )
 
     def step():
         with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -107,11 +120,26 @@ def main(argv=None):
     dt = (time.perf_counter() - t0) / a.steps
     name = torch.cuda.get_device_name()
     peak = peak_flops(name)
-    print(json.dumps({"bench": "mfu", "device": name, "config": a.config, "params_b": round((n_llm + n_vit + n_adapter) / 1e9, 3),
-                      "batch": b, "seq_len": t, "images": b * k, "image_size": a.image_size, "compile": a.compile,
-                      "step_s": round(dt, 4), "tokens_per_s": round(b * t / dt), "tflops": round(flops / dt / 1e12, 1),
-                      "mfu": round(flops / dt / peak, 4) if peak else None,
-                      "max_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 1)}))
+    print(
+        json.dumps(
+            {
+                "bench": "mfu",
+                "device": name,
+                "config": a.config,
+                "params_b": round((n_llm + n_vit + n_adapter) / 1e9, 3),
+                "batch": b,
+                "seq_len": t,
+                "images": b * k,
+                "image_size": a.image_size,
+                "compile": a.compile,
+                "step_s": round(dt, 4),
+                "tokens_per_s": round(b * t / dt),
+                "tflops": round(flops / dt / 1e12, 1),
+                "mfu": round(flops / dt / peak, 4) if peak else None,
+                "max_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 1),
+            }
+        )
+    )
     return 0
 
 

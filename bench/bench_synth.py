@@ -8,6 +8,7 @@ over shards: plus tar + parquet writing) on a process pool, wall clock / cores. 
 (synthtiger 1.2.1) measured on this kind of machine: 0.63 (en) and 1.07 (zh) pages/s per core
 (shared/ANCHORS.md), without line or word boxes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,22 +35,34 @@ def bench_render(lang: str, pages: int, cfg: dict) -> dict:
         _, sample, _ = render_page(cfg, res, 1, i)
         lines += len(sample["lines"])
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    return {"pages": pages, "seconds": round(wall, 2), "pages_per_s_per_core": round(pages / wall, 2),
-            "pages_per_cpu_second": round(pages / cpu, 2), "lines_per_page": round(lines / pages, 1)}
+    return {
+        "pages": pages,
+        "seconds": round(wall, 2),
+        "pages_per_s_per_core": round(pages / wall, 2),
+        "pages_per_cpu_second": round(pages / cpu, 2),
+        "lines_per_page": round(lines / pages, 1),
+    }
 
 
 def bench_job(lang: str, pages: int, cfg: dict, workers: int) -> dict:
     with tempfile.TemporaryDirectory() as out:
         size = max(1, pages // (2 * workers))
-        jobs = [ShardJob("synth", f"synthdog-{lang}", i, out, cfg, lang=lang, seed=2, first=s,
-                         count=min(size, pages - s)) for i, s in enumerate(range(0, pages, size))]
+        jobs = [
+            ShardJob("synth", f"synthdog-{lang}", i, out, cfg, lang=lang, seed=2, first=s, count=min(size, pages - s))
+            for i, s in enumerate(range(0, pages, size))
+        ]
         start = time.perf_counter()
         run_jobs(jobs, "local", workers, None)
         wall = time.perf_counter() - start
         mb = sum(p.stat().st_size for p in Path(out).glob("*.tar")) / 1e6
-    return {"pages": pages, "workers": workers, "seconds": round(wall, 2),
-            "pages_per_s": round(pages / wall, 2), "pages_per_s_per_core": round(pages / wall / workers, 2),
-            "mb_written": round(mb, 1)}
+    return {
+        "pages": pages,
+        "workers": workers,
+        "seconds": round(wall, 2),
+        "pages_per_s": round(pages / wall, 2),
+        "pages_per_s_per_core": round(pages / wall / workers, 2),
+        "mb_written": round(mb, 1),
+    }
 
 
 def main():
@@ -65,10 +78,12 @@ def main():
         per_core = r["render"]["pages_per_s_per_core"]
         r["vs_synthdog_per_core"] = round(per_core / SYNTHDOG[lang], 1)
         report["results"][lang] = r
-        print(f"{lang}: {per_core} pages/s per core (one process, {r['render']['lines_per_page']} lines/page), "
-              f"job {r['job']['pages_per_s']} pages/s on {args.workers} workers "
-              f"({r['job']['pages_per_s_per_core']}/core); SynthDoG {SYNTHDOG[lang]}/core "
-              f"-> {r['vs_synthdog_per_core']}x")
+        print(
+            f"{lang}: {per_core} pages/s per core (one process, {r['render']['lines_per_page']} lines/page), "
+            f"job {r['job']['pages_per_s']} pages/s on {args.workers} workers "
+            f"({r['job']['pages_per_s_per_core']}/core); SynthDoG {SYNTHDOG[lang]}/core "
+            f"-> {r['vs_synthdog_per_core']}x"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")

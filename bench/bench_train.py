@@ -7,6 +7,7 @@ Reports (JSON on stdout, one line per measurement):
 - loader: samples/s per worker of the stage-1 pipeline (tar read, JPEG decode, resize, tokenize, pad)
   against the floor: decoding + resizing the same JPEGs alone in one loop.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,15 @@ def bench_train(encoder, data, stage, image_size, steps, batch_size):
         if i >= 1:
             tokens, samples = tokens + b["input_ids"].numel(), samples + b["samples"]
     dt = time.perf_counter() - t0
-    return {"bench": "train", "stage": stage, "image_size": image_size, "batch_size": batch_size,
-            "threads": torch.get_num_threads(), "tokens_per_s": round(tokens / dt), "samples_per_s": round(samples / dt, 1)}
+    return {
+        "bench": "train",
+        "stage": stage,
+        "image_size": image_size,
+        "batch_size": batch_size,
+        "threads": torch.get_num_threads(),
+        "tokens_per_s": round(tokens / dt),
+        "samples_per_s": round(samples / dt, 1),
+    }
 
 
 def bench_loader(encoder, data, workers, samples):
@@ -59,8 +67,13 @@ def bench_loader(encoder, data, workers, samples):
     while n < samples:
         n += next(it)[0]["samples"]
     dt = time.perf_counter() - t0
-    return {"bench": "loader", "workers": max(1, workers), "processes": "main" if workers == 0 else "workers",
-            "samples_per_s": round(n / dt, 1), "samples_per_s_per_worker": round(n / dt / max(1, workers), 1)}
+    return {
+        "bench": "loader",
+        "workers": max(1, workers),
+        "processes": "main" if workers == 0 else "workers",
+        "samples_per_s": round(n / dt, 1),
+        "samples_per_s_per_worker": round(n / dt / max(1, workers), 1),
+    }
 
 
 def bench_decode_floor(data, samples):
@@ -89,9 +102,11 @@ def main(argv=None):
     for stage in (1, 3):
         if not (out / f"stage{stage}").exists():
             write_stage_shards(out / f"stage{stage}", stage, 256, shards=4)
-    results = [bench_train(encoder, out / "stage1", 1, 224, a.steps, 8),
-               bench_train(encoder, out / "stage3", 3, 448, a.steps, 4),
-               bench_decode_floor(out / "stage1", a.samples)]
+    results = [
+        bench_train(encoder, out / "stage1", 1, 224, a.steps, 8),
+        bench_train(encoder, out / "stage3", 3, 448, a.steps, 4),
+        bench_decode_floor(out / "stage1", a.samples),
+    ]
     for w in (0, 1, 2):
         results.append(bench_loader(encoder, out / "stage1", w, a.samples))
     for r in results:

@@ -10,6 +10,7 @@ OCR), the shuffled control trained the same way, and evaluation through `qwenvl-
 report is copied to bench/results/prove_gpu.{json,md,png}. Not yet run on a GPU: no machine was
 available when it was written; the CPU preset is the measured one (README, "make prove").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,19 +22,35 @@ import time
 from pathlib import Path
 
 PLAN = {
-    "side": 224, "image_size": 224,
-    "train_scenes": 8000, "eval_scenes": 200, "ocr_train_pages": 12000, "ocr_eval_pages": 200, "eval_per_lang": 200,
-    "model": {"name": "prove-gpu",
-              "vision": {"width": 256, "layers": 6, "head_width": 64, "mlp_ratio": 4.0, "patch_size": 14},
-              "adapter": {"num_queries": 64, "heads": 8, "query_grid": 8},
-              "llm": {"hidden_size": 384, "intermediate_size": 1024, "num_hidden_layers": 6, "num_attention_heads": 6,
-                      "num_key_value_heads": 2, "max_position_embeddings": 2048, "tie_word_embeddings": True,
-                      "initializer_range": 0.02}},
-    "vocab": 1024, "ocr_font_sizes": [28, 36],
+    "side": 224,
+    "image_size": 224,
+    "train_scenes": 8000,
+    "eval_scenes": 200,
+    "ocr_train_pages": 12000,
+    "ocr_eval_pages": 200,
+    "eval_per_lang": 200,
+    "model": {
+        "name": "prove-gpu",
+        "vision": {"width": 256, "layers": 6, "head_width": 64, "mlp_ratio": 4.0, "patch_size": 14},
+        "adapter": {"num_queries": 64, "heads": 8, "query_grid": 8},
+        "llm": {
+            "hidden_size": 384,
+            "intermediate_size": 1024,
+            "num_hidden_layers": 6,
+            "num_attention_heads": 6,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 2048,
+            "tie_word_embeddings": True,
+            "initializer_range": 0.02,
+        },
+    },
+    "vocab": 1024,
+    "ocr_font_sizes": [28, 36],
     # stage 1 with a small trained-from-scratch LLM frozen does little; a short one keeps the paper's order
     "stage1": {"steps": 200, "batch-size": 64, "lr": 1e-3, "min-lr": 1e-4, "warmup": 20, "seq-len": 128},
     "stage2": {"steps": 4000, "batch-size": 16, "lr": 1e-3, "min-lr": 5e-5, "warmup": 200, "seq-len": 1024},
-    "weights": {"ref_grounding": 5, "grounded_caption": 1, "ocr": 4}, "stage2_samples": 200000,
+    "weights": {"ref_grounding": 5, "grounded_caption": 1, "ocr": 4},
+    "stage2_samples": 200000,
     "threads": 4,
 }
 
@@ -56,8 +73,18 @@ def main(argv=None) -> int:
         print("prove_gpu: no CUDA device; run `make prove` for the CPU experiment", file=sys.stderr)
         return 2
     t0 = time.time()
-    cmd = [sys.executable, "-m", "qwenvl_data.pipelines.cli", "prove", "--output", str(out / "run"),
-           "--plan", str(out / "gpu_plan.json"), "--train-args", "--workers 4 --shuffle-buffer 1000"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "qwenvl_data.pipelines.cli",
+        "prove",
+        "--output",
+        str(out / "run"),
+        "--plan",
+        str(out / "gpu_plan.json"),
+        "--train-args",
+        "--workers 4 --shuffle-buffer 1000",
+    ]
     rc = subprocess.run(cmd).returncode
     if rc:
         return rc

@@ -6,6 +6,7 @@
   interpolated to the patch grid (16x16 at 224, 32x32 at 448), to the keys: the queries keep the
   layout of the image after compression.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,20 +47,19 @@ def resize_grid(pos: torch.Tensor, grid: int) -> torch.Tensor:
 class Resampler(nn.Module):
     def __init__(self, cfg: AdapterConfig, vision_width: int, out_width: int):
         super().__init__()
-        if cfg.query_grid ** 2 != cfg.num_queries:
+        if cfg.query_grid**2 != cfg.num_queries:
             raise ValueError(f"num_queries {cfg.num_queries} must be query_grid**2 ({cfg.query_grid}**2)")
         self.num_queries = cfg.num_queries
         self.query = nn.Parameter(torch.empty(cfg.num_queries, out_width))
         nn.init.trunc_normal_(self.query, std=0.02)
         # a buffer, not a parameter: fixed, and saved with the checkpoint for inspection
         self.register_buffer("pos_embed", torch.from_numpy(sincos_2d(out_width, cfg.query_grid)))
-        self.kv_proj = nn.Linear(vision_width, out_width, bias=False) if vision_width != out_width \
-            else nn.Identity()
+        self.kv_proj = nn.Linear(vision_width, out_width, bias=False) if vision_width != out_width else nn.Identity()
         self.ln_q = nn.LayerNorm(out_width, eps=1e-6)
         self.ln_kv = nn.LayerNorm(out_width, eps=1e-6)
         self.attn = nn.MultiheadAttention(out_width, cfg.heads, batch_first=True)
         self.ln_post = nn.LayerNorm(out_width, eps=1e-6)
-        self.proj = nn.Parameter(out_width ** -0.5 * torch.randn(out_width, out_width))
+        self.proj = nn.Parameter(out_width**-0.5 * torch.randn(out_width, out_width))
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """(N, grid*grid, vision_width) -> (N, num_queries, out_width)."""

@@ -10,6 +10,7 @@ that ends in `<box>`, as in the official grounding evaluation, the continuation 
 with the prompt's `<ref>`), then mapped back to the image's pixels with the project's one formula
 (qwenvl_data.boxes.denormalise).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,17 @@ def pixel_boxes(answer: str, width: int, height: int, prompt: str = "") -> list[
     boxes = []
     for ref in parse_answer(answer, prompt):
         for x1, y1, x2, y2 in ref["boxes"]:
-            boxes.append({"ref": ref["ref"], "box": [float(denormalise(x1, width)), float(denormalise(y1, height)),
-                                                     float(denormalise(x2, width)), float(denormalise(y2, height))]})
+            boxes.append(
+                {
+                    "ref": ref["ref"],
+                    "box": [
+                        float(denormalise(x1, width)),
+                        float(denormalise(y1, height)),
+                        float(denormalise(x2, width)),
+                        float(denormalise(y2, height)),
+                    ],
+                }
+            )
     return boxes
 
 

@@ -6,6 +6,7 @@ the optimizer state has its own file because a later stage's `--init` reads only
 The RNG states are plain JSON (numbers and base64 bytes), never pickle: a checkpoint folder someone
 shares cannot run code when it is resumed, and a malformed state is a one-line UsageError.
 """
+
 from __future__ import annotations
 
 import base64
@@ -34,10 +35,12 @@ def rng_state() -> dict:
     """The RNG states of python, numpy, torch (and CUDA) as JSON-only values."""
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python": [version, list(internal), gauss],
-            "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-            "torch": _b64(torch.get_rng_state()),
-            "cuda": [_b64(s) for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else None}
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "torch": _b64(torch.get_rng_state()),
+        "cuda": [_b64(s) for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else None,
+    }
 
 
 def set_rng_state(state) -> None:
@@ -57,15 +60,19 @@ def set_rng_state(state) -> None:
         np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)))
         torch.set_rng_state(torch_state)
     except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as e:
-        raise UsageError(f"checkpoint meta has an invalid 'rng' state ({e}); "
-                         "it must be the JSON that qwenvl-train writes") from None
+        raise UsageError(
+            f"checkpoint meta has an invalid 'rng' state ({e}); it must be the JSON that qwenvl-train writes"
+        ) from None
     if cuda is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
 
 
 def latest_step(out_dir: str | Path) -> int | None:
-    steps = [int(m.group(1)) for p in storage.glob(storage.join(out_dir, "meta_*.json"))
-             if (m := STEP_RE.search(storage.name(p)))]
+    steps = [
+        int(m.group(1))
+        for p in storage.glob(storage.join(out_dir, "meta_*.json"))
+        if (m := STEP_RE.search(storage.name(p)))
+    ]
     return max(steps) if steps else None
 
 
@@ -133,4 +140,3 @@ def local_dir(url: str | Path, scratch: str | Path) -> Path:
     fs, path = storage.fs_of(url)
     fs.get(path.rstrip("/") + "/", str(dest) + "/", recursive=True)
     return dest
-

@@ -5,6 +5,7 @@
 - `llm` holds the transformers Qwen2Config fields, or `pretrained`: a local directory of real weights.
 - `vocab_size` null means "from the tokenizer", rounded up to a multiple of 64 (tensor-core friendly).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,19 +19,19 @@ from qwenvl_data.errors import UsageError
 
 @dataclass
 class VisionConfig:
-    width: int = 1664              # ViT-bigG-14 residual width
-    layers: int = 48               # transformer blocks
-    head_width: int = 104          # width per head (1664 / 104 = 16 heads)
-    mlp_ratio: float = 4.9231      # ViT-bigG's MLP width 8192 / 1664
-    patch_size: int = 14           # 224 px -> 16x16 grid, 448 px -> 32x32
+    width: int = 1664  # ViT-bigG-14 residual width
+    layers: int = 48  # transformer blocks
+    head_width: int = 104  # width per head (1664 / 104 = 16 heads)
+    mlp_ratio: float = 4.9231  # ViT-bigG's MLP width 8192 / 1664
+    patch_size: int = 14  # 224 px -> 16x16 grid, 448 px -> 32x32
     pretrained: str | None = None  # local open_clip checkpoint (.pt / .safetensors), never downloaded
 
 
 @dataclass
 class AdapterConfig:
-    num_queries: int = 256         # visual tokens per image handed to the LLM
-    heads: int = 32                # cross-attention heads (paper: 32)
-    query_grid: int = 16           # queries' 2D sin-cos grid: 16x16 = 256
+    num_queries: int = 256  # visual tokens per image handed to the LLM
+    heads: int = 32  # cross-attention heads (paper: 32)
+    query_grid: int = 16  # queries' 2D sin-cos grid: 16x16 = 256
 
 
 @dataclass
@@ -62,8 +63,12 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         try:
-            return cls(name=d.get("name", "custom"), vision=VisionConfig(**d.get("vision", {})),
-                       adapter=AdapterConfig(**d.get("adapter", {})), llm=LLMConfig(**d.get("llm", {})))
+            return cls(
+                name=d.get("name", "custom"),
+                vision=VisionConfig(**d.get("vision", {})),
+                adapter=AdapterConfig(**d.get("adapter", {})),
+                llm=LLMConfig(**d.get("llm", {})),
+            )
         except TypeError as e:  # an unknown key in a config file
             raise UsageError(f"model config {d.get('name', '?')}: {e}") from None
 

@@ -13,6 +13,7 @@ same-task samples into fixed-length sequences; stages 1/3: pad to the batch's lo
 - Images leave the workers as uint8; `normalise` applies CLIP mean/std on the training device
   (4x less traffic between processes, and the GPU does the arithmetic).
 """
+
 from __future__ import annotations
 
 import io
@@ -104,7 +105,7 @@ class ToExample:
             last_image_end = np.flatnonzero(ids == self.encoder.img_end)
             if len(last_image_end) and last_image_end[-1] >= self.seq_len:
                 return {"rejected": "too_long", "key": key}
-            ids, labels = ids[:self.seq_len], labels[:self.seq_len]
+            ids, labels = ids[: self.seq_len], labels[: self.seq_len]
             if not (labels != IGNORE).any():
                 return {"rejected": "too_long", "key": key}
         images = []
@@ -147,14 +148,14 @@ class Batcher:
                     row = bins[ex["task"]] = []
                 row.append(ex)
             if len(rows) >= self.batch_size:
-                yield self.collate(rows[:self.batch_size], rejected)
-                rows, rejected = rows[self.batch_size:], Counter()
+                yield self.collate(rows[: self.batch_size], rejected)
+                rows, rejected = rows[self.batch_size :], Counter()
         rows.extend(row for row in bins.values() if row)
         if not rows and rejected:  # every sample rejected: still report the counts
             yield {"samples": 0, "rejected": dict(rejected)}
         while rows:  # the end of the stream: partial rows and a short last batch
-            yield self.collate(rows[:self.batch_size], rejected)
-            rows, rejected = rows[self.batch_size:], Counter()
+            yield self.collate(rows[: self.batch_size], rejected)
+            rows, rejected = rows[self.batch_size :], Counter()
 
     def collate(self, rows: list[list[dict]], rejected: Counter) -> dict:
         lengths = [sum(len(e["ids"]) for e in row) for row in rows]
@@ -167,16 +168,21 @@ class Batcher:
             pos = 0
             for e in row:
                 n = len(e["ids"])
-                ids[r, pos:pos + n], labels[r, pos:pos + n] = e["ids"], e["labels"]
+                ids[r, pos : pos + n], labels[r, pos : pos + n] = e["ids"], e["labels"]
                 if self.isolate:  # padding after the last example continues its count: one block with it
                     positions[r, pos:] = np.arange(width - pos)
                 pos += n
                 images.extend(e["images"])
-        return {"input_ids": torch.from_numpy(ids), "labels": torch.from_numpy(labels),
-                "position_ids": torch.from_numpy(positions),
-                "images": torch.from_numpy(np.stack(images)) if images else None,
-                "samples": sum(len(row) for row in rows), "tokens": int(sum(lengths)),
-                "keys": [[e["key"] for e in row] for row in rows], "rejected": dict(rejected)}
+        return {
+            "input_ids": torch.from_numpy(ids),
+            "labels": torch.from_numpy(labels),
+            "position_ids": torch.from_numpy(positions),
+            "images": torch.from_numpy(np.stack(images)) if images else None,
+            "samples": sum(len(row) for row in rows),
+            "tokens": int(sum(lengths)),
+            "keys": [[e["key"] for e in row] for row in rows],
+            "rejected": dict(rejected),
+        }
 
 
 class StageLoader:
@@ -189,13 +195,26 @@ class StageLoader:
     shards to its place. Workers are capped at shards per rank so none of them idles.
     """
 
-    def __init__(self, data_dir, encoder: TextEncoder, stage: int, image_size: int, seq_len: int,
-                 batch_size: int, workers: int = 0, seed: int = 0, shuffle_buffer: int = 1000,
-                 rank: int = 0, world: int = 1, skip_bad_files: bool = False):
+    def __init__(
+        self,
+        data_dir,
+        encoder: TextEncoder,
+        stage: int,
+        image_size: int,
+        seq_len: int,
+        batch_size: int,
+        workers: int = 0,
+        seed: int = 0,
+        shuffle_buffer: int = 1000,
+        rank: int = 0,
+        world: int = 1,
+        skip_bad_files: bool = False,
+    ):
         self.urls = shard_urls(data_dir, skip_bad_files)
         if len(self.urls) < world:  # split by node is per shard: a rank without a shard has no data
-            raise UsageError(f"{len(self.urls)} shard(s) in {data_dir} for {world} ranks: "
-                             f"write at least one shard per rank")
+            raise UsageError(
+                f"{len(self.urls)} shard(s) in {data_dir} for {world} ranks: write at least one shard per rank"
+            )
         self.to_example = ToExample(encoder, stage, image_size, seq_len)
         self.batcher = Batcher(batch_size, seq_len, encoder.eot, pack=stage == 2)
         self.workers = min(workers, max(1, len(self.urls) // world)) if workers else 0
@@ -208,15 +227,18 @@ class StageLoader:
         """This rank's shards in `epoch`: one shuffle, the same on every rank, then every world-th."""
         urls = list(self.urls)
         random.Random(self.seed * 1_000_003 + epoch).shuffle(urls)
-        return urls[self.rank::self.world]
+        return urls[self.rank :: self.world]
 
     def pipeline(self, epoch: int, worker: int, workers: int) -> wds.DataPipeline:
         mine = self.rank_shards(epoch)[worker::workers]  # split by node, then by (logical) worker
         return wds.DataPipeline(
             wds.SimpleShardList(mine),
             wds.tarfile_to_samples(),
-            wds.shuffle(self.shuffle_buffer, initial=min(100, self.shuffle_buffer),
-                        seed=((self.seed * 1_000_003 + epoch) * 7919 + self.rank) * 97 + worker),
+            wds.shuffle(
+                self.shuffle_buffer,
+                initial=min(100, self.shuffle_buffer),
+                seed=((self.seed * 1_000_003 + epoch) * 7919 + self.rank) * 97 + worker,
+            ),
             wds.map(self.to_example),
             self.batcher,
         )
@@ -225,11 +247,18 @@ class StageLoader:
         """Yields (batch, position after it). A worker whose epoch has no usable sample is an error."""
         position = json.loads(json.dumps(position or self.start()))  # a private copy
         if len(position["workers"]) != max(1, self.workers):
-            raise UsageError(f"the checkpoint's data position has {len(position['workers'])} loader workers, "
-                             f"this run {max(1, self.workers)}: pass --workers {len(position['workers'])}")
+            raise UsageError(
+                f"the checkpoint's data position has {len(position['workers'])} loader workers, "
+                f"this run {max(1, self.workers)}: pass --workers {len(position['workers'])}"
+            )
         stream = _WorkerStreams(self, position)
-        source = stream if self.workers == 0 else torch.utils.data.DataLoader(
-            stream, batch_size=None, num_workers=self.workers, persistent_workers=False)
+        source = (
+            stream
+            if self.workers == 0
+            else torch.utils.data.DataLoader(
+                stream, batch_size=None, num_workers=self.workers, persistent_workers=False
+            )
+        )
         carried = Counter()  # rejects of an all-rejected batch ride on the next batch, so none is lost
         for batch in source:
             worker, epoch, taken = batch.pop("_position")
@@ -263,6 +292,8 @@ class _WorkerStreams(torch.utils.data.IterableDataset):
                     batch["_position"] = (worker, epoch, taken)
                     yield batch
             if taken == 0:
-                raise UsageError(f"no usable training samples for worker {worker} of rank {self.loader.rank} "
-                                 f"in {Path(self.loader.urls[0]).parent} (rejected: {dict(rejected) or 'none read'})")
+                raise UsageError(
+                    f"no usable training samples for worker {worker} of rank {self.loader.rank} "
+                    f"in {Path(self.loader.urls[0]).parent} (rejected: {dict(rejected) or 'none read'})"
+                )
             epoch, skip = epoch + 1, 0

@@ -4,6 +4,7 @@ Tests, `make demo-train` (when the demo's own shards are absent) and `make bench
 Images are a coloured shape on a coloured background, so captions, answers and boxes are true to
 the pixels and a tiny model can learn them.
 """
+
 from __future__ import annotations
 
 import io
@@ -16,14 +17,28 @@ from qwenvl_data.boxes import box_to_bins, format_box, format_ref
 from qwenvl_data.formats import chat_segments
 from qwenvl_data.shards import ShardWriter, family
 
-COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (240, 220, 40),
-           "white": (245, 245, 245), "black": (15, 15, 15)}
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 180, 60),
+    "blue": (40, 60, 220),
+    "yellow": (240, 220, 40),
+    "white": (245, 245, 245),
+    "black": (15, 15, 15),
+}
 SHAPES = ("circle", "square")
 SAMPLE_TEXT = [
-    "a photo of a red circle on a blue background", "a green square next to a yellow triangle",
-    "Generate the caption in English:", "Generate the caption in Chinese:", "OCR with grounding:",
-    "What colour is the shape? Answer: red", "Picture 1: ", "You are a helpful assistant.",
-    "system user assistant", "(123,456),(789,999)", "一张红色圆形的照片", "蓝色背景上的绿色方块",
+    "a photo of a red circle on a blue background",
+    "a green square next to a yellow triangle",
+    "Generate the caption in English:",
+    "Generate the caption in Chinese:",
+    "OCR with grounding:",
+    "What colour is the shape? Answer: red",
+    "Picture 1: ",
+    "You are a helpful assistant.",
+    "system user assistant",
+    "(123,456),(789,999)",
+    "一张红色圆形的照片",
+    "蓝色背景上的绿色方块",
     "The quick brown fox jumps over the lazy dog. 0123456789",
 ]
 SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
@@ -50,8 +65,10 @@ def caption_of(shape, colour, bg):
 
 def stage1_sample(rng, i):
     jpg, shape, colour, bg, _, _ = draw_scene(rng)
-    segs = [{"text": "<img>img0.jpg</img>Generate the caption in English:", "loss": False},
-            {"text": " " + caption_of(shape, colour, bg), "loss": True}]  # prompt ends in a word: one space
+    segs = [
+        {"text": "<img>img0.jpg</img>Generate the caption in English:", "loss": False},
+        {"text": " " + caption_of(shape, colour, bg), "loss": True},
+    ]  # prompt ends in a word: one space
     return {"img0.jpg": jpg}, "caption", segs
 
 
@@ -68,8 +85,11 @@ def stage2_sample(rng, i):
         prompt, target = f" What colour is the {shape}? Answer:", " " + colour
     else:  # the target opens with a tag: no space
         prompt, target = format_ref(f"the {shape}"), format_box(box_to_bins(box, w, h))
-    return {member: data}, task, [{"text": f"<img>{member}</img>{prompt}", "loss": False},
-                                  {"text": target, "loss": True}]
+    return (
+        {member: data},
+        task,
+        [{"text": f"<img>{member}</img>{prompt}", "loss": False}, {"text": target, "loss": True}],
+    )
 
 
 def stage3_sample(rng, i):
@@ -104,8 +124,16 @@ def write_stage_shards(out_dir: str | Path, stage: int, samples: int, shards: in
             with ShardWriter(out_dir, shard, prefix=f"stage{stage}-{fam}") as w:
                 for i, files, task, segs in rows:
                     key = f"s{stage}_{i:06d}"
-                    meta = {"schema": "train", "uid": key, "stage": stage, "task": task, "lang": "en",
-                            "source": "fixture", "images": sorted(files), "segments": segs}
+                    meta = {
+                        "schema": "train",
+                        "uid": key,
+                        "stage": stage,
+                        "task": task,
+                        "lang": "en",
+                        "source": "fixture",
+                        "images": sorted(files),
+                        "segments": segs,
+                    }
                     w.add(key, {**files, "json": meta}, {"key": key, "task": task})
                 w.close({"stage": stage})
     return Path(out_dir)
@@ -120,8 +148,9 @@ def train_tokenizer(texts, out_dir: str | Path, vocab_size: int = 512) -> Path:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
     tok.train_from_iterator(list(texts), trainer=trainer)
     PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(str(out_dir))
     return Path(out_dir)

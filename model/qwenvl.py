@@ -6,6 +6,7 @@
 - Stage freezing lives here (`set_stage`) so the trainer, tests and benches share one policy:
   stage 1 LLM frozen; stage 2 all trained; stage 3 ViT frozen.
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,13 +36,22 @@ def build_llm(cfg: ModelConfig, vocab_size: int):
     vocab = c.vocab_size or -(-vocab_size // 64) * 64
     if vocab < vocab_size:
         raise UsageError(f"config {cfg.name}: vocab_size {vocab} < tokenizer size {vocab_size}")
-    return Qwen2ForCausalLM(Qwen2Config(
-        vocab_size=vocab, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
-        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
-        num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
-        rope_theta=c.rope_theta, rms_norm_eps=c.rms_norm_eps, tie_word_embeddings=c.tie_word_embeddings,
-        initializer_range=c.initializer_range,
-        use_cache=False))
+    return Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=vocab,
+            hidden_size=c.hidden_size,
+            intermediate_size=c.intermediate_size,
+            num_hidden_layers=c.num_hidden_layers,
+            num_attention_heads=c.num_attention_heads,
+            num_key_value_heads=c.num_key_value_heads,
+            max_position_embeddings=c.max_position_embeddings,
+            rope_theta=c.rope_theta,
+            rms_norm_eps=c.rms_norm_eps,
+            tie_word_embeddings=c.tie_word_embeddings,
+            initializer_range=c.initializer_range,
+            use_cache=False,
+        )
+    )
 
 
 class QwenVL(nn.Module):
@@ -61,8 +71,9 @@ class QwenVL(nn.Module):
         n_slots = int(slots.sum())
         n_images = 0 if images is None else images.shape[0]
         if n_slots != n_images * self.cfg.adapter.num_queries:
-            raise BadInput(f"batch has {n_slots} image positions for {n_images} images "
-                           f"x {self.cfg.adapter.num_queries} queries")
+            raise BadInput(
+                f"batch has {n_slots} image positions for {n_images} images x {self.cfg.adapter.num_queries} queries"
+            )
         if n_images:
             feats = self.encode_images(images).to(embeds.dtype)
             embeds = embeds.masked_scatter(slots.unsqueeze(-1), feats.reshape(-1, feats.shape[-1]))
@@ -75,7 +86,6 @@ class QwenVL(nn.Module):
             return self.llm(inputs_embeds=embeds, use_cache=False, **kw).logits
         hidden = self.llm.model(inputs_embeds=embeds, use_cache=False, **kw).last_hidden_state
         return next_token_loss(hidden, labels, self.llm.get_output_embeddings())
-
 
     def set_stage(self, stage: int):
         """Freeze what the stage freezes; returns the names of the trained parameters."""
@@ -94,13 +104,16 @@ class QwenVL(nn.Module):
         own = self.state_dict()
         emb_key = "llm.model.embed_tokens.weight"
         if emb_key in state and state[emb_key].shape != own[emb_key].shape:
-            raise UsageError(f"checkpoint vocabulary {tuple(state[emb_key].shape)} differs from the model's "
-                             f"{tuple(own[emb_key].shape)}: use the checkpoint's tokenizer")
+            raise UsageError(
+                f"checkpoint vocabulary {tuple(state[emb_key].shape)} differs from the model's "
+                f"{tuple(own[emb_key].shape)}: use the checkpoint's tokenizer"
+            )
         missing, unexpected = self.load_state_dict(state, strict=False)
         missing = [k for k in missing if k != "llm.lm_head.weight" or not self.llm.config.tie_word_embeddings]
         if missing or unexpected:
-            raise UsageError(f"checkpoint does not match config {self.cfg.name}: "
-                             f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+            raise UsageError(
+                f"checkpoint does not match config {self.cfg.name}: missing {missing[:3]}, unexpected {unexpected[:3]}"
+            )
 
 
 def count_params(module: nn.Module) -> int:

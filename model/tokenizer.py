@@ -10,6 +10,7 @@
   tokenized, the model overwrites the pads with the adapter's embeddings. Image positions never
   carry loss, whatever the segment says.
 """
+
 from __future__ import annotations
 
 import re
@@ -37,8 +38,11 @@ def load_tokenizer(path: str | Path):
     add_special_tokens(tok)
     if tok.convert_tokens_to_ids(ENDOFTEXT) == QWEN_SPECIAL_START and not official_ids(tok):
         # e.g. a Qwen2.5 tokenizer: its own tokens follow <|im_end|>, so ours are appended after them
-        warnings.warn(f"{path}: a Qwen vocabulary whose ids after <|im_end|> hold other tokens; the Qwen-VL "
-                      f"special tokens are appended after them, not at their official ids", stacklevel=2)
+        warnings.warn(
+            f"{path}: a Qwen vocabulary whose ids after <|im_end|> hold other tokens; the Qwen-VL "
+            f"special tokens are appended after them, not at their official ids",
+            stacklevel=2,
+        )
     return tok
 
 
@@ -73,7 +77,7 @@ class TextEncoder:
             pos = 0
             for m in IMAGE_RE.finditer(text):
                 if m.start() > pos:
-                    pieces.append(text[pos:m.start()])
+                    pieces.append(text[pos : m.start()])
                     flags.append(loss)
                 pieces.append(None)
                 flags.append(False)

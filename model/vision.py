@@ -6,6 +6,7 @@
   bicubically with open_clip's `resize_pos_embed`, the same code open_clip uses for its checkpoints.
 - Weights come from a local open_clip checkpoint only; nothing is downloaded.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,7 +62,7 @@ def load_open_clip_visual(tower: nn.Module, path: str):
             self.visual = tower
 
     resize_pos_embed(sd, _Holder(), interpolation="bicubic")
-    visual = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}
+    visual = {k[len("visual.") :]: v for k, v in sd.items() if k.startswith("visual.")}
     missing, _ = tower.load_state_dict(visual, strict=False)
     needed = [k for k in missing if not k.startswith(("proj", "attn_pool"))]
     if needed:

@@ -6,6 +6,7 @@ does not pay for importing torch or ray. Numeric options are range-checked as th
 (qwenvl_data/cliargs.py). Bad input ends as one line and exit 1 (data) or 2 (usage); anything else
 that escapes a command is reported as one line naming a log file that holds the traceback (exit 1).
 """
+
 from __future__ import annotations
 
 import argparse

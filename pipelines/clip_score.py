@@ -15,6 +15,7 @@ rerun with other thresholds reuses the scores when the model and checkpoint are 
   OUT/scores.parquet                     every sample, kept or not (schemas/clip_score.schema.json)
   OUT/clip.json                          counts per source and language, thresholds, seconds
 """
+
 from __future__ import annotations
 
 import json
@@ -67,8 +68,9 @@ def check_weights_file(path: str, key: str) -> None:
         with open(path, "rb") as f:
             legacy = f.read(1) == b"\x80"
     except Exception as e:  # noqa: BLE001 - whatever the loader says, the file is unusable
-        raise UsageError(f"{key} {path}: not a loadable weights file ({type(e).__name__}: "
-                         f"{' '.join(str(e).split())[:160]})") from None
+        raise UsageError(
+            f"{key} {path}: not a loadable weights file ({type(e).__name__}: {' '.join(str(e).split())[:160]})"
+        ) from None
     if not legacy:
         raise UsageError(f"{key} {path}: not a PyTorch (.pt/.bin) or .safetensors weights file")
 
@@ -79,8 +81,9 @@ def settings(args) -> dict:
         if getattr(args, flag, None) is not None:
             cfg[key] = getattr(args, flag)
     if not cfg.get("checkpoint"):
-        raise UsageError(f"no checkpoint for model {cfg['model']}: pass --checkpoint PATH (weights are "
-                         f"never downloaded)")
+        raise UsageError(
+            f"no checkpoint for model {cfg['model']}: pass --checkpoint PATH (weights are never downloaded)"
+        )
     for key in ("checkpoint", "zh_checkpoint"):
         if cfg.get(key) and not os.path.isfile(cfg[key]):
             raise UsageError(f"{key} {cfg[key]}: no such file")
@@ -163,17 +166,30 @@ def score_all(cfg: dict, shards: list[tuple[str, str]], address: str | None) -> 
     cpu_actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // int(cfg["cpus_per_actor"]))
     actors = int(cfg.get("actors") or gpus or cpu_actors)
     ds = ray.data.from_items([{"shard": s, "path": p} for s, p in shards], override_num_blocks=len(shards))
-    ds = ds.map_batches(read_and_preprocess, batch_size=1, batch_format="pyarrow",
-                        fn_kwargs={"models": models, "read_batch": int(cfg["read_batch"]),
-                                   "max_pixels": 100_000_000})
-    ds = ds.map_batches(ScoreActor, batch_size=int(cfg["batch_size"]), batch_format="pyarrow",
-                        compute=ray.data.ActorPoolStrategy(size=actors),
-                        fn_constructor_kwargs={"models": models, "checkpoints": checkpoints,
-                                               "device": "cuda" if gpus else "cpu", "precision": precision,
-                                               "threads": int(cfg["cpus_per_actor"])},
-                        num_gpus=1 if gpus else 0, num_cpus=0 if gpus else int(cfg["cpus_per_actor"]))
-    parts = [b for b in _unwrap_errors(lambda: list(ds.iter_batches(batch_format="pyarrow", batch_size=None)))
-             if b.num_rows]
+    ds = ds.map_batches(
+        read_and_preprocess,
+        batch_size=1,
+        batch_format="pyarrow",
+        fn_kwargs={"models": models, "read_batch": int(cfg["read_batch"]), "max_pixels": 100_000_000},
+    )
+    ds = ds.map_batches(
+        ScoreActor,
+        batch_size=int(cfg["batch_size"]),
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        fn_constructor_kwargs={
+            "models": models,
+            "checkpoints": checkpoints,
+            "device": "cuda" if gpus else "cpu",
+            "precision": precision,
+            "threads": int(cfg["cpus_per_actor"]),
+        },
+        num_gpus=1 if gpus else 0,
+        num_cpus=0 if gpus else int(cfg["cpus_per_actor"]),
+    )
+    parts = [
+        b for b in _unwrap_errors(lambda: list(ds.iter_batches(batch_format="pyarrow", batch_size=None))) if b.num_rows
+    ]
     return pa.concat_tables([p.cast(SCORED) for p in parts]) if parts else SCORED.empty_table()
 
 
@@ -199,12 +215,20 @@ def write_shards(cfg: dict, shards, scores: pa.Table, output: str, address: str 
     for shard, path in shards:
         rows = kept.filter(pc.equal(kept["shard"], shard))
         roles = ["zh" if lang == "zh" and cfg.get("zh_model") else "default" for lang in rows["lang"].to_pylist()]
-        items.append({"shard": shard, "path": path, "keys": rows["key"].to_pylist(),
-                      "scores": rows["clip_score"].to_pylist(), "roles": roles})
+        items.append(
+            {
+                "shard": shard,
+                "path": path,
+                "keys": rows["key"].to_pylist(),
+                "scores": rows["clip_score"].to_pylist(),
+                "roles": roles,
+            }
+        )
     ray = _start_ray(cfg, address)
     ds = ray.data.from_items(items, override_num_blocks=len(items))
-    ds = ds.map_batches(write_kept_shard, batch_size=1, batch_format="pyarrow",
-                        fn_kwargs={"output": output, "labels": _labels(cfg)})
+    ds = ds.map_batches(
+        write_kept_shard, batch_size=1, batch_format="pyarrow", fn_kwargs={"output": output, "labels": _labels(cfg)}
+    )
     _unwrap_errors(ds.materialize)
     return sum(storage.read_json(storage.join(output, f"{s}.json"))["count"] for s, _ in shards)
 
@@ -234,8 +258,9 @@ def _score(args, cfg: dict, shards) -> int:
     raw = load_or_score(cfg, shards, output, args.ray_address)
     expected = expected_samples(args.input, shards)
     if expected is not None and raw.num_rows != expected:
-        raise BadInput(f"{args.input}: scored {raw.num_rows} samples but the shards' parquets list "
-                       f"{expected} successes")
+        raise BadInput(
+            f"{args.input}: scored {raw.num_rows} samples but the shards' parquets list {expected} successes"
+        )
     scores = apply_thresholds(raw, cfg["thresholds"])
     meta = {**SCORES_META, b"qwenvl.clip_models": json.dumps(_labels(cfg)).encode()}
     storage.write_parquet(scores.replace_schema_metadata(meta), storage.join(output, "scores.parquet"))
@@ -248,8 +273,10 @@ def _score(args, cfg: dict, shards) -> int:
     summary = summarise(scores, cfg, time.time() - start, args.input)
     storage.write_json(storage.join(output, "clip.json"), summary, indent=1)
     dropped = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items()) or "none"
-    print(f"clip-score: {n_kept}/{scores.num_rows} samples kept under {output}; dropped: {dropped}; "
-          f"{summary['seconds']} s")
+    print(
+        f"clip-score: {n_kept}/{scores.num_rows} samples kept under {output}; dropped: {dropped}; "
+        f"{summary['seconds']} s"
+    )
     return 0
 
 
@@ -269,6 +296,14 @@ def summarise(scores: pa.Table, cfg: dict, seconds: float, input_dir: str) -> di
         for r, n in s["dropped"].items():
             dropped[r] = dropped.get(r, 0) + n
     thresholds = scores.group_by(["source", "lang"]).aggregate([("threshold", "max")]).to_pylist()
-    return {"stage": "clip-score", "input": _abs(input_dir), "models": _labels(cfg),
-            "in": scores.num_rows, "kept": int(pc.sum(scores["kept"]).as_py() or 0), "dropped": dropped,
-            "sources": sources, "thresholds": thresholds, "seconds": round(seconds, 2)}
+    return {
+        "stage": "clip-score",
+        "input": _abs(input_dir),
+        "models": _labels(cfg),
+        "in": scores.num_rows,
+        "kept": int(pc.sum(scores["kept"]).as_py() or 0),
+        "dropped": dropped,
+        "sources": sources,
+        "thresholds": thresholds,
+        "seconds": round(seconds, 2),
+    }

@@ -9,6 +9,7 @@
    shard into an output shard (ShardWriter: atomic, skipped when already done) with `clip_score`
    and `clip_model` added to each sample json.
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,9 +26,17 @@ from qwenvl_data.images import ImageRejected, decode_rgb
 from qwenvl_data.shards import ShardWriter, iter_tar_samples, shard_done
 from qwenvl_data.vocab import LANGUAGES, is_image_ext
 
-SCORED = pa.schema([("shard", pa.string()), ("key", pa.string()), ("uid", pa.string()),
-                    ("source", pa.string()), ("lang", pa.string()), ("clip_score", pa.float32()),
-                    ("error", pa.string())])
+SCORED = pa.schema(
+    [
+        ("shard", pa.string()),
+        ("key", pa.string()),
+        ("uid", pa.string()),
+        ("source", pa.string()),
+        ("lang", pa.string()),
+        ("clip_score", pa.float32()),
+        ("error", pa.string()),
+    ]
+)
 
 
 @functools.lru_cache(maxsize=4)
@@ -47,9 +56,13 @@ def _sample_fields(key: str, files: dict) -> tuple[dict, bytes | None]:
     def text(value, default):  # a hostile json's list/number/object never reaches the string columns
         return value if isinstance(value, str) and value else default
 
-    return {"key": key, "uid": text(meta.get("uid"), key), "source": text(meta.get("source"), "unknown"),
-            "lang": meta.get("lang") if meta.get("lang") in LANGUAGES else None,
-            "caption": text(caption, "")}, image
+    return {
+        "key": key,
+        "uid": text(meta.get("uid"), key),
+        "source": text(meta.get("source"), "unknown"),
+        "lang": meta.get("lang") if meta.get("lang") in LANGUAGES else None,
+        "caption": text(caption, ""),
+    }, image
 
 
 def _samples(path: str):
@@ -150,10 +163,21 @@ def write_kept_shard(batch: pa.Table, output: str, labels: dict) -> pa.Table:
                 meta = json.loads(files["json"])
                 meta.update(clip_score=round(float(score), 6), clip_model=labels[role])
                 files = {**files, "json": meta}
-                w.add(key, files, {"key": key, "uid": meta.get("uid"), "source": meta.get("source"),
-                                   "lang": meta.get("lang"), "caption": meta.get("caption"),
-                                   "clip_score": meta["clip_score"], "width": meta.get("width"),
-                                   "height": meta.get("height"), "sha256": meta.get("sha256")})
+                w.add(
+                    key,
+                    files,
+                    {
+                        "key": key,
+                        "uid": meta.get("uid"),
+                        "source": meta.get("source"),
+                        "lang": meta.get("lang"),
+                        "caption": meta.get("caption"),
+                        "clip_score": meta["clip_score"],
+                        "width": meta.get("width"),
+                        "height": meta.get("height"),
+                        "sha256": meta.get("sha256"),
+                    },
+                )
             w.close({"shard": row["shard"], "count": w.count, "in_shard": row["path"], "kept_keys_sha256": digest})
         written.append({"shard": row["shard"], "written": w.count})
     return pa.Table.from_pylist(written)

@@ -5,6 +5,7 @@ Lookup for a sample of source S and language L: `by_source[S][L]`, `by_source[S]
 fraction of that (source, language) group's scores; null applies no CLIP rule. Samples that could
 not be scored keep their error (`decode_error`, `no_caption`, ...) as their reason.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +19,7 @@ _MISSING = object()
 
 def lookup(thresholds: dict, source: str, lang: str):
     """The configured value (number, 'qP' or None) for one (source, language)."""
-    by_source = (thresholds.get("by_source") or {})
+    by_source = thresholds.get("by_source") or {}
     if source in by_source:
         v = by_source[source]
         if not isinstance(v, dict):
@@ -57,15 +58,23 @@ def apply_thresholds(scores: pa.Table, thresholds: dict) -> pa.Table:
     for g in groups:
         mask = pc.and_(pc.equal(src, g["source"]), pc.equal(lang, g["lang"])).to_numpy(zero_copy_only=False)
         group_scores = values[mask]
-        t = resolve(lookup(thresholds, g["source"], g["lang"]), group_scores[~np.isnan(group_scores)],
-                    f"source {g['source']}, language {g['lang']}")
+        t = resolve(
+            lookup(thresholds, g["source"], g["lang"]),
+            group_scores[~np.isnan(group_scores)],
+            f"source {g['source']}, language {g['lang']}",
+        )
         if t is not None:
             cut[mask] = t
     threshold = pa.array(cut, pa.float64(), mask=np.isnan(cut))
     low = pc.fill_null(pc.less(scores["clip_score"].cast(pa.float64()), threshold), False)
-    reason = pc.if_else(pc.is_valid(scores["error"]), scores["error"],
-                        pc.if_else(low, pa.scalar("clip_score"), pa.scalar(None, pa.string())))
-    return (scores.drop_columns(["error"])
-            .append_column("threshold", threshold)
-            .append_column("kept", pc.is_null(reason))
-            .append_column("reason", reason))
+    reason = pc.if_else(
+        pc.is_valid(scores["error"]),
+        scores["error"],
+        pc.if_else(low, pa.scalar("clip_score"), pa.scalar(None, pa.string())),
+    )
+    return (
+        scores.drop_columns(["error"])
+        .append_column("threshold", threshold)
+        .append_column("kept", pc.is_null(reason))
+        .append_column("reason", reason)
+    )

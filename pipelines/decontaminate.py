@@ -10,6 +10,7 @@ training samples removed from which source, how they matched; per source: in, ou
 speed), which `shards` copies into its index.json, and `OUT/decontamination-removed.jsonl` (one line
 per removed sample). Per source: in == out + removed.
 """
+
 from __future__ import annotations
 
 import json
@@ -78,15 +79,21 @@ def filter_shard(tar: Path, out_dir: Path, source: str, ev, removed_log, report:
         table = pq.read_table(side) if side.exists() else None
     except Exception as e:  # noqa: BLE001 - an unreadable sidecar is bad input, whatever arrow raises
         raise BadInput(f"{side}: not a readable sidecar parquet ({type(e).__name__}: {e})") from None
-    rows = {str(r.get("key")): r for r in table.to_pylist()} if table is not None and "key" in table.column_names \
-        else {}
+    rows = (
+        {str(r.get("key")): r for r in table.to_pylist()} if table is not None and "key" in table.column_names else {}
+    )
     writer = ShardWriter(out_dir, shard_id, prefix, table.schema if rows else None)
     by_task: dict[str, dict[str, int]] = {}
     try:
         for (key, files), (meta, _), hit in zip(samples, parts, hits):
             if hit:
-                removed_log.write(json.dumps({"source": source, "shard": tar.name, "key": key, "uid": meta.get("uid"),
-                                              "benchmarks": hit}, ensure_ascii=False) + "\n")
+                removed_log.write(
+                    json.dumps(
+                        {"source": source, "shard": tar.name, "key": key, "uid": meta.get("uid"), "benchmarks": hit},
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
                 for bench, how in hit.items():
                     b = report[bench]
                     b["removed"][source] = b["removed"].get(source, 0) + 1
@@ -126,8 +133,10 @@ def run(args) -> int:
     cfg = load_section("decontaminate", args.config)
     method, dist = cfg["hash"]["method"], cfg["hash"]["max_distance"]
     if method not in HASH_SIZES or not isinstance(dist, int) or isinstance(dist, bool) or not 0 <= dist <= 64:
-        raise UsageError(f"decontaminate.hash: method must be one of {', '.join(HASH_SIZES)} and max_distance an "
-                         f"integer 0..64, got {method!r}, {dist!r}")
+        raise UsageError(
+            f"decontaminate.hash: method must be one of {', '.join(HASH_SIZES)} and max_distance an "
+            f"integer 0..64, got {method!r}, {dist!r}"
+        )
     inputs, out, root = [Path(p) for p in args.input], Path(args.output), Path(args.eval_root)
     if not root.is_dir():  # the copies are still made (and the report says so): make shards runs without it
         print(f"decontaminate: --eval-root {root} not found: no benchmark is checked")
@@ -151,8 +160,14 @@ def run(args) -> int:
                     n_in, n_removed = n_in + a, n_removed + b
                 for f in sorted(src.rglob("*")):  # per-dataset stats and rejects travel along, unchanged
                     to = dest / f.relative_to(src)
-                    if f.is_file() and f.suffix in (".json", ".jsonl") and not to.exists() and f.name != WIDS_INDEX \
-                            and not f.with_suffix(".tar").exists() and not f.name.startswith(".qwenvl"):
+                    if (
+                        f.is_file()
+                        and f.suffix in (".json", ".jsonl")
+                        and not to.exists()
+                        and f.name != WIDS_INDEX
+                        and not f.with_suffix(".tar").exists()
+                        and not f.name.startswith(".qwenvl")
+                    ):
                         to.parent.mkdir(parents=True, exist_ok=True)
                         shutil.copy2(f, to)
                 for folder in sorted({t.parent for t in dest.rglob("*.tar")}):
@@ -165,11 +180,21 @@ def run(args) -> int:
 def _write_report(out: Path, method: str, dist: int, root: Path, report: dict, sources: dict, ev, t0: float):
     totals = {k: sum(s[k] for s in sources.values()) for k in ("in", "out", "removed")}
     speed = ev.hashed / ev.hash_seconds if ev.hash_seconds else None
-    doc = {"schema": "decontamination", "stage": "decontaminate", "hash": {"method": method, "max_distance": dist},
-           "eval_root": str(root), "benchmarks": report, "sources": sources, "totals": totals,
-           "hashing": {"training_images_hashed": ev.hashed, "seconds": round(ev.hash_seconds, 3),
-                       "images_per_second_per_core": round(speed, 1) if speed else None},
-           "seconds": round(time.time() - t0, 3)}
+    doc = {
+        "schema": "decontamination",
+        "stage": "decontaminate",
+        "hash": {"method": method, "max_distance": dist},
+        "eval_root": str(root),
+        "benchmarks": report,
+        "sources": sources,
+        "totals": totals,
+        "hashing": {
+            "training_images_hashed": ev.hashed,
+            "seconds": round(ev.hash_seconds, 3),
+            "images_per_second_per_core": round(speed, 1) if speed else None,
+        },
+        "seconds": round(time.time() - t0, 3),
+    }
     (out / REPORT).write_text(json.dumps(doc, ensure_ascii=False, indent=1, sort_keys=True))
     print(table(doc))
 
@@ -181,9 +206,13 @@ def table(doc: dict) -> str:
         src = ", ".join(f"{k} {v}" for k, v in sorted(b["removed"].items())) or "-"
         how = "/".join(str(b["by"].get(k, 0)) for k in ("id", "question", "hash"))
         skip = f"  (skipped: {'; '.join(b['skipped'])})" if b["skipped"] else ""
-        lines.append(f"{name:<10} {b['eval_images']:>9} {b['eval_questions']:>8} {sum(b['removed'].values()):>8}"
-                     f"  {src} ({how}){skip}")
+        lines.append(
+            f"{name:<10} {b['eval_images']:>9} {b['eval_questions']:>8} {sum(b['removed'].values()):>8}"
+            f"  {src} ({how}){skip}"
+        )
     t, h = doc["totals"], doc["hashing"]
-    lines.append(f"total: {t['in']} in, {t['out']} kept, {t['removed']} removed; {h['training_images_hashed']} "
-                 f"images hashed at {h['images_per_second_per_core']} per second (one core)")
+    lines.append(
+        f"total: {t['in']} in, {t['out']} kept, {t['removed']} removed; {h['training_images_hashed']} "
+        f"images hashed at {h['images_per_second_per_core']} per second (one core)"
+    )
     return "\n".join(lines)

@@ -11,6 +11,7 @@ distributors); this job assembles them with our three seams (pipelines/download_
   source and language; the input path, so `qwenvl-data report` can show the filter funnel beside it).
 Resume: a shard whose `{shard}_stats.json` exists is done; a rerun downloads only the others.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,9 +35,24 @@ from qwenvl_data.pipelines.download_dedup import drop_duplicates
 from qwenvl_data.shards.loaders import write_loader_index
 
 # The snake_case reasons our own checks put at the front of an error message (netguard, images).
-REASONS = ("bad_scheme", "refused_address", "dns_error", "connection_error", "timeout", "http_error",
-           "too_large", "opted_out", "not_an_image", "decode_error", "too_many_pixels", "image_too_small",
-           "aspect_ratio", "duplicate_image", "resize_error", "download_error")
+REASONS = (
+    "bad_scheme",
+    "refused_address",
+    "dns_error",
+    "connection_error",
+    "timeout",
+    "http_error",
+    "too_large",
+    "opted_out",
+    "not_an_image",
+    "decode_error",
+    "too_many_pixels",
+    "image_too_small",
+    "aspect_ratio",
+    "duplicate_image",
+    "resize_error",
+    "download_error",
+)
 _PREFIXED = re.compile(r"(?:^|<urlopen error )([a-z][a-z0-9_]*): ")
 _HTTP = re.compile(r"HTTP Error (\d{3})")
 
@@ -58,29 +74,53 @@ def failure_reason(error_message: str | None) -> str:
         return "bad_scheme"
     if "image decoding error" in low:
         return "decode_error"
-    if any(s in low for s in ("connection refused", "remote end closed", "connection reset",
-                              "remotedisconnected", "incompleteread", "bad status line")):
+    if any(
+        s in low
+        for s in (
+            "connection refused",
+            "remote end closed",
+            "connection reset",
+            "remotedisconnected",
+            "incompleteread",
+            "bad status line",
+        )
+    ):
         return "connection_error"
     return "download_error"
 
 
 OOM_SHARDS = 6  # shard names 000000.tar (docs/CONTRACTS.md)
 PAIR_COLUMNS = ("uid", "source", "lang", "caption", "url")
-FAILURE_SCHEMA = pa.schema([("uid", pa.string()), ("source", pa.string()), ("lang", pa.string()),
-                            ("url", pa.string()), ("caption", pa.string()), ("shard", pa.string()),
-                            ("key", pa.string()), ("reason", pa.string()), ("error_message", pa.string())],
-                           metadata={b"qwenvl.schema": b"download_failure"})
+FAILURE_SCHEMA = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("source", pa.string()),
+        ("lang", pa.string()),
+        ("url", pa.string()),
+        ("caption", pa.string()),
+        ("shard", pa.string()),
+        ("key", pa.string()),
+        ("reason", pa.string()),
+        ("error_message", pa.string()),
+    ],
+    metadata={b"qwenvl.schema": b"download_failure"},
+)
 
 
 def add_arguments(p):
     p.add_argument("--input", required=True, help="directory of pair parquet files (filter OUT/pairs)")
     p.add_argument("--output", required=True, help="output directory for shards")
     p.add_argument("--config", help="YAML file with a download: section overriding configs/download.yaml")
-    p.add_argument("--engine", choices=("local", "ray", "spark"), default="local",
-                   help="img2dataset distributor: local processes (default), ray or spark")
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray", "spark"),
+        default="local",
+        help="img2dataset distributor: local processes (default), ray or spark",
+    )
     p.add_argument("--ray-address", help="Ray cluster address (engine ray); default: a local Ray")
-    p.add_argument("--spark-master", help="Spark master URL (engine spark); default: an active session, "
-                                          "else local[processes]")
+    p.add_argument(
+        "--spark-master", help="Spark master URL (engine spark); default: an active session, else local[processes]"
+    )
     p.add_argument("--image-size", type=int, help="stored image size (shorter side), default 512")
     p.add_argument("--encode-format", choices=("jpg", "png", "webp"))
     p.add_argument("--processes", type=int, help="worker processes (default: CPU count)")
@@ -88,8 +128,11 @@ def add_arguments(p):
     p.add_argument("--timeout", type=float, help="seconds per connect/read")
     p.add_argument("--deadline", type=float, help="seconds per whole request (connect + headers + body)")
     p.add_argument("--samples-per-shard", type=int)
-    p.add_argument("--allow-addresses", metavar="IP|CIDR,...",
-                   help="non-public addresses that may be fetched (test servers, intranet mirrors)")
+    p.add_argument(
+        "--allow-addresses",
+        metavar="IP|CIDR,...",
+        help="non-public addresses that may be fetched (test servers, intranet mirrors)",
+    )
 
 
 def settings(args) -> dict:
@@ -126,8 +169,11 @@ def input_files(input_dir: str) -> tuple[list[str], int]:
         if missing:
             raise BadInput(f"{f}: missing pair column(s) {', '.join(missing)} (schemas/pair.schema.json)")
         schema = meta.schema_arrow
-        wrong = [f"{c} ({schema.field(c).type})" for c in PAIR_COLUMNS
-                 if not (pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type))]
+        wrong = [
+            f"{c} ({schema.field(c).type})"
+            for c in PAIR_COLUMNS
+            if not (pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type))
+        ]
         if wrong:  # a list-typed uid would fail the string cast of the failures table, after the download
             raise BadInput(f"{f}: pair column(s) {', '.join(wrong)} must be strings (schemas/pair.schema.json)")
         total += meta.metadata.num_rows
@@ -148,8 +194,15 @@ def done_shards(output: str) -> set[int]:
     return done
 
 
-def run_img2dataset(cfg: dict, input_dir: str, output: str, engine: str, ray_address: str | None,
-                    spark_master: str | None = None, n_in: int = 0):
+def run_img2dataset(
+    cfg: dict,
+    input_dir: str,
+    output: str,
+    engine: str,
+    ray_address: str | None,
+    spark_master: str | None = None,
+    n_in: int = 0,
+):
     """Assemble img2dataset's own parts around our seams and run its distributor."""
     from img2dataset import distributor as dist
     from img2dataset.reader import Reader
@@ -160,25 +213,51 @@ def run_img2dataset(cfg: dict, input_dir: str, output: str, engine: str, ray_add
     tmp = storage.join(output, "_tmp")  # img2dataset's input slices: workers read them (fsspec)
     storage.makedirs(tmp)
     columns = ["uid", "source", "lang"]
-    reader = Reader(_abs(input_dir), "parquet", "url", "caption", None, None, columns,
-                    int(cfg["samples_per_shard"]), done_shards(output), tmp)
+    reader = Reader(
+        _abs(input_dir),
+        "parquet",
+        "url",
+        "caption",
+        None,
+        None,
+        columns,
+        int(cfg["samples_per_shard"]),
+        done_shards(output),
+        tmp,
+    )
     limits = ImageLimits(cfg.get("max_pixels"), cfg.get("min_image_side"), cfg.get("max_aspect_ratio"))
     resizer = CheckedResizer(
-        limits, image_size=int(cfg["image_size"]), resize_mode=cfg["resize_mode"],
-        resize_only_if_bigger=bool(cfg["resize_only_if_bigger"]), encode_format=cfg["encode_format"],
-        encode_quality=int(cfg["encode_quality"]))
+        limits,
+        image_size=int(cfg["image_size"]),
+        resize_mode=cfg["resize_mode"],
+        resize_only_if_bigger=bool(cfg["resize_only_if_bigger"]),
+        encode_format=cfg["encode_format"],
+        encode_quality=int(cfg["encode_quality"]),
+    )
     deadline = float(cfg["deadline"]) if cfg.get("deadline") else None
-    policy = AddressPolicy(parse_allow(cfg.get("allow_addresses")), cfg.get("max_bytes"), float(cfg["timeout"]),
-                           deadline)
+    policy = AddressPolicy(
+        parse_allow(cfg.get("allow_addresses")), cfg.get("max_bytes"), float(cfg["timeout"]), deadline
+    )
     directives = cfg.get("disallowed_header_directives") or None
     downloader = GuardedDownloader(
-        policy, sample_writer_class=AtomicShardWriter, resizer=resizer, thread_count=int(cfg["threads"]),
-        save_caption=True, extract_exif=False, output_folder=output,
-        column_list=reader.column_list, timeout=float(cfg["timeout"]),
-        number_sample_per_shard=int(cfg["samples_per_shard"]), oom_shard_count=OOM_SHARDS,
-        compute_hash="sha256", verify_hash_type=None, encode_format=cfg["encode_format"],
-        retries=int(cfg["retries"]), user_agent_token=cfg.get("user_agent_token"),
-        disallowed_header_directives=directives)
+        policy,
+        sample_writer_class=AtomicShardWriter,
+        resizer=resizer,
+        thread_count=int(cfg["threads"]),
+        save_caption=True,
+        extract_exif=False,
+        output_folder=output,
+        column_list=reader.column_list,
+        timeout=float(cfg["timeout"]),
+        number_sample_per_shard=int(cfg["samples_per_shard"]),
+        oom_shard_count=OOM_SHARDS,
+        compute_hash="sha256",
+        verify_hash_type=None,
+        encode_format=cfg["encode_format"],
+        retries=int(cfg["retries"]),
+        user_agent_token=cfg.get("user_agent_token"),
+        disallowed_header_directives=directives,
+    )
     processes = int(cfg.get("processes") or os.cpu_count() or 1)
     retry = int(cfg["max_shard_retry"])
     total = -(-n_in // int(cfg["samples_per_shard"]))
@@ -232,11 +311,16 @@ def write_failures(output: str, shard: str, table: pa.Table) -> pa.Table:
     """OUT/failures/{shard}.parquet: the shard's pairs that are not samples, with their reason."""
     bad = table.filter(pc.not_equal(table["status"], "success"))
     reasons = [failure_reason(m) for m in bad["error_message"].to_pylist()]
-    out = pa.table({
-        **{c: bad[c].cast(pa.string()) for c in ("uid", "source", "lang", "url", "caption")},
-        "shard": pa.array([shard] * bad.num_rows, pa.string()), "key": bad["key"],
-        "reason": pa.array(reasons, pa.string()), "error_message": bad["error_message"],
-    }, schema=FAILURE_SCHEMA)
+    out = pa.table(
+        {
+            **{c: bad[c].cast(pa.string()) for c in ("uid", "source", "lang", "url", "caption")},
+            "shard": pa.array([shard] * bad.num_rows, pa.string()),
+            "key": bad["key"],
+            "reason": pa.array(reasons, pa.string()),
+            "error_message": bad["error_message"],
+        },
+        schema=FAILURE_SCHEMA,
+    )
     storage.write_parquet(out, storage.join(output, "failures", f"{shard}.parquet"))
     return out
 
@@ -251,15 +335,21 @@ def summarise(output: str, input_dir: str, n_in: int, cfg: dict, engine: str, se
     tables = {s: storage.read_parquet(storage.join(output, f"{s}.parquet"), columns=cols) for s in shards}
     if cfg.get("dedup_sha256"):
         tables = drop_duplicates(output, tables)
-    fails = pa.concat_tables([write_failures(output, s, t) for s, t in tables.items()]) if tables \
+    fails = (
+        pa.concat_tables([write_failures(output, s, t) for s, t in tables.items()])
+        if tables
         else FAILURE_SCHEMA.empty_table()
-    samples = pa.concat_tables([t.filter(pc.equal(t["status"], "success")) for t in tables.values()]) \
-        if tables else None
+    )
+    samples = (
+        pa.concat_tables([t.filter(pc.equal(t["status"], "success")) for t in tables.values()]) if tables else None
+    )
     n_ok = samples.num_rows if samples is not None else 0
     if n_ok + fails.num_rows != n_in:
-        raise BadInput(f"{output}: {n_ok} samples + {fails.num_rows} failures != {n_in} input pairs in "
-                       f"{input_dir}: some shards did not finish (see the errors above); rerun the same "
-                       f"command to resume them")
+        raise BadInput(
+            f"{output}: {n_ok} samples + {fails.num_rows} failures != {n_in} input pairs in "
+            f"{input_dir}: some shards did not finish (see the errors above); rerun the same "
+            f"command to resume them"
+        )
     sources: dict[str, dict] = {}
     for row in _counts(samples, ["source", "lang"]) if samples is not None else []:
         s = sources.setdefault(row["source"], {"samples": 0, "failed": {}, "samples_by_lang": {}})
@@ -272,11 +362,18 @@ def summarise(output: str, input_dir: str, n_in: int, cfg: dict, engine: str, se
         s["in"] = s["samples"] + sum(s["failed"].values())
     reasons = {r["reason"]: r["count_all"] for r in _counts(fails, ["reason"])}
     summary = {
-        "stage": "download", "input": _abs(input_dir), "engine": engine,
-        "in": n_in, "samples": n_ok, "failed": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
-        "success_pct": round(100.0 * n_ok / n_in, 2) if n_in else 0.0, "shards": len(shards),
-        "sources": sources, "seconds": round(seconds, 2),
-        "image_size": cfg["image_size"], "encode_format": cfg["encode_format"],
+        "stage": "download",
+        "input": _abs(input_dir),
+        "engine": engine,
+        "in": n_in,
+        "samples": n_ok,
+        "failed": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        "success_pct": round(100.0 * n_ok / n_in, 2) if n_in else 0.0,
+        "shards": len(shards),
+        "sources": sources,
+        "seconds": round(seconds, 2),
+        "image_size": cfg["image_size"],
+        "encode_format": cfg["encode_format"],
     }
     storage.write_json(storage.join(output, "download.json"), summary, indent=1)
     return summary
@@ -293,12 +390,13 @@ def run(args) -> int:
 def _download(args, cfg: dict, n_in: int) -> int:
     output = _abs(args.output)
     start = time.time()
-    run_img2dataset(cfg, args.input, output, args.engine, args.ray_address, getattr(args, "spark_master", None),
-                    n_in)
+    run_img2dataset(cfg, args.input, output, args.engine, args.ray_address, getattr(args, "spark_master", None), n_in)
     s = summarise(output, args.input, n_in, cfg, args.engine, time.time() - start)
     if not storage.is_remote(output):
         write_loader_index(output)  # wids-index.json (qwenvl_data/shards/loaders.py)
     failed = ", ".join(f"{k} {v}" for k, v in s["failed"].items()) or "none"
-    print(f"download: {s['samples']}/{s['in']} pairs -> samples ({s['success_pct']}%) in {s['shards']} "
-          f"shards under {output}; failed: {failed}; {s['seconds']} s")
+    print(
+        f"download: {s['samples']}/{s['in']} pairs -> samples ({s['success_pct']}%) in {s['shards']} "
+        f"shards under {output}; failed: {failed}; {s['seconds']} s"
+    )
     return 0

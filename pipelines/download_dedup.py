@@ -6,6 +6,7 @@ is deterministic. Shards holding a dropped duplicate are rewritten: tar first, t
 `duplicate`), then stats json, each written atomically (storage); a kill in between is repaired by the rerun,
 because the parquet still says `success` until the tar no longer holds the sample.
 """
+
 from __future__ import annotations
 
 import tarfile
@@ -33,8 +34,12 @@ def duplicate_keys(tables: dict[str, pa.Table]) -> dict[str, str]:
 
 
 def _rewrite_tar(path: str, drop: set[str]):
-    with storage.local_copy(path) as local, tarfile.open(local) as src, storage.atomic_write(path) as f, \
-            tarfile.open(fileobj=f, mode="w", format=src.format) as dst:
+    with (
+        storage.local_copy(path) as local,
+        tarfile.open(local) as src,
+        storage.atomic_write(path) as f,
+        tarfile.open(fileobj=f, mode="w", format=src.format) as dst,
+    ):
         for member in src:
             if member.name.split(".", 1)[0] not in drop:
                 dst.addfile(member, src.extractfile(member) if member.isfile() else None)
@@ -55,12 +60,16 @@ def drop_duplicates(output: str, tables: dict[str, pa.Table]) -> dict[str, pa.Ta
         _rewrite_tar(storage.join(output, f"{shard}.tar"), hit)
         full = storage.read_parquet(storage.join(output, f"{shard}.parquet"))
         is_dup = pc.is_in(full["key"], pa.array(sorted(hit), pa.string()))
-        msgs = [f"duplicate_image: same image as sample {dups[k]}" if k in hit else m
-                for k, m in zip(full["key"].to_pylist(), full["error_message"].to_pylist())]
-        full = full.set_column(full.schema.get_field_index("status"), "status",
-                               pc.if_else(is_dup, "duplicate", full["status"]))
-        full = full.set_column(full.schema.get_field_index("error_message"), "error_message",
-                               pa.array(msgs, pa.string()))
+        msgs = [
+            f"duplicate_image: same image as sample {dups[k]}" if k in hit else m
+            for k, m in zip(full["key"].to_pylist(), full["error_message"].to_pylist())
+        ]
+        full = full.set_column(
+            full.schema.get_field_index("status"), "status", pc.if_else(is_dup, "duplicate", full["status"])
+        )
+        full = full.set_column(
+            full.schema.get_field_index("error_message"), "error_message", pa.array(msgs, pa.string())
+        )
         storage.write_parquet(full, storage.join(output, f"{shard}.parquet"))
         stats_path = storage.join(output, f"{shard}_stats.json")
         stats = storage.read_json(stats_path)

@@ -13,6 +13,7 @@ img2dataset keeps fetching, resizing and tar writing; we only swap three seams i
 
 All three are module-level classes: they are pickled into spawn/ray/spark workers.
 """
+
 from __future__ import annotations
 
 import json

@@ -19,6 +19,7 @@ answer; pure text has no chat form (`no_chat_form`). Round trip: `shards --stage
 OUT/qwenvl.json` writes the same segments as the exported stage-3 shards. One sample is in memory at a
 time: the JSON arrays are written item by item to temporary files, renamed when complete.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,14 +37,25 @@ FORMATS = ("qwenvl", "messages")
 
 
 def add_arguments(p):
-    p.add_argument("--input", nargs="+", required=True, metavar="PATH",
-                   help="folders of training shards (qwenvl-data shards --stage 1|2|3) or .tar files")
+    p.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="folders of training shards (qwenvl-data shards --stage 1|2|3) or .tar files",
+    )
     p.add_argument("--output", required=True, help="folder for qwenvl.json, messages.json and images/")
-    p.add_argument("--format", default="qwenvl,messages",
-                   help="comma-separated: qwenvl (official fine-tuning JSON), messages (LLaMA-Factory / ms-swift)")
+    p.add_argument(
+        "--format",
+        default="qwenvl,messages",
+        help="comma-separated: qwenvl (official fine-tuning JSON), messages (LLaMA-Factory / ms-swift)",
+    )
     p.add_argument("--config", help="YAML with a 'shards:' section (stage-3 system prompt, instruction language)")
-    p.add_argument("--absolute", action="store_true",
-                   help="write absolute image paths (finetune.py opens them relative to its working folder)")
+    p.add_argument(
+        "--absolute",
+        action="store_true",
+        help="write absolute image paths (finetune.py opens them relative to its working folder)",
+    )
 
 
 class JsonArray:
@@ -105,8 +117,8 @@ def sample_chat(meta: dict, files: dict, image_paths: list[str], system: str, zh
     renamed, used = [], 0
     for role, t in turns:  # member names in the text -> the exported paths, in order
         n = len(formats.image_refs(t))
-        t, refs = formats.rename_images(t, image_paths[used:used + n])
-        if refs != images[used:used + n]:
+        t, refs = formats.rename_images(t, image_paths[used : used + n])
+        if refs != images[used : used + n]:
             return "bad_segments"
         used += n
         renamed.append((role, t))
@@ -155,8 +167,13 @@ def _export(args, out: Path, files, wanted, default_system: str, zh_fraction: fl
                 (out / folder).mkdir(exist_ok=True)
             for name, path in zip(names, paths):
                 (out / path).write_bytes(members[name])
-            write_item(writers, str(meta.get("uid") or f"{shard.name}:{key}"), *chat, default_system,
-                       [f"{root}{p}" for p in paths])
+            write_item(
+                writers,
+                str(meta.get("uid") or f"{shard.name}:{key}"),
+                *chat,
+                default_system,
+                [f"{root}{p}" for p in paths],
+            )
             stats["exported"] += 1
             stats["images"] += len(paths)
             stage = str(meta.get("stage"))
@@ -167,8 +184,10 @@ def _export(args, out: Path, files, wanted, default_system: str, zh_fraction: fl
     assert stats["in"] == stats["exported"] + sum(stats["rejected"].values())
     stats.update(formats=wanted, inputs=[str(f) for f in files], seconds=round(time.time() - t0, 3))
     (out / "export.json").write_text(json.dumps(stats, ensure_ascii=False, indent=1, sort_keys=True))
-    print(f"export: {stats['exported']} of {stats['in']} samples, {stats['images']} images -> "
-          f"{', '.join(str(out / f'{f}.json') for f in wanted)}; rejected {stats['rejected'] or 'none'}")
+    print(
+        f"export: {stats['exported']} of {stats['in']} samples, {stats['images']} images -> "
+        f"{', '.join(str(out / f'{f}.json') for f in wanted)}; rejected {stats['rejected'] or 'none'}"
+    )
     return 0
 
 

@@ -188,6 +188,8 @@ def run(args) -> int:
         funnel.write(result, out)
         print(funnel.to_markdown(result))
         t = result["total"]
-        print(f"filter: {t['kept']}/{t['in']} rows kept ({t['kept_pct']}%) by engine {args.engine} in "
-              f"{seconds:.1f} s -> {out}")
+        print(
+            f"filter: {t['kept']}/{t['in']} rows kept ({t['kept_pct']}%) by engine {args.engine} in "
+            f"{seconds:.1f} s -> {out}"
+        )
         return 0

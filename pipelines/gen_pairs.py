@@ -1,4 +1,5 @@
 """`qwenvl-data gen-pairs`: write LAION-layout noisy pair metadata (demo and benchmark input)."""
+
 from __future__ import annotations
 
 from pathlib import Path

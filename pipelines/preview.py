@@ -9,6 +9,7 @@ sheet shows what the model will be told, not what the converter meant to write.
 Hostile shards end as one line naming the sample: a json that is not an object, malformed `lines`,
 an image over the pixel limit (checked before decoding) or that does not decode.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,16 @@ from qwenvl_data.shards import iter_tar_samples
 from qwenvl_data.vocab import is_image_ext
 
 MAX_PIXELS = ImageLimits().max_pixels  # the download stage's limit, before any decoding
-COLORS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-          (240, 50, 230), (210, 245, 60)]
+COLORS = [
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+]
 
 
 def add_arguments(p):
@@ -57,12 +66,16 @@ def _text(sample: dict) -> str:
         prompt = sample.get("prompt")
         return (prompt if isinstance(prompt, str) else "") + sample["target"]
     segments = sample.get("segments")
-    return "".join(s["text"] for s in (segments if isinstance(segments, list) else [])
-                   if isinstance(s, dict) and isinstance(s.get("text"), str))
+    return "".join(
+        s["text"]
+        for s in (segments if isinstance(segments, list) else [])
+        if isinstance(s, dict) and isinstance(s.get("text"), str)
+    )
 
 
 def shapes(sample: dict, width: int, height: int) -> list[tuple[str, list[tuple[float, float]], str | None]]:
     """Pixel polygons to draw: ('line'|'word'|'quad'|'box', points, label)."""
+
     def px(points):
         return [(float(denormalise(x, width)), float(denormalise(y, height))) for x, y in points]
 
@@ -85,9 +98,16 @@ def shapes(sample: dict, width: int, height: int) -> list[tuple[str, list[tuple[
 def _quad(obj, where: str) -> list[tuple[float, float]]:
     """An OCR line/word's `quad`: four [x, y] finite numbers, else ValueError naming the field."""
     quad = obj.get("quad") if isinstance(obj, dict) else None
-    ok = isinstance(quad, list) and len(quad) == 4 and all(
-        isinstance(pt, list) and len(pt) == 2 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e9 for v in pt) for pt in quad)
+    ok = (
+        isinstance(quad, list)
+        and len(quad) == 4
+        and all(
+            isinstance(pt, list)
+            and len(pt) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e9 for v in pt)
+            for pt in quad
+        )
+    )
     if not ok:
         raise ValueError(f"{where}.quad is not four [x, y] points")
     return [(float(x), float(y)) for x, y in quad]

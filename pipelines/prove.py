@@ -10,6 +10,7 @@ shards and, with the same settings, on a control whose images and texts are shuf
 other; held-out images (other seeds) answered through `qwenvl-chat`'s generation path and scored
 against the shuffled run and the best constant answer. Writes OUT/prove.md, prove.json, prove.png.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,10 +26,17 @@ from qwenvl_data.prove import evaluate, experiment, report
 PRESETS = {
     "cpu": {},
     # the plumbing in about a minute (tests): a few samples and steps, scores are noise
-    "smoke": {"train_scenes": 24, "eval_scenes": 6, "ocr_train_pages": 16, "ocr_eval_pages": 6, "eval_per_lang": 4,
-              "stage2_samples": 60,
-              "vocab": 400, "stage1": {"steps": 2, "batch-size": 4, "lr": 2e-3, "warmup": 1, "seq-len": 160},
-              "stage2": {"steps": 2, "batch-size": 2, "lr": 2e-3, "warmup": 1, "seq-len": 640}},
+    "smoke": {
+        "train_scenes": 24,
+        "eval_scenes": 6,
+        "ocr_train_pages": 16,
+        "ocr_eval_pages": 6,
+        "eval_per_lang": 4,
+        "stage2_samples": 60,
+        "vocab": 400,
+        "stage1": {"steps": 2, "batch-size": 4, "lr": 2e-3, "warmup": 1, "seq-len": 160},
+        "stage2": {"steps": 2, "batch-size": 2, "lr": 2e-3, "warmup": 1, "seq-len": 640},
+    },
 }
 
 
@@ -84,8 +92,10 @@ def run(args) -> int:
     answers, results = {}, {}
     for r in runs:
         ckpt = experiment.last_stage(out, r)
-        answers[r] = (evaluate.predict(ckpt, grounding, 24, plan.threads),
-                      evaluate.predict(ckpt, ocr, 80, plan.threads))
+        answers[r] = (
+            evaluate.predict(ckpt, grounding, 24, plan.threads),
+            evaluate.predict(ckpt, ocr, 80, plan.threads),
+        )
         results[r] = evaluate.score(grounding, ocr, *answers[r])
     answers["constant"] = evaluate.constant_answers(out / "train", grounding, ocr)
     results["constant"] = evaluate.score(grounding, ocr, *answers["constant"])
@@ -95,14 +105,23 @@ def run(args) -> int:
     with open(out / "answers.jsonl", "w", encoding="utf-8") as f:
         for r in answers:
             for q, a in zip(grounding + ocr, answers[r][0] + answers[r][1]):
-                f.write(json.dumps({"run": r, "uid": q["uid"], "lang": q["lang"], "answer": a},
-                                   ensure_ascii=False) + "\n")
-    meta = {"command": "qwenvl-data prove " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1
-            else "qwenvl-data prove", "seconds": time.time() - t0, "timings": timings, "plan": plan.to_dict()}
+                f.write(
+                    json.dumps({"run": r, "uid": q["uid"], "lang": q["lang"], "answer": a}, ensure_ascii=False) + "\n"
+                )
+    meta = {
+        "command": "qwenvl-data prove " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        if len(sys.argv) > 1
+        else "qwenvl-data prove",
+        "seconds": time.time() - t0,
+        "timings": timings,
+        "plan": plan.to_dict(),
+    }
     met = report.write(out, results, meta)
     best = "real" if "real" in runs else runs[0]
     report.figure(out, grounding, answers[best][0], ocr, answers[best][1])
     print((out / "prove.md").read_text())
-    print(f"prove: {out / 'prove.md'}, {out / 'prove.json'}, {out / 'prove.png'}; targets "
-          f"{'all met' if all(met.values()) else 'not all met'}")
+    print(
+        f"prove: {out / 'prove.md'}, {out / 'prove.json'}, {out / 'prove.png'}; targets "
+        f"{'all met' if all(met.values()) else 'not all met'}"
+    )
     return 0

@@ -10,6 +10,7 @@ before it are found without being named (the filter funnel sits beside the pairs
 Writes `report.md`, `report.html` (the chart embedded) and `report.png` into --output (default: the
 first DIR). Every number comes from the stage's own summary; nothing is recounted here.
 """
+
 from __future__ import annotations
 
 import base64
@@ -37,7 +38,7 @@ def _read(path: Path) -> dict:
     return data
 
 
-_COUNTS = ("in", "kept", "samples", "out", "removed")      # non-negative integers wherever they appear
+_COUNTS = ("in", "kept", "samples", "out", "removed")  # non-negative integers wherever they appear
 _COUNT_MAPS = ("dropped", "failed", "kept_by_lang", "samples_by_lang")  # {name: non-negative integer}
 
 
@@ -47,8 +48,11 @@ def _check_counts(obj, path: Path, where: str = "") -> None:
         return
     for key, value in obj.items():
         at = f"{where}.{key}" if where else str(key)
-        if key in _COUNTS and value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        if (
+            key in _COUNTS
+            and value is not None
+            and (isinstance(value, bool) or not isinstance(value, int) or value < 0)
+        ):
             raise BadInput(f"{path}: '{at}' must be a non-negative integer, got {value!r:.60}")
         if key in _COUNT_MAPS and value is not None:
             if not isinstance(value, dict):
@@ -81,7 +85,7 @@ def find_stages(dirs: list[str]) -> dict[str, dict]:
             _check_counts(summary, path)
             summary["_dir"] = str(d)
             stages[stage] = summary
-            for up in ([Path(summary["input"])] if isinstance(summary.get("input"), str) else []):
+            for up in [Path(summary["input"])] if isinstance(summary.get("input"), str) else []:
                 todo += [up, up.parent]  # download's input is OUT/pairs; the funnel is in OUT
     if not stages:
         raise UsageError(f"{', '.join(dirs)}: no stage summary (a JSON object with a 'stage' key) found")
@@ -148,43 +152,75 @@ def _source_table(sources: dict, out_key: str, reasons_key: str) -> str:
 def markdown(stages: dict, chart: str | None) -> str:
     parts = ["# qwenvl-data corpus report", ""]
     rows = funnel_rows(stages)
-    parts += ["## Funnel", "", _table(["stage", "in", "out", "kept"],
-                                      [[s, a, b, _pct(b, a)] for s, a, b in rows]), ""]
+    parts += ["## Funnel", "", _table(["stage", "in", "out", "kept"], [[s, a, b, _pct(b, a)] for s, a, b in rows]), ""]
     subsets = [(prev, cur) for prev, cur in zip(rows, rows[1:]) if cur[1] != prev[2]]
     if len(rows) > 1 and not subsets:
-        parts += [f"Overall: {rows[0][1]} input rows -> {rows[-1][2]} samples "
-                  f"({_pct(rows[-1][2], rows[0][1])}).", ""]
+        parts += [f"Overall: {rows[0][1]} input rows -> {rows[-1][2]} samples ({_pct(rows[-1][2], rows[0][1])}).", ""]
     for prev, cur in subsets:  # e.g. a demo or a partial run: say so rather than print a false total
-        parts += [f"Note: {cur[0]} read {cur[1]} rows while {prev[0]} wrote {prev[2]}: the stages ran on "
-                  f"different subsets, so there is no overall rate.", ""]
+        parts += [
+            f"Note: {cur[0]} read {cur[1]} rows while {prev[0]} wrote {prev[2]}: the stages ran on "
+            f"different subsets, so there is no overall rate.",
+            "",
+        ]
     if chart:
         parts += [f"![funnel and reasons]({chart})", ""]
     if "filter" in stages:
         f = stages["filter"]
-        parts += ["## Filter", "", f"Rules in order: {', '.join(f.get('rules', []))}.", "",
-                  _source_table(f.get("sources", {}), "kept", "dropped"), ""]
+        parts += [
+            "## Filter",
+            "",
+            f"Rules in order: {', '.join(f.get('rules', []))}.",
+            "",
+            _source_table(f.get("sources", {}), "kept", "dropped"),
+            "",
+        ]
         if f.get("bad_files"):
             parts += [f"Unreadable input files skipped: {len(f['bad_files'])}.", ""]
     if "download" in stages:
         d = stages["download"]
-        parts += ["## Download", "", f"Success rate: {d.get('samples', 0)}/{d.get('in', 0)} "
-                  f"({_pct(d.get('samples', 0), d.get('in', 0))}) in {d.get('seconds', '?')} s.", "",
-                  _table(["failure reason", "pairs", "share of input"],
-                         [[r, n, _pct(n, d.get("in", 0))] for r, n in d.get("failed", {}).items()]), "",
-                  _source_table(d.get("sources", {}), "samples", "failed"), ""]
+        parts += [
+            "## Download",
+            "",
+            f"Success rate: {d.get('samples', 0)}/{d.get('in', 0)} "
+            f"({_pct(d.get('samples', 0), d.get('in', 0))}) in {d.get('seconds', '?')} s.",
+            "",
+            _table(
+                ["failure reason", "pairs", "share of input"],
+                [[r, n, _pct(n, d.get("in", 0))] for r, n in d.get("failed", {}).items()],
+            ),
+            "",
+            _source_table(d.get("sources", {}), "samples", "failed"),
+            "",
+        ]
     if "clip-score" in stages:
         c = stages["clip-score"]
         models = ", ".join(sorted(set(c.get("models", {}).values())))
-        parts += ["## CLIP score", "", f"Models: {models}. Kept {c.get('kept', 0)}/{c.get('in', 0)} "
-                  f"({_pct(c.get('kept', 0), c.get('in', 0))}).", "",
-                  _source_table(c.get("sources", {}), "kept", "dropped"), "",
-                  _table(["source", "lang", "threshold"],
-                         [[t["source"], t["lang"], "-" if t.get("threshold_max") is None
-                           else f"{t['threshold_max']:.4f}"] for t in c.get("thresholds", [])]), ""]
+        parts += [
+            "## CLIP score",
+            "",
+            f"Models: {models}. Kept {c.get('kept', 0)}/{c.get('in', 0)} ({_pct(c.get('kept', 0), c.get('in', 0))}).",
+            "",
+            _source_table(c.get("sources", {}), "kept", "dropped"),
+            "",
+            _table(
+                ["source", "lang", "threshold"],
+                [
+                    [t["source"], t["lang"], "-" if t.get("threshold_max") is None else f"{t['threshold_max']:.4f}"]
+                    for t in c.get("thresholds", [])
+                ],
+            ),
+            "",
+        ]
     if "synth-ocr" in stages:
         n_in, kept, _ = _synth_totals(stages)
-        parts += ["## OCR pages (synth-ocr)", "", f"Pages kept {kept}/{n_in} ({_pct(kept, n_in)}).", "",
-                  _source_table(stages["synth-ocr"].get("sources", {}), "kept", "dropped"), ""]
+        parts += [
+            "## OCR pages (synth-ocr)",
+            "",
+            f"Pages kept {kept}/{n_in} ({_pct(kept, n_in)}).",
+            "",
+            _source_table(stages["synth-ocr"].get("sources", {}), "kept", "dropped"),
+            "",
+        ]
     return "\n".join(parts)
 
 
@@ -223,8 +259,13 @@ def render_html(md: str, png: Path) -> str:
             def cells(r, tag):
                 return "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>" for c in r.strip("|").split("|"))
 
-            body.append("<table><tr>" + cells(head, "th") + "</tr>"
-                        + "".join("<tr>" + cells(r, "td") + "</tr>" for r in rows) + "</table>")
+            body.append(
+                "<table><tr>"
+                + cells(head, "th")
+                + "</tr>"
+                + "".join("<tr>" + cells(r, "td") + "</tr>" for r in rows)
+                + "</table>"
+            )
             table.clear()
 
     img = base64.b64encode(png.read_bytes()).decode()
@@ -242,10 +283,14 @@ def render_html(md: str, png: Path) -> str:
         elif line:
             body.append(f"<p>{html.escape(line)}</p>")
     flush()
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}")
-    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>qwenvl-data report</title>" \
-           f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}"
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>qwenvl-data report</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    )
 
 
 def run(args) -> int:

@@ -13,6 +13,7 @@ Writes `OUT/stage{N}-{family}-{000000}.tar` (+ `.parquet`, `.json`; one member s
 qwenvl_data/shards/build.py), `OUT/index.json` and `OUT/wids-index.json`; checks that every input
 sample is written, rejected with a reason (a repeated uid: `duplicate_uid`), or left unused by the mix.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,24 +35,39 @@ from qwenvl_data.tasks.training import build_stage3, build_stage12, scan_pairs, 
 
 def add_arguments(p):
     p.add_argument("--stage", type=int, required=True, choices=(1, 2, 3))
-    p.add_argument("--input", nargs="+", required=True, metavar="PATH",
-                   help="folders of shards (stage 1: pair shards; 2, 3: task shards); stage 3 also "
-                        "fine-tuning JSON files")
+    p.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="folders of shards (stage 1: pair shards; 2, 3: task shards); stage 3 also fine-tuning JSON files",
+    )
     p.add_argument("--output", required=True, help="folder for the training shards and index.json")
     p.add_argument("--config", help="YAML with a 'shards:' section overriding configs/shards.yaml")
-    p.add_argument("--tokenizer", help="local tokenizer folder (tokenizer.json or transformers files) "
-                                       "for exact token counts; without it the index holds an estimate")
-    p.add_argument("--num-samples", type=int, help="total samples; groups repeat when short (default: "
-                                                   "the most samples the weights allow without repeating)")
+    p.add_argument(
+        "--tokenizer",
+        help="local tokenizer folder (tokenizer.json or transformers files) "
+        "for exact token counts; without it the index holds an estimate",
+    )
+    p.add_argument(
+        "--num-samples",
+        type=int,
+        help="total samples; groups repeat when short (default: the most samples the weights allow without repeating)",
+    )
     p.add_argument("--all", action="store_true", help="ignore the weights: every sample once")
     p.add_argument("--shard-size", type=int, help="samples per output shard")
     p.add_argument("--seed", type=int, help="seed of the mix (default from config)")
-    p.add_argument("--skip-bad-files", action="store_true",
-                   help="skip (and list in index.json bad_files) an input tar that is truncated or unreadable "
-                        "instead of stopping")
-    p.add_argument("--stage3-mask", choices=("official", "answers"),
-                   help="stage-3 loss mask: official (finetune.py: answers + <|im_start|>, <|im_end|>, \\n of "
-                        "every turn) or answers (answer + <|im_end|> only); default from config")
+    p.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help="skip (and list in index.json bad_files) an input tar that is truncated or unreadable instead of stopping",
+    )
+    p.add_argument(
+        "--stage3-mask",
+        choices=("official", "answers"),
+        help="stage-3 loss mask: official (finetune.py: answers + <|im_start|>, <|im_end|>, \\n of "
+        "every turn) or answers (answer + <|im_end|> only); default from config",
+    )
 
 
 def input_files(stage: int, inputs) -> list[Path]:
@@ -106,8 +122,9 @@ def user_weights(user_config, stage: int):
     if not user_config:
         return "default"
     import yaml
+
     data = yaml.safe_load(Path(user_config).read_text(encoding="utf-8")) or {}
-    section = ((data.get("shards") or {}).get(f"stage{stage}") or {})
+    section = (data.get("shards") or {}).get(f"stage{stage}") or {}
     return section["weights"] if "weights" in section else "default"
 
 
@@ -147,8 +164,10 @@ def run(args) -> int:
         raise BadInput(f"no usable samples in {len(files)} input files (rejected: {scan_rejected})")
     weights = stage_weights(stage, cfg, groups, args.all, args.config)
     if weights is None and args.num_samples is not None:
-        raise UsageError(f"--num-samples needs mixing weights; stage {stage} is set to use every sample once "
-                         f"(set shards.stage{stage}.weights, or drop --all)")
+        raise UsageError(
+            f"--num-samples needs mixing weights; stage {stage} is set to use every sample once "
+            f"(set shards.stage{stage}.weights, or drop --all)"
+        )
     counts = plan_counts({g: len(r) for g, r in groups.items()}, weights, args.num_samples)
     streams = plan_streams(groups, counts, seed)
     counter = TokenCounter(args.tokenizer)
@@ -157,26 +176,49 @@ def run(args) -> int:
     if mask not in ("official", "answers"):
         raise UsageError(f"shards.stage3.mask is {mask!r}: expected official or answers")
     if stage == 3:
+
         def build(r, f):
-            return build_stage3(r, f, s3.get("system") or "You are a helpful assistant.",
-                                float(s3.get("zh_instruction_fraction") or 0.0), mask)
+            return build_stage3(
+                r,
+                f,
+                s3.get("system") or "You are a helpful assistant.",
+                float(s3.get("zh_instruction_fraction") or 0.0),
+                mask,
+            )
     else:
+
         def build(r, f):
             return build_stage12(r, f, stage)
+
     with own_output(out, stage="shards", inputs=[("--input", p) for p in args.input]):
         clean_stale_temps(out)
-        book, build_rejected, reused = write_shards(streams, {n: len(v) for n, v in streams.items()}, stage,
-                                                    out, size, seed, build, counter)
-        index = make_index(stage, seed, weights, groups, counts, book, scan_rejected, build_rejected,
-                           seen, counter, [str(f) for f in files], time.time() - t0)
+        book, build_rejected, reused = write_shards(
+            streams, {n: len(v) for n, v in streams.items()}, stage, out, size, seed, build, counter
+        )
+        index = make_index(
+            stage,
+            seed,
+            weights,
+            groups,
+            counts,
+            book,
+            scan_rejected,
+            build_rejected,
+            seen,
+            counter,
+            [str(f) for f in files],
+            time.time() - t0,
+        )
         index["bad_files"] = bad_files
         if stage == 3:
             index["loss_mask"] = mask  # official (finetune.py preprocess) or answers
         index.update(reports_for(args.input))  # decontaminate's per-benchmark table, when the inputs are its output
         (out / "index.json").write_text(json.dumps(index, ensure_ascii=False, indent=1, sort_keys=True))
         t = index["totals"]
-        print(f"stage {stage}: {t['samples']} samples, {t['images']} images, {t['tokens']} tokens "
-              f"({'exact' if counter.exact else 'estimated'}) in {len(book.shards)} shards "
-              f"({reused} unchanged from the last run); "
-              f"rejected {sum(index['rejected'].values())}, unused {index['inputs']['unused']}")
+        print(
+            f"stage {stage}: {t['samples']} samples, {t['images']} images, {t['tokens']} tokens "
+            f"({'exact' if counter.exact else 'estimated'}) in {len(book.shards)} shards "
+            f"({reused} unchanged from the last run); "
+            f"rejected {sum(index['rejected'].values())}, unused {index['inputs']['unused']}"
+        )
         return 0

@@ -11,6 +11,7 @@ as stage-2 OCR task shards (schemas/ocr.schema.json).
 - Every input page ends up in a shard or in the funnel's dropped counts with a reason;
   `synth_ocr.json` (stage "synth-ocr") is checked (in = kept + dropped) before the job reports success.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,9 +30,19 @@ from qwenvl_data.pipelines.engines.units import map_units
 from qwenvl_data.shards import ShardWriter, clean_stale_temps, shard_done, shard_name
 from qwenvl_data.shards.loaders import write_loader_index
 
-ROW_SCHEMA = pa.schema([("key", pa.string()), ("uid", pa.string()), ("source", pa.string()),
-                        ("lang", pa.string()), ("width", pa.int64()), ("height", pa.int64()),
-                        ("lines", pa.int64()), ("words", pa.int64()), ("chars", pa.int64())])
+ROW_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("uid", pa.string()),
+        ("source", pa.string()),
+        ("lang", pa.string()),
+        ("width", pa.int64()),
+        ("height", pa.int64()),
+        ("lines", pa.int64()),
+        ("words", pa.int64()),
+        ("chars", pa.int64()),
+    ]
+)
 FILES_PER_SHARD = 50  # real pages: input files per shard
 
 
@@ -56,7 +67,7 @@ def add_arguments(p):
 class ShardJob:
     """One shard to write: synthetic pages [first, first+count) of `lang`, or a list of files."""
 
-    kind: str                      # "synth", "pdf" or "html"
+    kind: str  # "synth", "pdf" or "html"
     prefix: str
     shard_id: int
     out_dir: str
@@ -84,10 +95,17 @@ def _resources(job: ShardJob):
 
 
 def _row(key: str, sample: dict) -> dict:
-    return {"key": key, "uid": sample["uid"], "source": sample["source"], "lang": sample["lang"],
-            "width": sample["width"], "height": sample["height"], "lines": len(sample["lines"]),
-            "words": sum(len(ln["words"]) for ln in sample["lines"]),
-            "chars": sum(len(ln["text"]) for ln in sample["lines"])}
+    return {
+        "key": key,
+        "uid": sample["uid"],
+        "source": sample["source"],
+        "lang": sample["lang"],
+        "width": sample["width"],
+        "height": sample["height"],
+        "lines": len(sample["lines"]),
+        "words": sum(len(ln["words"]) for ln in sample["lines"]),
+        "chars": sum(len(ln["text"]) for ln in sample["lines"]),
+    }
 
 
 def _real_pages(job: ShardJob):
@@ -167,12 +185,13 @@ def _real_jobs(kind: str, folder: str | None, suffixes, out: str, cfg: dict) -> 
     root = Path(folder)
     if not root.is_dir():
         raise UsageError(f"--{kind} {folder}: not a directory")
-    files = sorted([str(p), p.relative_to(root).as_posix()] for p in root.rglob("*")
-                   if p.suffix.lower() in suffixes)
+    files = sorted([str(p), p.relative_to(root).as_posix()] for p in root.rglob("*") if p.suffix.lower() in suffixes)
     if not files:
         raise BadInput(f"--{kind} {folder}: no {'/'.join(suffixes)} files in it")
-    return [ShardJob(kind, kind, i, out, cfg, files=files[s:s + FILES_PER_SHARD])
-            for i, s in enumerate(range(0, len(files), FILES_PER_SHARD))]
+    return [
+        ShardJob(kind, kind, i, out, cfg, files=files[s : s + FILES_PER_SHARD])
+        for i, s in enumerate(range(0, len(files), FILES_PER_SHARD))
+    ]
 
 
 def plan(args, cfg: dict) -> list[ShardJob]:
@@ -185,9 +204,22 @@ def plan(args, cfg: dict) -> list[ShardJob]:
     for i, lang in enumerate(langs):
         n = args.num // len(langs) + (1 if i < args.num % len(langs) else 0)
         for sid in range(math.ceil(n / size)):
-            jobs.append(ShardJob("synth", f"synthdog-{lang}", sid, out, cfg, lang=lang, seed=args.seed,
-                                 first=sid * size, count=min(size, n - sid * size), corpus=args.corpus,
-                                 fonts=args.fonts, backgrounds=args.backgrounds))
+            jobs.append(
+                ShardJob(
+                    "synth",
+                    f"synthdog-{lang}",
+                    sid,
+                    out,
+                    cfg,
+                    lang=lang,
+                    seed=args.seed,
+                    first=sid * size,
+                    count=min(size, n - sid * size),
+                    corpus=args.corpus,
+                    fonts=args.fonts,
+                    backgrounds=args.backgrounds,
+                )
+            )
     jobs += _real_jobs("pdf", args.pdf, (".pdf",), out, cfg)
     jobs += _real_jobs("html", args.html, (".html", ".htm"), out, cfg)
     if not jobs:
@@ -236,13 +268,20 @@ def run(args) -> int:
             write_loader_index(args.output)  # wids-index.json (qwenvl_data/shards/loaders.py)
         seconds = time.time() - start
         sources = merge_funnel([_shard_stats(j) for j in jobs])
-        report = {"sources": sources, "shards": len(jobs), "shards_written": len(todo),
-                  "engine": "ray" if args.ray_address else args.engine, "workers": args.workers,
-                  "seconds": round(seconds, 2)}
+        report = {
+            "sources": sources,
+            "shards": len(jobs),
+            "shards_written": len(todo),
+            "engine": "ray" if args.ray_address else args.engine,
+            "workers": args.workers,
+            "seconds": round(seconds, 2),
+        }
         funnel.write_summary(args.output, "synth-ocr", report)
         kept = sum(s["kept"] for s in sources.values())
-        print(f"synth-ocr: {kept} pages kept in {len(jobs)} shards ({len(todo)} written, "
-              f"{len(jobs) - len(todo)} already done) in {seconds:.1f}s -> {args.output}")
+        print(
+            f"synth-ocr: {kept} pages kept in {len(jobs)} shards ({len(todo)} written, "
+            f"{len(jobs) - len(todo)} already done) in {seconds:.1f}s -> {args.output}"
+        )
         for source, s in sorted(sources.items()):
             print(f"  {source}: in {s['in']}, kept {s['kept']}, dropped {s['dropped'] or 0}")
         return 0

@@ -7,6 +7,7 @@ Writes `OUT/{dataset}-{000000}.tar` (+ `.parquet`, `.json`), `OUT/{dataset}-stat
 rejected by reason, samples by task and language) and `OUT/{dataset}-rejects.jsonl`. A rerun skips the
 shards a previous run finished. The job fails if in != out + rejected.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,9 @@ def add_arguments(p):
     p.add_argument("--shard-size", type=int, help="samples per shard")
 
 
-def convert_dataset(dataset: str, input_dir, output_dir, images_dir=None, cfg: dict | None = None,
-                    shard_size: int | None = None) -> dict:
+def convert_dataset(
+    dataset: str, input_dir, output_dir, images_dir=None, cfg: dict | None = None, shard_size: int | None = None
+) -> dict:
     """Convert one dataset; returns the stats written to {dataset}-stats.json."""
     if dataset not in DATASETS:
         raise UsageError(f"unknown dataset {dataset!r} (known: {', '.join(DATASETS)})")
@@ -53,8 +55,10 @@ def convert_dataset(dataset: str, input_dir, output_dir, images_dir=None, cfg: d
         sink.add_all(converter(dataset)(input_dir, dataset, Path(images_dir), dataset_config(dataset, cfg)))
     except (KeyError, TypeError, AttributeError) as e:
         sink.abort()
-        raise BadInput(f"{dataset}: {input_dir}: unexpected record layout "
-                       f"({type(e).__name__}: {e}); is this the {dataset} download?") from None
+        raise BadInput(
+            f"{dataset}: {input_dir}: unexpected record layout "
+            f"({type(e).__name__}: {e}); is this the {dataset} download?"
+        ) from None
     except BaseException:
         sink.abort()
         raise

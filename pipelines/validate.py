@@ -8,6 +8,7 @@
 - a directory: every `.tar` and `.parquet` under it.
 Exit 1 naming the first bad file/row/sample and field; 0 when everything conforms.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,16 +28,20 @@ SCHEMA_KEY = b"qwenvl.schema"
 def add_arguments(p):
     p.add_argument("paths", nargs="+", metavar="PATH", help="parquet files, tar shards or directories")
     p.add_argument("--schema", help="force this schema (name under schemas/, e.g. pair)")
-    p.add_argument("--skip-bad-files", action="store_true",
-                   help="go on past a bad file and list every one (the run still exits 1 if any is bad)")
+    p.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help="go on past a bad file and list every one (the run still exits 1 if any is bad)",
+    )
 
 
 def _expand(paths):
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            yield from sorted(q for q in p.rglob("*") if q.suffix in (".tar", ".parquet")
-                              and not q.name.startswith(".tmp-"))
+            yield from sorted(
+                q for q in p.rglob("*") if q.suffix in (".tar", ".parquet") and not q.name.startswith(".tmp-")
+            )
         elif p.exists():
             yield p
         else:
@@ -64,8 +69,7 @@ def validate_parquet(path: Path, force: str | None = None) -> int:
         for row in batch.to_pylist():
             err = first_error(name, row)
             if err:
-                raise BadInput(f"{path}: row {row_no} (uid={row.get('uid')!r}) does not match "
-                               f"schema '{name}': {err}")
+                raise BadInput(f"{path}: row {row_no} (uid={row.get('uid')!r}) does not match schema '{name}': {err}")
             row_no += 1
     return row_no
 
@@ -94,8 +98,9 @@ def validate_tar(path: Path, force: str | None = None) -> int:
         try:
             sample = json.loads(files["json"])
         except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the parser goes
-            raise BadInput(f"{path}: sample '{key}': .json is not valid JSON ({type(e).__name__}: "
-                           f"{str(e)[:120]})") from None
+            raise BadInput(
+                f"{path}: sample '{key}': .json is not valid JSON ({type(e).__name__}: {str(e)[:120]})"
+            ) from None
         if not isinstance(sample, dict):
             raise BadInput(f"{path}: sample '{key}': .json is not an object")
         name = _schema_name(force or sample.get("schema"), "sample")
@@ -121,15 +126,15 @@ def run(args) -> int:
         if path.suffix == ".parquet" and path.with_suffix(".tar").exists() and not args.schema:
             continue  # a shard's sidecar index
         try:
-            total += validate_tar(path, args.schema) if path.suffix == ".tar" else \
-                validate_parquet(path, args.schema)
+            total += validate_tar(path, args.schema) if path.suffix == ".tar" else validate_parquet(path, args.schema)
         except BadInput as e:
             if not args.skip_bad_files:
                 raise
             bad.append(str(e))
             print(f"bad: {e}")
     if bad:  # every file was checked; a bad one still fails the run
-        raise BadInput(f"{len(bad)} of {len(files)} files are bad (listed above); {total} records in the others "
-                       f"conform")
+        raise BadInput(
+            f"{len(bad)} of {len(files)} files are bad (listed above); {total} records in the others conform"
+        )
     print(f"ok: {total} records in {len(files)} files conform")
     return 0

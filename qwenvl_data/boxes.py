@@ -12,6 +12,7 @@ exact text (`<box>(x1,y1),(x2,y2)</box>`, `<quad>(x1,y1),...,(x4,y4)</quad>`), `
   (`1000` too); the ref text NFC-normalised and stripped as it returns it. `parse_answer` adds the
   evaluation's case: a prompt that ends in `<box>`, answered by `(x1,y1),(x2,y2)</box>`.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,8 +68,10 @@ def box_to_bins(box: Sequence[float], width: float, height: float) -> tuple[int,
     x1, y1, x2, y2 = clip_box(box[0], box[1], box[2], box[3], width, height)
     bins = (normalise(x1, width), normalise(y1, height), normalise(x2, width), normalise(y2, height))
     if bins[2] <= bins[0] or bins[3] <= bins[1]:
-        raise BoxError("degenerate_box", f"box {tuple(box)} in a {width}x{height} image has zero width or "
-                                         f"height after binning: {bins}")
+        raise BoxError(
+            "degenerate_box",
+            f"box {tuple(box)} in a {width}x{height} image has zero width or height after binning: {bins}",
+        )
     return bins
 
 
@@ -149,5 +152,5 @@ def parse_answer(answer: str, prompt: str = "") -> list[dict]:
     if "</box>" not in answer:
         m = _EVAL_BOX_RE.search(answer)
         if m:
-            answer = answer[:m.end()] + "</box>" + answer[m.end():]
+            answer = answer[: m.end()] + "</box>" + answer[m.end() :]
     return parse_refs((ref.group(0) if ref else "<box>") + answer)

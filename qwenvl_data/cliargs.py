@@ -5,6 +5,7 @@ finite and at least its minimum (`--workers -1`, `--timeout 0`, `--lr nan` are u
 flag). Minimums are by option name, shared by every command (`--batch-size` means the same everywhere);
 an option not listed must be >= 0.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,10 +13,30 @@ import math
 
 # option dest -> (minimum, minimum allowed itself)
 MINIMUM: dict[str, tuple[float, bool]] = {
-    **{k: (1, True) for k in (
-        "processes", "threads", "samples_per_shard", "image_size", "shard_size", "batch_size", "grad_accum",
-        "max", "cols", "thumb", "files", "row_group", "max_new_tokens", "steps", "stop_at", "save_every",
-        "log_every", "seq_len", "read_batch")},
+    **{
+        k: (1, True)
+        for k in (
+            "processes",
+            "threads",
+            "samples_per_shard",
+            "image_size",
+            "shard_size",
+            "batch_size",
+            "grad_accum",
+            "max",
+            "cols",
+            "thumb",
+            "files",
+            "row_group",
+            "max_new_tokens",
+            "steps",
+            "stop_at",
+            "save_every",
+            "log_every",
+            "seq_len",
+            "read_batch",
+        )
+    },
     **{k: (0, False) for k in ("timeout", "deadline", "clip", "vit_lr_decay")},
 }
 

@@ -9,6 +9,7 @@
   preprocess images without loading the model.
 - `ClipScorer.scores(pixels, captions)` is the cosine similarity of image and caption embeddings.
 """
+
 from __future__ import annotations
 
 import functools
@@ -44,8 +45,10 @@ def model_config(name: str) -> dict:
 
     register_tiny()
     if name.startswith(("hf-hub:", "local-dir:")) or ":" in name:
-        raise UsageError(f"--model {name}: give an open_clip architecture name and a local --checkpoint "
-                         f"(hub names would download at run time)")
+        raise UsageError(
+            f"--model {name}: give an open_clip architecture name and a local --checkpoint "
+            f"(hub names would download at run time)"
+        )
     cfg = open_clip.get_model_config(name)
     if cfg is None:
         raise UsageError(f"--model {name}: unknown open_clip model (e.g. ViT-B-32, ViT-L-14, {TINY})")
@@ -58,9 +61,14 @@ def image_preprocess(name: str):
 
     cfg = model_config(name)
     pp = cfg.get("preprocess_cfg", {})
-    return open_clip.image_transform(cfg["vision_cfg"]["image_size"], is_train=False, mean=pp.get("mean"),
-                                     std=pp.get("std"), resize_mode=pp.get("resize_mode"),
-                                     interpolation=pp.get("interpolation"))
+    return open_clip.image_transform(
+        cfg["vision_cfg"]["image_size"],
+        is_train=False,
+        mean=pp.get("mean"),
+        std=pp.get("std"),
+        resize_mode=pp.get("resize_mode"),
+        interpolation=pp.get("interpolation"),
+    )
 
 
 def image_size(name: str) -> int:
@@ -85,8 +93,14 @@ def save_random_checkpoint(name: str, path: str | os.PathLike, seed: int = 0) ->
 class ClipScorer:
     """One loaded model; `scores` gives cosine similarities of image/caption pairs."""
 
-    def __init__(self, name: str, checkpoint: str | None, device: str = "cpu", precision: str = "fp32",
-                 allow_random: bool = False):
+    def __init__(
+        self,
+        name: str,
+        checkpoint: str | None,
+        device: str = "cpu",
+        precision: str = "fp32",
+        allow_random: bool = False,
+    ):
         import open_clip
         import torch
 
@@ -104,8 +118,10 @@ class ClipScorer:
         self.device = torch.device(device)
         # open_clip's bf16/fp16 precision casts only the matmul and conv weights: the pixels must match
         # those (the first parameter may be an fp32 embedding or logit scale).
-        self.dtype = min((p.dtype for p in self.model.visual.parameters() if p.is_floating_point()),
-                         key=lambda d: torch.finfo(d).bits)
+        self.dtype = min(
+            (p.dtype for p in self.model.visual.parameters() if p.is_floating_point()),
+            key=lambda d: torch.finfo(d).bits,
+        )
         self.label = f"{name}@{Path(checkpoint).name}" if checkpoint else f"{name}@random"
 
     def scores(self, pixels: np.ndarray, captions: list[str]) -> np.ndarray:

@@ -5,6 +5,7 @@ the defaults key by key (deep merge). `None`/`null` switches a check off. Every 
 is checked against its schema (qwenvl_data/config_schema.py: types, ranges, unknown keys with a
 "did you mean") before the stage starts; a bad value is a one-line UsageError naming file and key.
 """
+
 from __future__ import annotations
 
 import copy

@@ -7,6 +7,7 @@ free (sources, weights, thresholds), and which checks `null` may switch off (a k
 null may always be null). Errors are one line naming the file and the dotted key, with a "did you mean"
 for a misspelled key (UsageError, exit 2).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -31,8 +32,12 @@ def _range(lo=None, hi=None, kind="number"):
     return {"type": "list", "len": 2, "ordered": True, "items": {"type": kind, "min": lo, "max": hi}}
 
 
-_PAGE: dict[str, dict] = {"min_side": POS_INT, "min_chars": {**NONNEG_INT, **CHECK},
-                          "max_chars": {**NONNEG_INT, **CHECK}, "reject_ranges": STR_LIST}
+_PAGE: dict[str, dict] = {
+    "min_side": POS_INT,
+    "min_chars": {**NONNEG_INT, **CHECK},
+    "max_chars": {**NONNEG_INT, **CHECK},
+    "reject_ranges": STR_LIST,
+}
 _THRESHOLD = {"type": "threshold", "null": True}  # a cosine cut (below -1 keeps everything) or a quantile
 _WEIGHTS = {"type": "map", "null": True, "values": NONNEG_NUM}
 
@@ -44,66 +49,131 @@ SELF_CHECKED = {"filter"}
 # items), len, ordered (list ascending), values (rule of every value of a map with free keys).
 RULES: dict[str, dict[str, dict]] = {
     "download": {
-        "image_size": POS_INT, "samples_per_shard": POS_INT, "threads": POS_INT,
-        "processes": {**POS_INT, "null": True}, "timeout": POS_NUM, "deadline": {**POS_NUM, **CHECK},
-        "retries": NONNEG_INT, "max_shard_retry": NONNEG_INT, "encode_quality": {"type": "int", "min": 0, "max": 100},
+        "image_size": POS_INT,
+        "samples_per_shard": POS_INT,
+        "threads": POS_INT,
+        "processes": {**POS_INT, "null": True},
+        "timeout": POS_NUM,
+        "deadline": {**POS_NUM, **CHECK},
+        "retries": NONNEG_INT,
+        "max_shard_retry": NONNEG_INT,
+        "encode_quality": {"type": "int", "min": 0, "max": 100},
         "resize_mode": {"choices": ["keep_ratio", "keep_ratio_largest", "center_crop", "border", "no"]},
-        "encode_format": {"choices": ["jpg", "png", "webp"]}, "user_agent_token": CHECK,
-        "disallowed_header_directives": {**STR_LIST, **CHECK}, "allow_addresses": {**STR_LIST, **CHECK},
-        "max_bytes": {**POS_INT, **CHECK}, "max_pixels": {**POS_INT, **CHECK},
-        "min_image_side": {**NONNEG_INT, **CHECK}, "max_aspect_ratio": {"type": "number", "min": 1, **CHECK},
+        "encode_format": {"choices": ["jpg", "png", "webp"]},
+        "user_agent_token": CHECK,
+        "disallowed_header_directives": {**STR_LIST, **CHECK},
+        "allow_addresses": {**STR_LIST, **CHECK},
+        "max_bytes": {**POS_INT, **CHECK},
+        "max_pixels": {**POS_INT, **CHECK},
+        "min_image_side": {**NONNEG_INT, **CHECK},
+        "max_aspect_ratio": {"type": "number", "min": 1, **CHECK},
     },
     "sources": {
-        "": {"type": "map", "values": {"type": "map", "keys": {
-            "columns": {"type": "map", "values": {"type": "list", "items": {"type": "str"}, "null": True,
-                                                  "or_str": True}},
-            "score_threshold": {"type": "number", "null": True}, "special_tags": {"type": "bool"}}}},
+        "": {
+            "type": "map",
+            "values": {
+                "type": "map",
+                "keys": {
+                    "columns": {
+                        "type": "map",
+                        "values": {"type": "list", "items": {"type": "str"}, "null": True, "or_str": True},
+                    },
+                    "score_threshold": {"type": "number", "null": True},
+                    "special_tags": {"type": "bool"},
+                },
+            },
+        },
     },
     "paths": {"": {"type": "map", "null": True, "values": {"type": "str"}}},
     "clip_score": {
-        "model": {"type": "str"}, "precision": {"choices": ["auto", "fp32", "bf16", "fp16"]},
-        "batch_size": POS_INT, "read_batch": POS_INT, "actors": {**POS_INT, "null": True}, "cpus_per_actor": POS_INT,
+        "model": {"type": "str"},
+        "precision": {"choices": ["auto", "fp32", "bf16", "fp16"]},
+        "batch_size": POS_INT,
+        "read_batch": POS_INT,
+        "actors": {**POS_INT, "null": True},
+        "cpus_per_actor": POS_INT,
         "thresholds.default": _THRESHOLD,
         "thresholds.by_lang": {"type": "map", "null": True, "values": _THRESHOLD},
         "thresholds.by_source": {"type": "map", "null": True, "values": {"type": "any", "null": True}},
-        "ray.num_cpus": {**POS_INT, "null": True}, "ray.object_store_memory": {**POS_NUM, "null": True},
+        "ray.num_cpus": {**POS_INT, "null": True},
+        "ray.object_store_memory": {**POS_NUM, "null": True},
     },
     "synth_ocr": {
-        "long_side": POS_INT, "aspect": _range(0.05, 1), "landscape_p": PROB, "paper_fill": _range(0.05, 1),
-        "font_sizes": {"type": "list", "items": POS_INT, "min_len": 1}, "line_spacing": _range(1, 10),
-        "margin": {"type": "number", "min": 0, "max": 0.45}, "max_lines": POS_INT, "rotate_deg": NONNEG_NUM,
-        "perspective": {"type": "number", "min": 0, "max": 0.3}, "shadow_p": PROB, "shadow_strength": _range(0, 1),
-        "blur_p": PROB, "blur_sigma": _range(0, 20), "noise_p": PROB, "noise_sigma": _range(0, 255),
-        "jpeg_quality": _range(1, 100, "int"), "max_shard_backgrounds": NONNEG_INT, "corpus_size": POS_INT,
-        "corpus_seed": INT, "shard_size": POS_INT,
+        "long_side": POS_INT,
+        "aspect": _range(0.05, 1),
+        "landscape_p": PROB,
+        "paper_fill": _range(0.05, 1),
+        "font_sizes": {"type": "list", "items": POS_INT, "min_len": 1},
+        "line_spacing": _range(1, 10),
+        "margin": {"type": "number", "min": 0, "max": 0.45},
+        "max_lines": POS_INT,
+        "rotate_deg": NONNEG_NUM,
+        "perspective": {"type": "number", "min": 0, "max": 0.3},
+        "shadow_p": PROB,
+        "shadow_strength": _range(0, 1),
+        "blur_p": PROB,
+        "blur_sigma": _range(0, 20),
+        "noise_p": PROB,
+        "noise_sigma": _range(0, 255),
+        "jpeg_quality": _range(1, 100, "int"),
+        "max_shard_backgrounds": NONNEG_INT,
+        "corpus_size": POS_INT,
+        "corpus_seed": INT,
+        "shard_size": POS_INT,
         **{f"{kind}.{k}": v for kind in ("pdf", "html") for k, v in _PAGE.items()},
-        "pdf.scale": POS_NUM, "pdf.max_long_side": POS_INT,
-        "html.viewport": {"type": "list", "len": 2, "items": POS_INT}, "html.timeout_ms": POS_INT,
+        "pdf.scale": POS_NUM,
+        "pdf.max_long_side": POS_INT,
+        "html.viewport": {"type": "list", "len": 2, "items": POS_INT},
+        "html.timeout_ms": POS_INT,
     },
     "tasks": {
-        "shard_size": POS_INT, "max_pixels": {**POS_INT, **CHECK}, "refcoco.splits": STR_LIST,
+        "shard_size": POS_INT,
+        "max_pixels": {**POS_INT, **CHECK},
+        "refcoco.splits": STR_LIST,
         "grit.min_confidence": {**PROB, **CHECK},
         "grit.resize_mode": {"choices": ["keep_ratio", "keep_ratio_largest", "center_crop", "border", "no"]},
         "text.max_chars": POS_INT,
     },
     "decontaminate": {
-        "hash.method": {"choices": ["dhash", "phash"]}, "hash.max_distance": {"type": "int", "min": 0, "max": 64},
+        "hash.method": {"choices": ["dhash", "phash"]},
+        "hash.max_distance": {"type": "int", "min": 0, "max": 64},
         "max_pixels": {**POS_INT, **CHECK},
         # benchmark name (free) -> {dataset, path, splits, images}; null drops a shipped benchmark
-        "benchmarks": {"type": "map", "null": True, "values": {"type": "map", "null": True, "keys": {
-            "dataset": {"type": "str"}, "path": {"type": "str"}, "splits": STR_LIST, "images": {"type": "str"}}}},
+        "benchmarks": {
+            "type": "map",
+            "null": True,
+            "values": {
+                "type": "map",
+                "null": True,
+                "keys": {
+                    "dataset": {"type": "str"},
+                    "path": {"type": "str"},
+                    "splits": STR_LIST,
+                    "images": {"type": "str"},
+                },
+            },
+        },
     },
     "shards": {
-        "shard_size": POS_INT, "seed": INT,
+        "shard_size": POS_INT,
+        "seed": INT,
         **{f"stage{n}.weights": _WEIGHTS for n in (1, 2, 3)},
         **{f"stage{n}.default_weight": {**NONNEG_NUM, "null": True} for n in (1, 2, 3)},
-        "stage3.zh_instruction_fraction": PROB, "stage3.system": {"type": "str"},
+        "stage3.zh_instruction_fraction": PROB,
+        "stage3.system": {"type": "str"},
         "stage3.mask": {"choices": ["official", "answers"]},
     },
 }
 
-_TYPE_NAMES = {"int": "an integer", "number": "a number", "str": "a string", "bool": "true or false",
-               "list": "a list", "map": "a mapping", "threshold": "a number or 'qP' (0<P<1)"}
+_TYPE_NAMES = {
+    "int": "an integer",
+    "number": "a number",
+    "str": "a string",
+    "bool": "true or false",
+    "list": "a list",
+    "map": "a mapping",
+    "threshold": "a number or 'qP' (0<P<1)",
+}
 
 
 def _derived(default: Any) -> dict:

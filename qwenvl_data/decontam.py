@@ -10,6 +10,7 @@ Three matches, cheapest first (docs: `qwenvl-data decontaminate`):
   (Hamming) of an evaluation image's is that image. Hashes are computed in numpy batches; distances are
   XOR + popcount of a batch against every evaluation hash.
 """
+
 from __future__ import annotations
 
 import io
@@ -59,11 +60,11 @@ def hash_batch(thumbs: np.ndarray, method: str = "phash") -> np.ndarray:
     if len(thumbs) == 0:
         return np.zeros(0, np.uint64)
     if method == "dhash":
-        bits = thumbs[:, :, 1:] > thumbs[:, :, :-1]                    # [n, 8, 8]
+        bits = thumbs[:, :, 1:] > thumbs[:, :, :-1]  # [n, 8, 8]
     else:
-        freq = (_DCT32[:8] @ thumbs.astype(np.float64) @ _DCT32[:8].T)  # the 8x8 lowest of the 2-D DCT
+        freq = _DCT32[:8] @ thumbs.astype(np.float64) @ _DCT32[:8].T  # the 8x8 lowest of the 2-D DCT
         low = freq.reshape(len(thumbs), 64)
-        med = np.median(low[:, 1:], axis=1, keepdims=True)            # the DC term would skew the median
+        med = np.median(low[:, 1:], axis=1, keepdims=True)  # the DC term would skew the median
         bits = (low > med).reshape(-1, 8, 8)
     return (bits.reshape(len(thumbs), 64).astype(np.uint64) * _BITS).sum(axis=1, dtype=np.uint64)
 
@@ -73,8 +74,11 @@ def hash_images(blobs: list[bytes], method: str = "phash", max_pixels: int | Non
     w, h = HASH_SIZES[method]
     thumbs = [thumbnail(b, method, max_pixels) if b else None for b in blobs]
     ok = np.array([t is not None for t in thumbs], bool)
-    stack = np.stack([t if t is not None else np.zeros((h, w), np.float32) for t in thumbs]) if thumbs \
+    stack = (
+        np.stack([t if t is not None else np.zeros((h, w), np.float32) for t in thumbs])
+        if thumbs
         else np.zeros((0, h, w), np.float32)
+    )
     return hash_batch(stack, method), ok
 
 
@@ -103,13 +107,13 @@ class HashIndex:
     def query(self, query: np.ndarray, chunk: int = 4096) -> list[np.ndarray]:
         out: list[np.ndarray] = []
         for i in range(0, len(query), chunk):
-            out += self._query(np.asarray(query[i:i + chunk], np.uint64))
+            out += self._query(np.asarray(query[i : i + chunk], np.uint64))
         return out
 
     def _brute(self, q: np.ndarray) -> list[np.ndarray]:
         out: list[np.ndarray] = []
         for i in range(0, len(q), 64):
-            hit = np.bitwise_count(q[i:i + 64, None] ^ self.ref[None, :]) <= self.max_distance
+            hit = np.bitwise_count(q[i : i + 64, None] ^ self.ref[None, :]) <= self.max_distance
             out += [np.flatnonzero(row) for row in hit]
         return out
 
@@ -141,13 +145,14 @@ def near(query: np.ndarray, ref: np.ndarray, max_distance: int) -> list[np.ndarr
 @dataclass
 class EvalSet:
     """Everything the benchmarks' evaluation splits hold that a training sample could repeat."""
+
     method: str = "phash"
     max_distance: int = 8
-    ids: dict[str, set] = field(default_factory=dict)        # "coco:1" -> {benchmark, ...}
+    ids: dict[str, set] = field(default_factory=dict)  # "coco:1" -> {benchmark, ...}
     questions: dict[str, set] = field(default_factory=dict)  # "vqav2:770" -> {benchmark}
     hashes: list[int] = field(default_factory=list)
     hash_bench: list[str] = field(default_factory=list)
-    hashed: int = 0                 # training images hashed by match(), and the seconds it took
+    hashed: int = 0  # training images hashed by match(), and the seconds it took
     hash_seconds: float = 0.0
     _index: HashIndex | None = None
 

@@ -5,6 +5,7 @@ The CLI prints `qwenvl-data <cmd>: error: <message>` and exits with the code; ne
 An exception that is neither (a bug, or bad input no check caught yet) is reported by `internal_error`
 as one line naming a log file that holds its traceback; tests/test_hostile.py fails on those too.
 """
+
 from __future__ import annotations
 
 import os

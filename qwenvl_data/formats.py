@@ -13,6 +13,7 @@
   apart, so the role line never shares a segment with the content (the loader tokenizes each segment
   on its own; a boundary at a special token changes no token, so those pieces are merged).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,8 +31,15 @@ GROUNDING_PROMPT = "Generate the caption in English with grounding:"
 OCR_PROMPT = "OCR with grounding:"
 
 # Target separators per task: a space after a prompt that ends in a word or colon, none before a tag.
-_SEPARATOR = {"caption": " ", "vqa": " ", "grounding": " ", "grounded_caption": " ",
-              "ref_grounding": "", "ocr": "", "text": ""}
+_SEPARATOR = {
+    "caption": " ",
+    "vqa": " ",
+    "grounding": " ",
+    "grounded_caption": " ",
+    "ref_grounding": "",
+    "ocr": "",
+    "text": "",
+}
 
 _IMG_RE = re.compile(r"<img>(.*?)</img>", re.S)
 
@@ -89,8 +97,8 @@ def task_from_segments(task: str, segments: list[dict]) -> tuple[str, str]:
     prefix = "".join(s["text"] for s in segments if not s["loss"])
     target = "".join(s["text"] for s in segments if s["loss"])
     sep = _SEPARATOR.get(task, "")
-    if sep and target.startswith(sep) and not target[len(sep):].startswith("<"):
-        target = target[len(sep):]
+    if sep and target.startswith(sep) and not target[len(sep) :].startswith("<"):
+        target = target[len(sep) :]
     return _IMG_RE.sub("", prefix), target
 
 
@@ -105,6 +113,7 @@ def image_placeholders(text: str, placeholder: str = "<image>") -> tuple[str, li
     def sub(m):
         paths.append(m.group(1) if m.group(1) is not None else m.group(2))
         return placeholder
+
     return _PICTURE_RE.sub(sub, text), paths
 
 
@@ -115,6 +124,7 @@ def rename_images(text: str, names: list[str]) -> tuple[str, list[str]]:
     def sub(m):
         paths.append(m.group(1))
         return image_tag(names[len(paths) - 1]) if len(paths) <= len(names) else m.group(0)
+
     return _IMG_RE.sub(sub, text), paths
 
 
@@ -177,25 +187,29 @@ def chat_turns(text: str) -> tuple[str | None, list[tuple[str, str]]]:
         else:
             turns.append((m.group(1), m.group(2)))
     if pos != len(text):
-        raise ValueError(f"not ChatML at character {pos}: {text[pos:pos + 40]!r}")
+        raise ValueError(f"not ChatML at character {pos}: {text[pos : pos + 40]!r}")
     return system, turns
 
 
 # Stage-3 instructions for task samples turned into chat turns ({x} is filled per task).
 CHAT_INSTRUCTIONS = {
     "caption": {"en": "Describe the image in English.", "zh": "用中文描述这张图片。"},
-    "grounding": {"en": "Describe the image in English and ground the objects you mention.",
-                  "zh": "用英文描述这张图片，并给出所提到物体的位置。"},
+    "grounding": {
+        "en": "Describe the image in English and ground the objects you mention.",
+        "zh": "用英文描述这张图片，并给出所提到物体的位置。",
+    },
     "ref_grounding": {"en": "Give the bounding box of {x} in the image.", "zh": "框出图中{x}的位置"},
     "grounded_caption": {"en": "Describe the region {x} of the image.", "zh": "描述图中{x}区域的内容"},
-    "ocr": {"en": "Read all the text in the image and give the position of each line.",
-            "zh": "识别图中所有文字，并给出每行文字的位置。"},
+    "ocr": {
+        "en": "Read all the text in the image and give the position of each line.",
+        "zh": "识别图中所有文字，并给出每行文字的位置。",
+    },
 }
 
 
 def pick_lang(uid: str, zh_fraction: float) -> str:
     """A stable per-sample choice of instruction language (the same uid always gets the same one)."""
-    h = int.from_bytes(hashlib.sha1(uid.encode("utf-8")).digest()[:4], "big") / 2 ** 32
+    h = int.from_bytes(hashlib.sha1(uid.encode("utf-8")).digest()[:4], "big") / 2**32
     return "zh" if h < zh_fraction else "en"
 
 
@@ -204,7 +218,7 @@ def task_to_chat(sample: dict, instruction_lang: str) -> tuple[str, str]:
     task, prompt, target = sample["task"], sample["prompt"], sample["target"]
     if task == "vqa":  # the question is already an instruction in its own language
         question = prompt.strip()
-        question = question[:-len("Answer:")].rstrip() if question.endswith("Answer:") else question
+        question = question[: -len("Answer:")].rstrip() if question.endswith("Answer:") else question
         return question, target
     if task == "caption":
         lang = sample.get("lang", "en")
@@ -213,7 +227,7 @@ def task_to_chat(sample: dict, instruction_lang: str) -> tuple[str, str]:
         expr = _between(prompt, "<ref>", "</ref>")
         return CHAT_INSTRUCTIONS[task][instruction_lang].format(x=expr), f"{format_ref(expr)}{target}"
     if task == "grounded_caption":
-        box = prompt[prompt.find("<box>"):prompt.find("</box>") + len("</box>")]
+        box = prompt[prompt.find("<box>") : prompt.find("</box>") + len("</box>")]
         return CHAT_INSTRUCTIONS[task][instruction_lang].format(x=box), target
     if task in ("grounding", "ocr"):
         return CHAT_INSTRUCTIONS[task][instruction_lang], target
@@ -223,4 +237,4 @@ def task_to_chat(sample: dict, instruction_lang: str) -> tuple[str, str]:
 def _between(text: str, a: str, b: str) -> str:
     i = text.find(a)
     j = text.find(b, i + len(a))
-    return text[i + len(a):j] if i >= 0 and j >= 0 else text
+    return text[i + len(a) : j] if i >= 0 and j >= 0 else text

@@ -6,6 +6,7 @@ and `merge` them (`Tally` builds them one record at a time); `finalise` (with an
 does not hold. Every stage's summary carries a `stage` key (`write_summary`), and `qwenvl-data report`
 dispatches on that key, never on a file name.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,12 @@ from pathlib import Path
 from .errors import QwenVLDataError
 
 # The summary file each stage writes into its output folder (one place; `report` reads the `stage` key).
-SUMMARY_FILES = {"filter": "funnel.json", "download": "download.json", "clip-score": "clip.json",
-                 "synth-ocr": "synth_ocr.json"}
+SUMMARY_FILES = {
+    "filter": "funnel.json",
+    "download": "download.json",
+    "clip-score": "clip.json",
+    "synth-ocr": "synth_ocr.json",
+}
 
 
 def empty() -> dict:
@@ -52,10 +57,14 @@ def _stats(s: dict, rules) -> dict:
     n_in, kept = s.get("in", 0), s.get("kept", 0)
     dropped = {r: s.get("dropped", {}).get(r, 0) for r in rules}
     by_lang = dict(sorted(s.get("kept_by_lang", {}).items()))
-    return {"in": n_in, "kept": kept, "dropped": dropped,
-            "kept_pct": round(100.0 * kept / n_in, 2) if n_in else 0.0,
-            "kept_by_lang": by_lang,
-            "lang_share_pct": {k: round(100.0 * v / kept, 2) if kept else 0.0 for k, v in by_lang.items()}}
+    return {
+        "in": n_in,
+        "kept": kept,
+        "dropped": dropped,
+        "kept_pct": round(100.0 * kept / n_in, 2) if n_in else 0.0,
+        "kept_by_lang": by_lang,
+        "lang_share_pct": {k: round(100.0 * v / kept, 2) if kept else 0.0 for k, v in by_lang.items()},
+    }
 
 
 class ConservationError(QwenVLDataError):
@@ -83,12 +92,18 @@ def check_sources(sources: dict) -> dict:
     """Merged per-source counts with `dropped` filled in; raises ConservationError if one does not add up."""
     out = {}
     for name, s in sorted(sources.items()):
-        st = {"in": s.get("in", 0), "kept": s.get("kept", 0), "dropped": dict(sorted(s.get("dropped", {}).items())),
-              **{k: v for k, v in s.items() if k not in ("in", "kept", "dropped")}}
+        st = {
+            "in": s.get("in", 0),
+            "kept": s.get("kept", 0),
+            "dropped": dict(sorted(s.get("dropped", {}).items())),
+            **{k: v for k, v in s.items() if k not in ("in", "kept", "dropped")},
+        }
         accounted = st["kept"] + sum(st["dropped"].values())
         if accounted != st["in"]:
-            raise ConservationError(f"funnel does not add up for {name}: in={st['in']} but kept + dropped = "
-                                    f"{accounted} (kept={st['kept']}, dropped={st['dropped']})")
+            raise ConservationError(
+                f"funnel does not add up for {name}: in={st['in']} but kept + dropped = "
+                f"{accounted} (kept={st['kept']}, dropped={st['dropped']})"
+            )
         out[name] = st
     return out
 
@@ -100,8 +115,10 @@ def finalise(counts: dict, rules, **extra) -> dict:
     for name, st in list(sources.items()) + [("total", total)]:
         accounted = st["kept"] + sum(st["dropped"].values())
         if accounted != st["in"]:
-            raise ConservationError(f"funnel does not add up for {name}: in={st['in']} but kept + dropped = "
-                                    f"{accounted} (kept={st['kept']}, dropped={st['dropped']})")
+            raise ConservationError(
+                f"funnel does not add up for {name}: in={st['in']} but kept + dropped = "
+                f"{accounted} (kept={st['kept']}, dropped={st['dropped']})"
+            )
     return {"rules": list(rules), "sources": sources, "total": total, **extra}
 
 
@@ -112,9 +129,18 @@ def to_markdown(funnel: dict, title: str = "Filter funnel") -> str:
     rows = list(funnel["sources"].items()) + [("**total**", funnel["total"])]
     for name, st in rows:
         langs, share = st.get("kept_by_lang", {}), st.get("lang_share_pct", {})
-        cells = [name, f"{st['in']:,}"] + [f"{st['dropped'].get(r, 0):,}" for r in rules] + \
-                [f"{st['kept']:,}", f"{st['kept_pct']:.2f}", f"{langs.get('en', 0):,}", f"{langs.get('zh', 0):,}",
-                 f"{share.get('en', 0):.1f}", f"{share.get('zh', 0):.1f}"]
+        cells = (
+            [name, f"{st['in']:,}"]
+            + [f"{st['dropped'].get(r, 0):,}" for r in rules]
+            + [
+                f"{st['kept']:,}",
+                f"{st['kept_pct']:.2f}",
+                f"{langs.get('en', 0):,}",
+                f"{langs.get('zh', 0):,}",
+                f"{share.get('en', 0):.1f}",
+                f"{share.get('zh', 0):.1f}",
+            ]
+        )
         lines.append("| " + " | ".join(cells) + " |")
     if funnel.get("bad_files"):
         lines += ["", "Bad files skipped:"] + [f"- `{b['path']}`: {b['error']}" for b in funnel["bad_files"]]

@@ -6,6 +6,7 @@ the wire and 7.5 GB decoded. `inspect_image` reads only the header to get the si
 real sizes against the minimum side and the aspect ratio (metadata sizes can lie). Each refusal is
 an `ImageRejected` whose `reason` is a snake_case failure reason.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,9 +29,9 @@ class ImageRejected(ValueError):
 
 @dataclass(frozen=True)
 class ImageLimits:
-    max_pixels: int | None = 40_000_000   # refused before decoding (decompression bombs)
-    min_side: int | None = 200             # min(width, height) of the real image
-    max_aspect_ratio: float | None = 3.0   # max(w/h, h/w) of the real image
+    max_pixels: int | None = 40_000_000  # refused before decoding (decompression bombs)
+    min_side: int | None = 200  # min(width, height) of the real image
+    max_aspect_ratio: float | None = 3.0  # max(w/h, h/w) of the real image
 
 
 @dataclass(frozen=True)

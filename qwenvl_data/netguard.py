@@ -17,6 +17,7 @@ img2dataset fetches with `urllib.request.urlopen`, which uses the opener install
 Errors carry their snake_case reason as the message prefix ("refused_address: ..."), which is what
 img2dataset records as the sample's error message.
 """
+
 from __future__ import annotations
 
 import functools
@@ -58,16 +59,23 @@ def parse_allow(text: str | list[str] | None) -> tuple[Network, ...]:
 def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:  # ::ffff:127.0.0.1 is loopback
         ip = ip.ipv4_mapped
-    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-                or ip.is_reserved or ip.is_unspecified or not ip.is_global)
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+    )
 
 
 @dataclass(frozen=True)
 class AddressPolicy:
-    allow: tuple[Network, ...] = ()           # ranges allowed even though not public
+    allow: tuple[Network, ...] = ()  # ranges allowed even though not public
     max_bytes: int | None = 32 * 1024 * 1024  # largest response body read
     timeout: float = 10.0
-    deadline: float | None = 60.0             # seconds for one request: connect + headers + body
+    deadline: float | None = 60.0  # seconds for one request: connect + headers + body
 
     def allowed(self, ip_text: str) -> bool:
         ip = ipaddress.ip_address(ip_text.split("%", 1)[0])
@@ -82,8 +90,10 @@ class AddressPolicy:
         for info in infos:
             ip_text = info[4][0]
             if not self.allowed(str(ip_text)):
-                raise Refused(f"refused_address: {host} resolves to {ip_text}, which is not a public "
-                              f"address and not in --allow-addresses")
+                raise Refused(
+                    f"refused_address: {host} resolves to {ip_text}, which is not a public "
+                    f"address and not in --allow-addresses"
+                )
         return infos
 
 
@@ -169,11 +179,13 @@ def _connection_class(base, policy: AddressPolicy):
             if policy.deadline:  # urllib makes one connection per request: the clock starts here
                 read_timeout = self.timeout if isinstance(self.timeout, (int, float)) else None
                 self.response_class = functools.partial(
-                    response, deadline=(time.monotonic() + policy.deadline, read_timeout, policy.deadline))
+                    response, deadline=(time.monotonic() + policy.deadline, read_timeout, policy.deadline)
+                )
             # http.client sets this per instance; every socket (and CONNECT tunnel) comes from here.
             default = socket._GLOBAL_DEFAULT_TIMEOUT
-            self._create_connection = lambda address, timeout=default, \
-                source_address=None: _vetted_connection(policy, address, timeout, source_address)
+            self._create_connection = lambda address, timeout=default, source_address=None: _vetted_connection(
+                policy, address, timeout, source_address
+            )
 
     return Guarded
 
@@ -220,9 +232,14 @@ class RefuseOtherSchemes(urllib.request.BaseHandler):
 def build_opener(policy: AddressPolicy) -> urllib.request.OpenerDirector:
     """An opener with no file/ftp/data/proxy handlers; http(s) only through vetted connections."""
     opener = urllib.request.OpenerDirector()
-    for handler in (GuardedHTTPHandler(policy), GuardedHTTPSHandler(policy), GuardedRedirectHandler(),
-                    urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPErrorProcessor(),
-                    RefuseOtherSchemes()):
+    for handler in (
+        GuardedHTTPHandler(policy),
+        GuardedHTTPSHandler(policy),
+        GuardedRedirectHandler(),
+        urllib.request.HTTPDefaultErrorHandler(),
+        urllib.request.HTTPErrorProcessor(),
+        RefuseOtherSchemes(),
+    ):
         opener.add_handler(handler)
     return opener
 

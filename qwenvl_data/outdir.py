@@ -14,6 +14,7 @@ Paths stay path-like strings: a local path is used as is; a URL (`s3://...`) goe
 qwenvl_data.storage (fsspec), where the lock is best effort (object stores have no atomic
 create-if-absent here).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -64,8 +65,10 @@ def check_no_overlap(output: str | os.PathLike, inputs: Iterable[tuple[str, str 
         inp = _norm(path)
         if _contains(out, inp) or _contains(inp, out):
             where = "is inside" if _contains(out, inp) and inp != out else "holds" if inp != out else "is"
-            raise UsageError(f"{flag} {os.fspath(path)} {where} the output folder {os.fspath(output)}: "
-                             f"a run must not write where it reads; choose separate folders")
+            raise UsageError(
+                f"{flag} {os.fspath(path)} {where} the output folder {os.fspath(output)}: "
+                f"a run must not write where it reads; choose separate folders"
+            )
 
 
 def _start_time(pid: int) -> str | None:
@@ -95,8 +98,10 @@ def _alive(info: dict) -> bool:
 
 def _describe(info: dict) -> str:
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["time"])) if info.get("time") else "?"
-    return (f"run {info.get('run_id', '?')} ({info.get('stage', '?')}, pid {info.get('pid', '?')} on "
-            f"{info.get('host', '?')}, since {since})")
+    return (
+        f"run {info.get('run_id', '?')} ({info.get('stage', '?')}, pid {info.get('pid', '?')} on "
+        f"{info.get('host', '?')}, since {since})"
+    )
 
 
 def _read_json(path: Path) -> dict:
@@ -119,8 +124,10 @@ def _take_local(folder: Path, info: dict) -> None:
                 time.sleep(0.2)  # being written by its owner right now
                 continue
             if held and _alive(held):
-                raise UsageError(f"{folder}: output folder is in use by {_describe(held)}; wait for it to "
-                                 f"finish, or remove {lock} if that run is gone") from None
+                raise UsageError(
+                    f"{folder}: output folder is in use by {_describe(held)}; wait for it to "
+                    f"finish, or remove {lock} if that run is gone"
+                ) from None
             _break_stale(lock, held)
             continue
         except OSError as e:
@@ -152,9 +159,14 @@ def _break_stale(lock: Path, held: dict) -> None:
 
 
 @contextlib.contextmanager
-def own_output(output: str | os.PathLike, *, stage: str,
-               inputs: Iterable[tuple[str, str | os.PathLike | None]] = (),
-               marker: bool = True, allow_overlap: bool = False) -> Iterator[str]:
+def own_output(
+    output: str | os.PathLike,
+    *,
+    stage: str,
+    inputs: Iterable[tuple[str, str | os.PathLike | None]] = (),
+    marker: bool = True,
+    allow_overlap: bool = False,
+) -> Iterator[str]:
     """Hold `output` for this run (see the module docstring); yields the output path as given."""
     inputs = list(inputs)
     if not allow_overlap:
@@ -164,8 +176,14 @@ def own_output(output: str | os.PathLike, *, stage: str,
             refuse_in_progress(path)
     text = os.fspath(output)
     pid = os.getpid()
-    info = {"run_id": uuid.uuid4().hex[:12], "stage": stage, "pid": pid, "host": socket.gethostname(),
-            "start": _start_time(pid), "time": round(time.time(), 3)}
+    info = {
+        "run_id": uuid.uuid4().hex[:12],
+        "stage": stage,
+        "pid": pid,
+        "host": socket.gethostname(),
+        "start": _start_time(pid),
+        "time": round(time.time(), 3),
+    }
     if _is_url(text):
         with _own_url(text, info, marker):
             yield text
@@ -199,8 +217,10 @@ def _own_url(url: str, info: dict, marker: bool) -> Iterator[None]:
     lock, mark = storage.join(url, LOCK), storage.join(url, MARKER)
     held = _read_url_json(lock) if storage.exists(lock) else None
     if held is not None and (not held or _alive(held)):  # a dead run of this host: taken over
-        raise UsageError(f"{url}: output folder is in use by {_describe(held)}; wait for it to finish, or "
-                         f"remove {lock} if that run is gone")
+        raise UsageError(
+            f"{url}: output folder is in use by {_describe(held)}; wait for it to finish, or "
+            f"remove {lock} if that run is gone"
+        )
     storage.makedirs(url)
     storage.write_json(lock, info)
     ok = False
@@ -246,5 +266,7 @@ def refuse_in_progress(path: str | os.PathLike) -> None:
     hit = in_progress(path)
     if hit:
         folder, info = hit
-        raise BadInput(f"{os.fspath(path)}: {folder} is an unfinished output ({MARKER} left by "
-                       f"{_describe(info)}): rerun that stage to complete it")
+        raise BadInput(
+            f"{os.fspath(path)}: {folder} is an unfinished output ({MARKER} left by "
+            f"{_describe(info)}): rerun that stage to complete it"
+        )

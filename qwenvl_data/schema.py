@@ -3,6 +3,7 @@
 Every sample json in a shard names its schema in the key "schema" (e.g. "sample", "ocr", "task",
 "chat"); parquet files are checked against the pair schema unless told otherwise.
 """
+
 from __future__ import annotations
 
 import functools

@@ -12,6 +12,7 @@ every input, output, resume marker, reject file, funnel, index and checkpoint go
 Credentials and endpoints come from the usual places (environment, ~/.aws, fsspec config), e.g.
 `AWS_ENDPOINT_URL` / `FSSPEC_S3_ENDPOINT_URL` for an S3-compatible server.
 """
+
 from __future__ import annotations
 
 import contextlib

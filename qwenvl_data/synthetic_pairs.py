@@ -4,26 +4,71 @@ Seeded and reproducible. Mix (approximate): English 55%, Chinese 18%, other lang
 French, Spanish, Japanese, Korean, Russian), plus HTML and entities, URLs and e-mails in captions, emoji,
 too-short and long SEO captions, extreme sizes, low CLIP scores, bad metadata and duplicate URLs.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
-EN_SUBJ = ["a brown dog", "two children", "an old red car", "a bowl of ramen", "the city skyline", "a wooden chair",
-           "a young woman", "a mountain lake", "fresh strawberries", "a vintage camera", "a black cat", "a sailing boat",
-           "a bride and groom", "modern kitchen interior", "a cup of coffee", "autumn leaves", "a golden retriever"]
+EN_SUBJ = [
+    "a brown dog",
+    "two children",
+    "an old red car",
+    "a bowl of ramen",
+    "the city skyline",
+    "a wooden chair",
+    "a young woman",
+    "a mountain lake",
+    "fresh strawberries",
+    "a vintage camera",
+    "a black cat",
+    "a sailing boat",
+    "a bride and groom",
+    "modern kitchen interior",
+    "a cup of coffee",
+    "autumn leaves",
+    "a golden retriever",
+]
 EN_VERB = ["sitting on", "running across", "next to", "in front of", "under", "on top of", "near", "inside"]
-EN_OBJ = ["the beach at sunset", "a green meadow", "a busy street", "the kitchen table", "a snowy forest",
-          "a white background", "the old bridge", "a wooden fence", "the river bank", "a market stall"]
+EN_OBJ = [
+    "the beach at sunset",
+    "a green meadow",
+    "a busy street",
+    "the kitchen table",
+    "a snowy forest",
+    "a white background",
+    "the old bridge",
+    "a wooden fence",
+    "the river bank",
+    "a market stall",
+]
 EN_TAIL = ["", "", " in high resolution", " stock photo", ", watercolor painting", " with soft light", " for sale"]
-ZH = ["一只小狗在海滩上奔跑", "城市夜景灯火通明", "新鲜的草莓放在木桌上", "穿着红色裙子的女孩在公园里散步",
-      "秋天的枫叶铺满了小路", "一碗热腾腾的牛肉面", "雪山下的湖泊非常美丽", "现代风格的客厅装修效果图",
-      "一辆红色的老式汽车停在路边", "两个孩子在草地上玩耍", "传统的中国建筑和红色灯笼", "桌子上有一杯咖啡和一本书"]
+ZH = [
+    "一只小狗在海滩上奔跑",
+    "城市夜景灯火通明",
+    "新鲜的草莓放在木桌上",
+    "穿着红色裙子的女孩在公园里散步",
+    "秋天的枫叶铺满了小路",
+    "一碗热腾腾的牛肉面",
+    "雪山下的湖泊非常美丽",
+    "现代风格的客厅装修效果图",
+    "一辆红色的老式汽车停在路边",
+    "两个孩子在草地上玩耍",
+    "传统的中国建筑和红色灯笼",
+    "桌子上有一杯咖啡和一本书",
+]
 ZH_TAIL = ["", "", "，高清图片", "，摄影作品", "。", "，免费下载"]
-OTHER = ["Ein brauner Hund läuft am Strand entlang", "Une tasse de café sur une table en bois",
-         "Un perro marrón corriendo por la playa", "海辺を走る茶色の犬の写真です", "해변을 달리는 갈색 개 사진",
-         "Коричневая собака бежит по пляжу", "Eine alte rote Straßenbahn fährt durch die Stadt",
-         "La tour Eiffel illuminée pendant la nuit", "東京の夜景とネオンサイン"]
+OTHER = [
+    "Ein brauner Hund läuft am Strand entlang",
+    "Une tasse de café sur une table en bois",
+    "Un perro marrón corriendo por la playa",
+    "海辺を走る茶色の犬の写真です",
+    "해변을 달리는 갈색 개 사진",
+    "Коричневая собака бежит по пляжу",
+    "Eine alte rote Straßenbahn fährt durch die Stadt",
+    "La tour Eiffel illuminée pendant la nuit",
+    "東京の夜景とネオンサイン",
+]
 EMOJI = [" 😀", " ❤️", " 🔥🔥", " 🇨🇳", " ✨"]
 SEO = " buy cheap best price free shipping sale discount online store"
 
@@ -31,13 +76,15 @@ SEO = " buy cheap best price free shipping sale discount online store"
 def generate(n: int, seed: int = 0, dup_rate: float = 0.05) -> pa.Table:
     """A LAION-layout table (URL, TEXT, WIDTH, HEIGHT, similarity) of n noisy rows."""
     rng = np.random.default_rng(seed)
-    kind = rng.choice(12, size=n, p=[.44, .16, .10, .04, .04, .03, .03, .03, .02, .04, .04, .03])
+    kind = rng.choice(12, size=n, p=[0.44, 0.16, 0.10, 0.04, 0.04, 0.03, 0.03, 0.03, 0.02, 0.04, 0.04, 0.03])
     a, b, c, d = (rng.integers(0, 10_000, size=n) for _ in range(4))
     captions = []
     for i in range(n):
         k = kind[i]
-        en = (f"{EN_SUBJ[a[i] % len(EN_SUBJ)].capitalize()} {EN_VERB[b[i] % len(EN_VERB)]} "
-              f"{EN_OBJ[c[i] % len(EN_OBJ)]}{EN_TAIL[d[i] % len(EN_TAIL)]}")
+        en = (
+            f"{EN_SUBJ[a[i] % len(EN_SUBJ)].capitalize()} {EN_VERB[b[i] % len(EN_VERB)]} "
+            f"{EN_OBJ[c[i] % len(EN_OBJ)]}{EN_TAIL[d[i] % len(EN_TAIL)]}"
+        )
         if k == 0:
             cap = en
         elif k == 1:
@@ -75,5 +122,6 @@ def generate(n: int, seed: int = 0, dup_rate: float = 0.05) -> pa.Table:
     badmeta = rng.random(n) < 0.01
     for i in np.flatnonzero(badmeta).tolist():
         urls[i] = ["", "ftp://example.com/x.jpg", "not a url", "data:image/png;base64,AAAA"][i % 4]
-    return pa.table({"URL": urls, "TEXT": captions, "WIDTH": width.round(), "HEIGHT": height.round(),
-                     "similarity": sim})
+    return pa.table(
+        {"URL": urls, "TEXT": captions, "WIDTH": width.round(), "HEIGHT": height.round(), "similarity": sim}
+    )

@@ -5,6 +5,7 @@ per-stage settings that the shards, the loader and the model must agree on (sequ
 size, image tokens). Schemas are tested against these lists (tests/test_vocab.py); every other module
 imports them instead of keeping a copy.
 """
+
 from __future__ import annotations
 
 # --- tasks ---------------------------------------------------------------------------------------
@@ -20,8 +21,17 @@ ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 EXTRA_TOKENS: tuple[str, ...] = tuple(f"<|extra_{i}|>" for i in range(205))
 REF_START, REF_END, BOX_START, BOX_END = "<ref>", "</ref>", "<box>", "</box>"
 QUAD_START, QUAD_END, IMG_START, IMG_END, IMG_PAD = "<quad>", "</quad>", "<img>", "</img>", "<imgpad>"
-MULTIMODAL_TOKENS: tuple[str, ...] = (REF_START, REF_END, BOX_START, BOX_END, QUAD_START, QUAD_END,
-                                      IMG_START, IMG_END, IMG_PAD)
+MULTIMODAL_TOKENS: tuple[str, ...] = (
+    REF_START,
+    REF_END,
+    BOX_START,
+    BOX_END,
+    QUAD_START,
+    QUAD_END,
+    IMG_START,
+    IMG_END,
+    IMG_PAD,
+)
 SPECIAL_TOKENS: tuple[str, ...] = (ENDOFTEXT, IM_START, IM_END) + EXTRA_TOKENS + MULTIMODAL_TOKENS
 QWEN_SPECIAL_START = 151643  # id of <|endoftext|> in the Qwen vocabulary; the rest follow in order
 
@@ -36,8 +46,18 @@ def is_image_ext(name: str) -> bool:
 
 
 # --- pairs ------------------------------------------------------------------------------------------
-PAIR_COLUMNS: tuple[str, ...] = ("uid", "source", "url", "caption", "caption_raw", "width", "height",
-                                 "score", "lang", "lang_score")
+PAIR_COLUMNS: tuple[str, ...] = (
+    "uid",
+    "source",
+    "url",
+    "caption",
+    "caption_raw",
+    "width",
+    "height",
+    "score",
+    "lang",
+    "lang_score",
+)
 LANGUAGES: tuple[str, ...] = ("en", "zh")
 
 # --- settings that must agree ---------------------------------------------------------------------

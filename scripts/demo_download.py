@@ -11,6 +11,7 @@ duplicate), and runs `qwenvl-data download --allow-addresses 127.0.0.1` into DEM
 `clip-setup` saves a tiny random open_clip checkpoint and a config whose thresholds are quantiles
 (a random model's scores are meaningless, so an absolute cut would keep all or nothing).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,18 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_demo_images import ImageServer, image_for  # noqa: E402
 
-BAD = ["/status/404", "/status/500", "/html.jpg", "/truncated.jpg?w=640&h=480", "/img/dot.png?w=8&h=8",
-       "/img/strip.jpg?w=2400&h=300", "/noai.jpg?w=400&h=300", "REDIRECT", "file:///etc/passwd", "DUP"]
+BAD = [
+    "/status/404",
+    "/status/500",
+    "/html.jpg",
+    "/truncated.jpg?w=640&h=480",
+    "/img/dot.png?w=8&h=8",
+    "/img/strip.jpg?w=2400&h=300",
+    "/noai.jpg?w=400&h=300",
+    "REDIRECT",
+    "file:///etc/passwd",
+    "DUP",
+]
 
 
 def demo_pairs(demo: Path, n: int) -> pa.Table:
@@ -77,12 +88,25 @@ def download(args):
         pq.write_table(table, inp / "part-000.parquet")
         for url in urls:  # make the images before the timed run; the server then only sends bytes
             if "/img/" in url and url.startswith(srv.base):
-                image_for(url[len(srv.base):])
-        print(f"demo-download: {table.num_rows} pairs served from {srv.base}; "
-              f"{int(pc.sum(pc.match_substring(table['url'], '/img/p')).as_py())} good images")
-        cmd = [str(Path(sys.executable).parent / "qwenvl-data"), "download", "--input", str(inp),
-               "--output", str(demo / "download"), "--allow-addresses", "127.0.0.1", "--timeout", "3",
-               "--image-size", "256"]
+                image_for(url[len(srv.base) :])
+        print(
+            f"demo-download: {table.num_rows} pairs served from {srv.base}; "
+            f"{int(pc.sum(pc.match_substring(table['url'], '/img/p')).as_py())} good images"
+        )
+        cmd = [
+            str(Path(sys.executable).parent / "qwenvl-data"),
+            "download",
+            "--input",
+            str(inp),
+            "--output",
+            str(demo / "download"),
+            "--allow-addresses",
+            "127.0.0.1",
+            "--timeout",
+            "3",
+            "--image-size",
+            "256",
+        ]
         print("+", " ".join(cmd), flush=True)
         code = subprocess.call(cmd)
         print(f"demo-download: the server on 127.0.0.2 (not allowed) received {len(internal.requests)} requests")
@@ -97,7 +121,8 @@ def clip_setup(args):
     (demo / "clip_model" / "clip_demo.yaml").write_text(
         "clip_score:\n  batch_size: 64\n  read_batch: 32\n"
         "  thresholds: {default: 'q0.2', by_lang: {zh: 'q0.2'}, by_source: {coco: null}}\n"
-        "  ray: {num_cpus: 2, object_store_memory: 200000000}\n")
+        "  ray: {num_cpus: 2, object_store_memory: 200000000}\n"
+    )
     print(f"demo-clip: tiny random checkpoint {ckpt}")
     return 0
 

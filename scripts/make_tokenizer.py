@@ -7,6 +7,7 @@ Chinese). The Qwen-VL special tokens are left out on purpose: model/tokenizer.py
 official order (qwenvl_data.vocab.SPECIAL_TOKENS), after the BPE tokens: their ids keep the official
 relative order; on a Qwen vocabulary (151643 BPE tokens) they are the official ids.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -12,6 +12,7 @@ Paths (every one is generated from its query, nothing is read from disk):
   /redirect?to=URL                             302 to URL
 Every request is recorded in `server.requests` as (path, user-agent).
 """
+
 from __future__ import annotations
 
 import argparse

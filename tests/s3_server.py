@@ -6,6 +6,7 @@
 The server is its own process (`moto_server`), so subprocesses and Ray workers reach it over TCP like
 any S3 endpoint. Credentials are dummies; nothing leaves the machine.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-ENV_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
-            "FSSPEC_S3_ENDPOINT_URL")
+ENV_KEYS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "FSSPEC_S3_ENDPOINT_URL",
+)
 
 
 def _free_port() -> int:
@@ -30,16 +36,21 @@ class S3Server:
     def __init__(self):
         self.port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                    "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": self.endpoint,
-                    "FSSPEC_S3_ENDPOINT_URL": self.endpoint}
+        self.env = {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "FSSPEC_S3_ENDPOINT_URL": self.endpoint,
+        }
         self.proc = None
         self._saved: dict = {}
 
     def __enter__(self):
         exe = Path(sys.executable).parent / "moto_server"
-        self.proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [str(exe), "-H", "127.0.0.1", "-p", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.time() + 30
         while True:
             try:

@@ -1,4 +1,5 @@
 """Property tests of the one box formula (qwenvl_data.boxes): n = floor(v/size*1000) in [0,999]."""
+
 import math
 
 import numpy as np
@@ -41,8 +42,8 @@ def test_monotone(a, b, size):
 def test_round_trip_within_one_bin(frac, size):
     v = frac * size
     back = denormalise(normalise(v, size), size)
-    assert back <= v + 1e-9 * size                 # floor: the bin's lower edge
-    assert v - back < size / 1000 + 1e-9 * size     # ... at most one bin below
+    assert back <= v + 1e-9 * size  # floor: the bin's lower edge
+    assert v - back < size / 1000 + 1e-9 * size  # ... at most one bin below
 
 
 @settings(max_examples=100, deadline=None)
@@ -102,35 +103,52 @@ def test_degenerate_box_rejected_with_its_own_reason():
 def test_parse_refs_reads_every_form_the_official_parser_reads():
     # spaces after commas, a coordinate of 1000, the ref stripped as the official parser returns it
     assert parse_refs("<ref> a dog </ref><box>(123, 456),(789,1000)</box>") == [
-        {"ref": "a dog", "boxes": [(123, 456, 789, 1000)], "quads": []}]
+        {"ref": "a dog", "boxes": [(123, 456, 789, 1000)], "quads": []}
+    ]
     assert parse_refs("<box>( 1 ,2 ), (3,4)</box>")[0]["boxes"] == [(1, 2, 3, 4)]
     assert parse_refs("<box>1,2,3,4</box>")[0]["boxes"] == [(1, 2, 3, 4)]  # brackets are dropped, not required
     # several boxes after one ref stay with it; a box that is not 4 integers is skipped
-    refs = parse_refs("<ref>bees</ref><box>(661,612),(833,812)</box><box>(120,555),(265,770)</box> gathering "
-                      "<ref>a flower</ref><box>(1,2),(3)</box><box>(1.5,2),(3,4)</box>")
-    assert refs == [{"ref": "bees", "boxes": [(661, 612, 833, 812), (120, 555, 265, 770)], "quads": []},
-                    {"ref": "a flower", "boxes": [], "quads": []}]
+    refs = parse_refs(
+        "<ref>bees</ref><box>(661,612),(833,812)</box><box>(120,555),(265,770)</box> gathering "
+        "<ref>a flower</ref><box>(1,2),(3)</box><box>(1.5,2),(3,4)</box>"
+    )
+    assert refs == [
+        {"ref": "bees", "boxes": [(661, 612, 833, 812), (120, 555, 265, 770)], "quads": []},
+        {"ref": "a flower", "boxes": [], "quads": []},
+    ]
     assert parse_refs("<ref>Cafe\u0301</ref><quad>(1, 2),(3,4),(5,6),(7,1000)</quad>") == [
-        {"ref": "Caf\u00e9", "boxes": [], "quads": [[(1, 2), (3, 4), (5, 6), (7, 1000)]]}]  # NFC, as official
+        {"ref": "Caf\u00e9", "boxes": [], "quads": [[(1, 2), (3, 4), (5, 6), (7, 1000)]]}
+    ]  # NFC, as official
 
 
 def test_parse_answer_continues_a_prompt_that_ends_in_box():
     prompt = "<img>img0.jpg</img><ref>the ear on a giraffe</ref><box>"  # the official grounding eval prompt
     assert parse_answer("(176,106),(232,160)</box>", prompt) == [
-        {"ref": "the ear on a giraffe", "boxes": [(176, 106, 232, 160)], "quads": []}]
+        {"ref": "the ear on a giraffe", "boxes": [(176, 106, 232, 160)], "quads": []}
+    ]
     assert parse_answer("(176, 106),(232,1000)", prompt)[0]["boxes"] == [(176, 106, 232, 1000)]  # cut short
     assert parse_answer("(1,2),(3,4)</box><ref>x</ref><box>(5,6),(7,8)</box>", "<img>a</img><box>") == [
-        {"ref": None, "boxes": [(1, 2, 3, 4)], "quads": []}, {"ref": "x", "boxes": [(5, 6, 7, 8)], "quads": []}]
+        {"ref": None, "boxes": [(1, 2, 3, 4)], "quads": []},
+        {"ref": "x", "boxes": [(5, 6, 7, 8)], "quads": []},
+    ]
     assert parse_answer("(1,2),(3,4)</box>", "What is it?") == []  # no open box: nothing to continue
 
 
 def test_ocr_lines_and_words_with_degenerate_boxes_left_out_and_counted():
     from qwenvl_data.ocr.sample import ocr_sample
-    lines = [{"text": "ok", "quad": [(10, 10), (300, 10), (300, 40), (10, 40)],
-              "words": [{"text": "i", "quad": [(10, 10), (11, 10), (11, 40), (10, 40)]},  # 1 px wide: 0 bins
-                        {"text": "ok", "quad": [(20, 10), (300, 10), (300, 40), (20, 40)]}]},
-             {"text": "thin", "quad": [(10, 50), (300, 50), (300, 51), (10, 51)]},  # 1 px tall
-             {"text": "out", "quad": [(3000, 50), (3100, 50), (3100, 60), (3000, 60)]}]
+
+    lines = [
+        {
+            "text": "ok",
+            "quad": [(10, 10), (300, 10), (300, 40), (10, 40)],
+            "words": [
+                {"text": "i", "quad": [(10, 10), (11, 10), (11, 40), (10, 40)]},  # 1 px wide: 0 bins
+                {"text": "ok", "quad": [(20, 10), (300, 10), (300, 40), (20, 40)]},
+            ],
+        },
+        {"text": "thin", "quad": [(10, 50), (300, 50), (300, 51), (10, 51)]},  # 1 px tall
+        {"text": "out", "quad": [(3000, 50), (3100, 50), (3100, 60), (3000, 60)]},
+    ]
     sample, dropped = ocr_sample("u", "synthdog-en", "en", 2000, 2000, lines)
     assert dropped == {"lines_outside_image": 1, "degenerate_box": 1, "degenerate_word_box": 1}
     assert sample["target"] == "<ref>ok</ref><quad>(5,5),(150,5),(150,20),(5,20)</quad>"
@@ -141,6 +159,7 @@ def test_ocr_lines_and_words_with_degenerate_boxes_left_out_and_counted():
 def test_converters_and_grit_reject_degenerate_boxes_with_the_reason():
     from qwenvl_data.tasks.common import Reject, bins_or_reject
     from qwenvl_data.tasks.grit import span_boxes
+
     r = bins_or_reject([500, 10, 501.5, 90], 2000, 100, "refcoco:1")  # RefCOCO / VG / VQA go through this
     assert isinstance(r, Reject) and (r.uid, r.reason) == ("refcoco:1", "degenerate_box")
     assert bins_or_reject([500, 10, 504, 90], 2000, 100, "refcoco:2") == (250, 100, 252, 900)

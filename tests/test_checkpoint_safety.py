@@ -1,5 +1,6 @@
 """A checkpoint folder is data, not code: resuming a crafted `meta_NNNNNN.json` never unpickles
 anything (issue: checkpoint code execution), and the RNG state round-trips exactly as JSON."""
+
 import base64
 import json
 import os
@@ -36,12 +37,15 @@ def test_rng_state_is_json_and_round_trips():
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
 
 
-@pytest.mark.parametrize("bad", [
-    "pickle",                      # the old format: a base64 pickle string
-    {"python": [3, [1, 2], None]},  # wrong shapes
-    {"python": "x", "numpy": 1, "torch": "%%"},
-    [1, 2, 3],
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "pickle",  # the old format: a base64 pickle string
+        {"python": [3, [1, 2], None]},  # wrong shapes
+        {"python": "x", "numpy": 1, "torch": "%%"},
+        [1, 2, 3],
+    ],
+)
 def test_crafted_rng_state_never_runs_code(tmp_path, bad):
     marker = tmp_path / "pwned"
     if bad == "pickle":
@@ -59,8 +63,20 @@ def test_resume_of_crafted_checkpoint_folder_is_refused(tmp_path, capsys):
 
     train_tokenizer(SAMPLE_TEXT * 5, tmp_path / "tok", 300)
     write_stage_shards(tmp_path / "data", 1, 4, shards=1)
-    cfg_args = ["--stage", "1", "--data", str(tmp_path / "data"), "--tokenizer", str(tmp_path / "tok"),
-                "--config", "tiny", "--batch-size", "2", "--workers", "0"]
+    cfg_args = [
+        "--stage",
+        "1",
+        "--data",
+        str(tmp_path / "data"),
+        "--tokenizer",
+        str(tmp_path / "tok"),
+        "--config",
+        "tiny",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+    ]
     out = tmp_path / "ckpt"
     assert train_main(cfg_args + ["--out", str(out), "--steps", "1", "--save-every", "1"]) == 0
     meta_path = sorted(out.glob("meta_*.json"))[-1]

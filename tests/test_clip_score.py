@@ -1,5 +1,6 @@
 """clip-score end to end on a local Ray with a tiny random open_clip model saved as a checkpoint and
 loaded through the same path real weights take; thresholds are chosen so each rule is observable."""
+
 import io
 import json
 
@@ -26,8 +27,20 @@ def jpeg(seed, w=96, h=80):
 
 # (source, lang) per sample; sample 5 has a corrupt image.
 LAYOUT = [("laion", "en")] * 6 + [("laion", "zh")] * 3 + [("coco", "en")] * 3
-CAPTIONS = ["a red car", "two dogs", "a bowl of soup", "mountains at dusk", "a city street", "an old map",
-            "一只猫", "红色的花", "城市夜景", "a man riding a horse", "a plate of food", "a train station"]
+CAPTIONS = [
+    "a red car",
+    "two dogs",
+    "a bowl of soup",
+    "mountains at dusk",
+    "a city street",
+    "an old map",
+    "一只猫",
+    "红色的花",
+    "城市夜景",
+    "a man riding a horse",
+    "a plate of food",
+    "a train station",
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +67,20 @@ def download_dir(tmp_path_factory):
                 source, lang = LAYOUT[i]
                 data = jpeg(i)[:300] if i == 5 else jpeg(i)
                 images[f"u{i}"] = data
-                meta = {"schema": "sample", "uid": f"u{i}", "source": source, "lang": lang,
-                        "caption": CAPTIONS[i], "width": 96, "height": 80, "original_width": 96,
-                        "original_height": 80, "sha256": "0" * 64, "status": "success", "key": key}
+                meta = {
+                    "schema": "sample",
+                    "uid": f"u{i}",
+                    "source": source,
+                    "lang": lang,
+                    "caption": CAPTIONS[i],
+                    "width": 96,
+                    "height": 80,
+                    "original_width": 96,
+                    "original_height": 80,
+                    "sha256": "0" * 64,
+                    "status": "success",
+                    "key": key,
+                }
                 w.add(key, {"jpg": data, "txt": CAPTIONS[i], "json": meta}, {"key": key, "status": "success"})
             w.close()
     ckpt = clip.save_random_checkpoint(clip.TINY, root / "tiny.pt", seed=0)
@@ -67,14 +91,32 @@ def download_dir(tmp_path_factory):
 def run_clip(tmp, download_dir, thresholds: str):
     dl, ckpt, _ = download_dir
     cfg = tmp / "clip.yaml"
-    cfg.write_text(f"clip_score:\n  batch_size: 4\n  read_batch: 3\n  thresholds: {thresholds}\n"
-                   f"  zh_model: {clip.TINY}\n  zh_checkpoint: {ckpt.parent / 'tiny_zh.pt'}\n")
-    code = cli.main(["clip-score", "--input", str(dl), "--output", str(tmp / "clip"), "--model", clip.TINY,
-                     "--checkpoint", str(ckpt), "--config", str(cfg)])
+    cfg.write_text(
+        f"clip_score:\n  batch_size: 4\n  read_batch: 3\n  thresholds: {thresholds}\n"
+        f"  zh_model: {clip.TINY}\n  zh_checkpoint: {ckpt.parent / 'tiny_zh.pt'}\n"
+    )
+    code = cli.main(
+        [
+            "clip-score",
+            "--input",
+            str(dl),
+            "--output",
+            str(tmp / "clip"),
+            "--model",
+            clip.TINY,
+            "--checkpoint",
+            str(ckpt),
+            "--config",
+            str(cfg),
+        ]
+    )
     assert code == 0
     scores = pq.read_table(tmp / "clip" / "scores.parquet")
-    samples = {json.loads(f["json"])["uid"]: json.loads(f["json"])
-               for t in sorted((tmp / "clip").glob("*.tar")) for _, f in iter_tar_samples(t)}
+    samples = {
+        json.loads(f["json"])["uid"]: json.loads(f["json"])
+        for t in sorted((tmp / "clip").glob("*.tar"))
+        for _, f in iter_tar_samples(t)
+    }
     return scores, samples
 
 
@@ -126,24 +168,29 @@ def test_pipeline_scores_equal_direct_model_scores(first_run, download_dir):
 def test_rethreshold_reuses_scores_and_rewrites_changed_shards(first_run, download_dir):
     tmp_path, first, _ = first_run
     before = (tmp_path / "clip" / "000001.tar").stat().st_mtime_ns
-    second, samples = run_clip(tmp_path, download_dir, '{default: -2.0, by_lang: {zh: -2.0}, by_source: {laion: -2.0}}')
+    second, samples = run_clip(tmp_path, download_dir, "{default: -2.0, by_lang: {zh: -2.0}, by_source: {laion: -2.0}}")
     assert first["clip_score"].to_pylist() == second["clip_score"].to_pylist()
     assert set(samples) == {f"u{i}" for i in range(12) if i != 5}
     assert second["kept"].to_pylist().count(True) == 11
     assert samples["u6"]["clip_model"].endswith("@tiny_zh.pt") and samples["u0"]["clip_model"].endswith("@tiny.pt")
     # The same thresholds again: nothing changes, so no shard is rewritten.
-    again, _ = run_clip(tmp_path, download_dir, '{default: -2.0, by_lang: {zh: -2.0}, by_source: {laion: -2.0}}')
+    again, _ = run_clip(tmp_path, download_dir, "{default: -2.0, by_lang: {zh: -2.0}, by_source: {laion: -2.0}}")
     assert again["kept"].to_pylist() == second["kept"].to_pylist()
     mtime = (tmp_path / "clip" / "000001.tar").stat().st_mtime_ns
     assert mtime != before
-    run_clip(tmp_path, download_dir, '{default: -2.0, by_lang: {zh: -2.0}, by_source: {laion: -2.0}}')
+    run_clip(tmp_path, download_dir, "{default: -2.0, by_lang: {zh: -2.0}, by_source: {laion: -2.0}}")
     assert (tmp_path / "clip" / "000001.tar").stat().st_mtime_ns == mtime
 
 
 def test_apply_thresholds_lookup_order():
-    t = pa.table({"source": ["a", "a", "b", "b", "c"], "lang": ["en", "zh", "en", "zh", "en"],
-                  "clip_score": pa.array([0.3, 0.3, 0.3, 0.3, None], pa.float32()),
-                  "error": pa.array([None, None, None, None, "no_caption"], pa.string())})
+    t = pa.table(
+        {
+            "source": ["a", "a", "b", "b", "c"],
+            "lang": ["en", "zh", "en", "zh", "en"],
+            "clip_score": pa.array([0.3, 0.3, 0.3, 0.3, None], pa.float32()),
+            "error": pa.array([None, None, None, None, "no_caption"], pa.string()),
+        }
+    )
     cfg = {"default": 0.1, "by_lang": {"zh": 0.5}, "by_source": {"a": {"en": 0.2}, "b": 0.4}}
     out = apply_thresholds(t, cfg)
     assert out["threshold"].to_pylist() == pytest.approx([0.2, 0.5, 0.4, 0.4, 0.1])
@@ -154,15 +201,47 @@ def test_apply_thresholds_lookup_order():
 def test_usage_errors_are_one_line(download_dir, tmp_path, capsys):
     dl, ckpt, _ = download_dir
     assert cli.main(["clip-score", "--input", str(dl), "--output", str(tmp_path), "--model", clip.TINY]) == 2
-    assert cli.main(["clip-score", "--input", str(dl), "--output", str(tmp_path), "--model", "hf-hub:x/y",
-                     "--checkpoint", str(ckpt)]) == 2
-    assert cli.main(["clip-score", "--input", str(tmp_path / "none"), "--output", str(tmp_path),
-                     "--checkpoint", str(ckpt)]) == 2
+    assert (
+        cli.main(
+            [
+                "clip-score",
+                "--input",
+                str(dl),
+                "--output",
+                str(tmp_path),
+                "--model",
+                "hf-hub:x/y",
+                "--checkpoint",
+                str(ckpt),
+            ]
+        )
+        == 2
+    )
+    assert (
+        cli.main(
+            ["clip-score", "--input", str(tmp_path / "none"), "--output", str(tmp_path), "--checkpoint", str(ckpt)]
+        )
+        == 2
+    )
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "000000.tar").write_bytes(b"not a tar at all" * 100)
-    assert cli.main(["clip-score", "--input", str(bad), "--output", str(tmp_path / "o"), "--model", clip.TINY,
-                     "--checkpoint", str(ckpt)]) == 1
+    assert (
+        cli.main(
+            [
+                "clip-score",
+                "--input",
+                str(bad),
+                "--output",
+                str(tmp_path / "o"),
+                "--model",
+                clip.TINY,
+                "--checkpoint",
+                str(ckpt),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 4 and "--checkpoint" in err[0] and "would download" in err[1] and "not a directory" in err[2]
     assert "000000.tar: not a readable tar shard" in err[3]

@@ -1,6 +1,7 @@
 """`qwenvl-data decontaminate`: evaluation images found again re-encoded, resized and slightly cropped,
 a control set left alone, id and question matches, the report per benchmark, and its way into the
 shards' index.json."""
+
 import importlib.util
 import json
 import subprocess
@@ -21,17 +22,21 @@ _spec.loader.exec_module(fixtures)
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "qwenvl_data.pipelines.cli", *map(str, args)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "qwenvl_data.pipelines.cli", *map(str, args)], capture_output=True, text=True
+    )
 
 
 def variants(img: Image.Image, crop: float = 0.03) -> list[bytes]:
     """What a web copy of a benchmark image looks like: re-encoded, resized, cropped a little, as PNG."""
     w, h = img.size
     cw, ch = round(w * crop), round(h * crop)
-    return [fixtures.encode(img, quality=55), fixtures.encode(img.resize((w * 6 // 10, h * 6 // 10)), quality=75),
-            fixtures.encode(img.crop((cw, ch, w - cw, h - ch))),
-            fixtures.encode(img.resize((w * 3 // 2, h * 3 // 2), Image.BICUBIC), "PNG")]
+    return [
+        fixtures.encode(img, quality=55),
+        fixtures.encode(img.resize((w * 6 // 10, h * 6 // 10)), quality=75),
+        fixtures.encode(img.crop((cw, ch, w - cw, h - ch))),
+        fixtures.encode(img.resize((w * 3 // 2, h * 3 // 2), Image.BICUBIC), "PNG"),
+    ]
 
 
 # dHash (the default) takes a 2% crop on every side (distance <= 5 here, the closest control is 8 away); on
@@ -56,10 +61,12 @@ def test_ids_and_questions_match_without_pixels():
     ev = EvalSet()
     ev.add("refcoco", image_id="coco:2")
     ev.add("vqav2", image_id="coco:77", question="vqav2:770")
-    metas = [{"uid": "vg:region1:ref", "task": "ref_grounding", "image_id": "vg:9", "coco_id": "coco:2"},
-             {"uid": "vqav2:770", "task": "vqa", "image_id": "coco:5"},
-             {"uid": "vqav2:771", "task": "vqa", "image_id": "coco:5"},
-             {"uid": "coco:3", "task": "caption", "image_id": "coco:77"}]
+    metas = [
+        {"uid": "vg:region1:ref", "task": "ref_grounding", "image_id": "vg:9", "coco_id": "coco:2"},
+        {"uid": "vqav2:770", "task": "vqa", "image_id": "coco:5"},
+        {"uid": "vqav2:771", "task": "vqa", "image_id": "coco:5"},
+        {"uid": "coco:3", "task": "caption", "image_id": "coco:77"},
+    ]
     assert ev.match(metas, [None] * 4) == [{"refcoco": "id"}, {"vqav2": "question"}, {}, {"vqav2": "id"}]
 
 
@@ -108,9 +115,23 @@ def test_question_match_in_a_task_shard(demo, tmp_path):
     src = tmp_path / "mixed"
     with ShardWriter(src, 0, "mixed") as w:
         for i, uid in enumerate(["vqav2:770", "vqav2:1"]):  # 770 is a VQAv2 val question
-            w.add(f"{i:06d}", {"jpg": fixtures.jpeg(64, 48, 3000 + i),
-                               "json": {"schema": "task", "uid": uid, "source": "mixed", "task": "vqa", "lang": "en",
-                                        "prompt": " q Answer:", "target": "a", "width": 64, "height": 48}})
+            w.add(
+                f"{i:06d}",
+                {
+                    "jpg": fixtures.jpeg(64, 48, 3000 + i),
+                    "json": {
+                        "schema": "task",
+                        "uid": uid,
+                        "source": "mixed",
+                        "task": "vqa",
+                        "lang": "en",
+                        "prompt": " q Answer:",
+                        "target": "a",
+                        "width": 64,
+                        "height": 48,
+                    },
+                },
+            )
         w.close()
     r = cli("decontaminate", "--input", src, "--output", tmp_path / "o", "--eval-root", data)
     assert r.returncode == 0, r.stderr
@@ -122,8 +143,17 @@ def test_bad_use_is_one_line(demo, tmp_path):
     base, data = demo
     cfg = tmp_path / "c.yaml"
     cfg.write_text("decontaminate:\n  hash:\n    max_distance: 100\n")
-    r = cli("decontaminate", "--input", base / "tasks" / "vg", "--output", tmp_path / "o", "--eval-root", data,
-            "--config", cfg)
+    r = cli(
+        "decontaminate",
+        "--input",
+        base / "tasks" / "vg",
+        "--output",
+        tmp_path / "o",
+        "--eval-root",
+        data,
+        "--config",
+        cfg,
+    )
     assert r.returncode == 2 and "max_distance" in r.stderr and "Traceback" not in r.stderr
     r = cli("decontaminate", "--input", base / "tasks" / "vg", "--output", base / "tasks", "--eval-root", data)
     assert r.returncode == 2 and "Traceback" not in r.stderr
@@ -138,9 +168,23 @@ def test_broken_benchmark_file_is_one_line(demo, tmp_path):
     root = tmp_path / "eval"
     fixtures._put(root / "vqav2" / "v2_OpenEnded_mscoco_val2014_questions.json", {"questions": [{"question_id": 1}]})
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("decontaminate:\n  benchmarks:\n" + "".join(
-        f"    {b}: null\n" for b in ("refcoco", "refcoco+", "refcocog", "gqa", "textvqa", "docvqa", "chartqa", "ai2d")))
-    r = cli("decontaminate", "--input", base / "tasks" / "vg", "--output", tmp_path / "o", "--eval-root", root,
-            "--config", cfg)
+    cfg.write_text(
+        "decontaminate:\n  benchmarks:\n"
+        + "".join(
+            f"    {b}: null\n"
+            for b in ("refcoco", "refcoco+", "refcocog", "gqa", "textvqa", "docvqa", "chartqa", "ai2d")
+        )
+    )
+    r = cli(
+        "decontaminate",
+        "--input",
+        base / "tasks" / "vg",
+        "--output",
+        tmp_path / "o",
+        "--eval-root",
+        root,
+        "--config",
+        cfg,
+    )
     assert r.returncode == 1 and "benchmark vqav2" in r.stderr and "Traceback" not in r.stderr
     assert r.stderr.strip().count("\n") == 0

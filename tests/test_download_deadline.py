@@ -5,6 +5,7 @@ timeout; without a deadline the download hung forever and the shard with the goo
 written (issue 14, finding 2). Here the request fails as `timeout` once its deadline passes, and the
 shard holds every good image.
 """
+
 import json
 import subprocess
 import sys
@@ -31,7 +32,7 @@ class _Trickle(BaseHTTPRequestHandler):
 
     def _drip(self, data: bytes):
         for i in range(len(data)):
-            self.wfile.write(data[i:i + 1])
+            self.wfile.write(data[i : i + 1])
             self.wfile.flush()
             time.sleep(BYTE_EVERY_S)
 
@@ -98,10 +99,26 @@ def test_download_job_writes_the_good_shard_despite_tricklers(trickle, tmp_path)
         cfg = tmp_path / "c.yaml"
         cfg.write_text("download: {timeout: 2, deadline: 3, min_image_side: 100, processes: 1, threads: 8}\n")
         t0 = time.monotonic()
-        r = subprocess.run([sys.executable, "-m", "qwenvl_data.pipelines.cli", "download", "--input",
-                            str(tmp_path / "pairs"), "--output", str(tmp_path / "out"), "--allow-addresses",
-                            "127.0.0.1", "--config", str(cfg)], capture_output=True, text=True, timeout=120,
-                           cwd=ROOT)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "qwenvl_data.pipelines.cli",
+                "download",
+                "--input",
+                str(tmp_path / "pairs"),
+                "--output",
+                str(tmp_path / "out"),
+                "--allow-addresses",
+                "127.0.0.1",
+                "--config",
+                str(cfg),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
         took = time.monotonic() - t0
     assert r.returncode == 0, r.stderr[-2000:]
     assert took < 60, took  # the body trickle alone would take len(IMAGE) / 2 seconds

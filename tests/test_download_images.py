@@ -1,4 +1,5 @@
 """Safe image checks (qwenvl_data/images.py) and the failure-reason mapping, on bytes made here."""
+
 import io
 import struct
 import zlib
@@ -20,8 +21,10 @@ def encode(img, fmt="JPEG"):
 
 def png_header_only(w, h):
     """A PNG whose header claims w x h but which holds no pixel data: decoding it would fail."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
 
 
@@ -62,17 +65,20 @@ def test_decode_rgb_flattens_alpha_and_cmyk():
     assert sha256(b"abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
 
-@pytest.mark.parametrize("message,expected", [
-    ("HTTP Error 404: Not Found", "http_404"),
-    ("HTTP Error 503: Service Unavailable", "http_503"),
-    ("timed out", "timeout"),
-    ("<urlopen error timed out>", "timeout"),
-    ("Use of image disallowed by X-Robots-Tag directive", "opted_out"),
-    ("<urlopen error <urlopen error refused_address: h resolves to 10.0.0.1>>", "refused_address"),
-    ("<urlopen error bad_scheme: only http and https>", "bad_scheme"),
-    ("decode_error: OSError: image file is truncated", "decode_error"),
-    ("<urlopen error [Errno 111] Connection refused>", "connection_error"),
-    ("something new", "download_error"),
-])
+@pytest.mark.parametrize(
+    "message,expected",
+    [
+        ("HTTP Error 404: Not Found", "http_404"),
+        ("HTTP Error 503: Service Unavailable", "http_503"),
+        ("timed out", "timeout"),
+        ("<urlopen error timed out>", "timeout"),
+        ("Use of image disallowed by X-Robots-Tag directive", "opted_out"),
+        ("<urlopen error <urlopen error refused_address: h resolves to 10.0.0.1>>", "refused_address"),
+        ("<urlopen error bad_scheme: only http and https>", "bad_scheme"),
+        ("decode_error: OSError: image file is truncated", "decode_error"),
+        ("<urlopen error [Errno 111] Connection refused>", "connection_error"),
+        ("something new", "download_error"),
+    ],
+)
 def test_failure_reason(message, expected):
     assert failure_reason(message) == expected

@@ -1,6 +1,7 @@
 """`qwenvl-data download` end to end against real loopback HTTP servers (127.0.0.1 allowed,
 127.0.0.2 not): every pair ends as a sample or a failure with the reason the rules give, and a
 killed run resumes without redoing finished shards or exposing half-written ones."""
+
 import hashlib
 import io
 import json
@@ -28,11 +29,23 @@ def write_pairs(folder: Path, urls: list[str], langs=None) -> list[str]:
     folder.mkdir(parents=True)
     n = len(urls)
     uids = [f"laion:t{i}" for i in range(n)]
-    pq.write_table(pa.table({
-        "uid": uids, "source": ["laion"] * n, "url": urls, "caption": [f"a caption {i}" for i in range(n)],
-        "caption_raw": [f"a caption {i}" for i in range(n)], "width": pa.nulls(n, pa.int64()),
-        "height": pa.nulls(n, pa.int64()), "score": pa.nulls(n, pa.float64()),
-        "lang": langs or ["en"] * n, "lang_score": [0.9] * n}), folder / "part-0.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "uid": uids,
+                "source": ["laion"] * n,
+                "url": urls,
+                "caption": [f"a caption {i}" for i in range(n)],
+                "caption_raw": [f"a caption {i}" for i in range(n)],
+                "width": pa.nulls(n, pa.int64()),
+                "height": pa.nulls(n, pa.int64()),
+                "score": pa.nulls(n, pa.float64()),
+                "lang": langs or ["en"] * n,
+                "lang_score": [0.9] * n,
+            }
+        ),
+        folder / "part-0.parquet",
+    )
     return uids
 
 
@@ -88,9 +101,11 @@ def run_cases(servers, tmp_path_factory):
             serve.image_for(url.split(str(a.port), 1)[-1])
     tmp = tmp_path_factory.mktemp("dl")
     uids = write_pairs(tmp / "pairs", [c[0] for c in cases], langs=["zh"] + ["en"] * (len(cases) - 1))
-    (tmp / "cfg.yaml").write_text("download:\n  max_pixels: 1000000\n  min_image_side: 100\n"
-                                  "  timeout: 3\n  image_size: 256\n  processes: 2\n  threads: 8\n"
-                                  "  samples_per_shard: 10\n")
+    (tmp / "cfg.yaml").write_text(
+        "download:\n  max_pixels: 1000000\n  min_image_side: 100\n"
+        "  timeout: 3\n  image_size: 256\n  processes: 2\n  threads: 8\n"
+        "  samples_per_shard: 10\n"
+    )
     started = time.time()
     proc = download(tmp / "pairs", tmp / "out", config=tmp / "cfg.yaml")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -153,13 +168,22 @@ def test_kill_midway_then_resume(servers, tmp_path):
     n, per_shard = 24, 4
     urls = [f"{a.base}/slow.jpg?delay=0.25&w=200&h=160&seed={i}" for i in range(n)]
     write_pairs(tmp_path / "pairs", urls)
-    (tmp_path / "cfg.yaml").write_text(f"download:\n  processes: 1\n  threads: 2\n  samples_per_shard: {per_shard}\n"
-                                       "  min_image_side: 100\n")
+    (tmp_path / "cfg.yaml").write_text(
+        f"download:\n  processes: 1\n  threads: 2\n  samples_per_shard: {per_shard}\n  min_image_side: 100\n"
+    )
     out = tmp_path / "out"
-    cmd = CLI + ["download", "--input", str(tmp_path / "pairs"), "--output", str(out), "--allow-addresses",
-                 "127.0.0.1", "--config", str(tmp_path / "cfg.yaml")]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    cmd = CLI + [
+        "download",
+        "--input",
+        str(tmp_path / "pairs"),
+        "--output",
+        str(out),
+        "--allow-addresses",
+        "127.0.0.1",
+        "--config",
+        str(tmp_path / "cfg.yaml"),
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while len(list(out.glob("*_stats.json"))) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)

@@ -3,6 +3,7 @@
 Only 127.0.0.1 and 127.0.0.2 servers started here are ever named; the policy must refuse the second
 one before connecting (it records every request it receives).
 """
+
 import importlib.util
 import ipaddress
 import urllib.error
@@ -30,17 +31,33 @@ def opener(allow="127.0.0.1", max_bytes=None):
 
 
 def test_parse_allow_names_the_bad_entry():
-    assert netguard.parse_allow("127.0.0.1, 10.0.0.0/8") == (ipaddress.ip_network("127.0.0.1/32"),
-                                                             ipaddress.ip_network("10.0.0.0/8"))
+    assert netguard.parse_allow("127.0.0.1, 10.0.0.0/8") == (
+        ipaddress.ip_network("127.0.0.1/32"),
+        ipaddress.ip_network("10.0.0.0/8"),
+    )
     with pytest.raises(UsageError, match="'localhost' is not an IP"):
         netguard.parse_allow("127.0.0.1,localhost")
 
 
-@pytest.mark.parametrize("ip,public", [("127.0.0.1", False), ("10.1.2.3", False), ("172.16.0.1", False),
-                                       ("192.168.1.1", False), ("169.254.169.254", False), ("224.0.0.1", False),
-                                       ("240.0.0.1", False), ("0.0.0.0", False), ("::1", False),
-                                       ("::ffff:127.0.0.1", False), ("fe80::1", False), ("fd00::1", False),
-                                       ("8.8.8.8", True), ("2606:4700::1", True)])
+@pytest.mark.parametrize(
+    "ip,public",
+    [
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("224.0.0.1", False),
+        ("240.0.0.1", False),
+        ("0.0.0.0", False),
+        ("::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("fe80::1", False),
+        ("fd00::1", False),
+        ("8.8.8.8", True),
+        ("2606:4700::1", True),
+    ],
+)
 def test_is_public(ip, public):
     # Pure address arithmetic: no traffic is sent to any of these.
     assert netguard.is_public(ipaddress.ip_address(ip)) is public

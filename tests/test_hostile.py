@@ -8,6 +8,7 @@ and text files named .tar, decompression bombs, changed settings on --resume. A 
 'Traceback', on the last-resort "unexpected ..." line (an unchecked input), on a multi-line error, and
 when the message does not say what is wrong.
 """
+
 import io
 import json
 import socket
@@ -36,10 +37,16 @@ NESTED = ("[" * 100_000 + "]" * 100_000).encode()  # deeper than any JSON parser
 
 def bomb_png(width=50_000, height=50_000) -> bytes:
     """A valid PNG header claiming 2.5 gigapixels, with a few bytes of data: refused before decoding."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def jpeg(w=64, h=48) -> bytes:
@@ -60,9 +67,14 @@ def tar_of(path: Path, members: dict[str, bytes]) -> Path:
 
 def pairs(path: Path, **overrides) -> Path:
     n = 3
-    cols = {"uid": [f"laion:{i}" for i in range(n)], "source": ["laion"] * n,
-            "url": [f"http://127.0.0.1:9/{i}.jpg" for i in range(n)], "caption": ["a red box on a table"] * n,
-            "caption_raw": ["a red box on a table"] * n, "lang": ["en"] * n}
+    cols = {
+        "uid": [f"laion:{i}" for i in range(n)],
+        "source": ["laion"] * n,
+        "url": [f"http://127.0.0.1:9/{i}.jpg" for i in range(n)],
+        "caption": ["a red box on a table"] * n,
+        "caption_raw": ["a red box on a table"] * n,
+        "lang": ["en"] * n,
+    }
     cols.update(overrides)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table({k: v for k, v in cols.items() if v is not None}), path)
@@ -72,9 +84,19 @@ def pairs(path: Path, **overrides) -> Path:
 def laion(path: Path, ids) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     n = len(ids)
-    pq.write_table(pa.table({"URL": [f"http://e.com/{i}.jpg" for i in range(n)],
-                             "TEXT": ["a photo of a small red house"] * n, "WIDTH": [640] * n, "HEIGHT": [480] * n,
-                             "similarity": [0.35] * n, "SAMPLE_ID": ids}), path)
+    pq.write_table(
+        pa.table(
+            {
+                "URL": [f"http://e.com/{i}.jpg" for i in range(n)],
+                "TEXT": ["a photo of a small red house"] * n,
+                "WIDTH": [640] * n,
+                "HEIGHT": [480] * n,
+                "similarity": [0.35] * n,
+                "SAMPLE_ID": ids,
+            }
+        ),
+        path,
+    )
     return path
 
 
@@ -84,14 +106,40 @@ def w(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     train_tokenizer(SAMPLE_TEXT * 20, root / "tok", 400)
     from qwenvl_data.model.config import load_config
+
     cfg = load_config("tiny").to_dict()
     cfg["adapter"].update(num_queries=64, query_grid=8)
     (root / "tiny16.json").write_text(json.dumps(cfg))
     write_stage_shards(root / "stage1", 1, 8, shards=1)
-    r = subprocess.run(TRAIN + ["--stage", "1", "--data", str(root / "stage1"), "--out", str(root / "ckpt"),
-                                "--tokenizer", str(root / "tok"), "--config", str(root / "tiny16.json"), "--steps", "1",
-                                "--batch-size", "2", "--workers", "0", "--warmup", "1", "--image-size", "56"],
-                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    r = subprocess.run(
+        TRAIN
+        + [
+            "--stage",
+            "1",
+            "--data",
+            str(root / "stage1"),
+            "--out",
+            str(root / "ckpt"),
+            "--tokenizer",
+            str(root / "tok"),
+            "--config",
+            str(root / "tiny16.json"),
+            "--steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--workers",
+            "0",
+            "--warmup",
+            "1",
+            "--image-size",
+            "56",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return root
 
@@ -107,8 +155,17 @@ def _lock_held_by_live_process(tmp):
     out.mkdir()
     proc = subprocess.Popen(["sleep", "600"])
     LIVE.append(proc)
-    (out / outdir.LOCK).write_text(json.dumps({"pid": proc.pid, "host": socket.gethostname(), "run_id": "other",
-                                               "start": outdir._start_time(proc.pid), "stage": "filter"}))
+    (out / outdir.LOCK).write_text(
+        json.dumps(
+            {
+                "pid": proc.pid,
+                "host": socket.gethostname(),
+                "run_id": "other",
+                "start": outdir._start_time(proc.pid),
+                "stage": "filter",
+            }
+        )
+    )
     return out
 
 
@@ -125,125 +182,437 @@ def _task_shard(tmp, doc: bytes, name="t-000000.tar"):
 
 # (id, argv builder(tmp, w) -> list, expected exit code (a set when either is right), words the error names)
 CASES = [
-    ("filter-config-wrong-type", lambda t, w: QD + ["filter", "--input", str(laion(t / "in/a.parquet", [1, 2])),
-                                                      "--output", str(t / "o"), "--source", "laion",
-                                                      "--config", yaml(t, "filter: {min_units: '3'}")], 2, "min_units"),
-    ("filter-languages-string", lambda t, w: QD + ["filter", "--input", str(laion(t / "in/a.parquet", [1, 2])),
-                                                     "--output", str(t / "o"), "--source", "laion",
-                                                     "--config", yaml(t, "filter: {languages: en}")], 2, "languages"),
-    ("filter-misspelled-key", lambda t, w: QD + ["filter", "--input", str(laion(t / "in/a.parquet", [1])),
-                                                   "--output", str(t / "o"), "--source", "laion",
-                                                   "--config", yaml(t, "filter: {min_unit: 3}")], 2, "min_units"),
-    ("filter-negative-threshold", lambda t, w: QD + ["filter", "--input", str(laion(t / "in/a.parquet", [1])),
-                                                       "--output", str(t / "o"), "--source", "laion",
-                                                       "--config", yaml(t, "filter: {min_image_side: -5}")],
-     2, "min_image_side"),
-    ("filter-workers-negative", lambda t, w: QD + ["filter", "--input", "x.parquet", "--output", str(t / "o"),
-                                                     "--workers", "-1"], 2, "--workers"),
-    ("filter-input-inside-output", lambda t, w: QD + ["filter", "--input", str(laion(t / "out/pairs/a.parquet", [1])),
-                                                        "--output", str(t / "out"), "--source", "laion"],
-     2, "inside the output folder"),
-    ("filter-unwritable-output", lambda t, w: QD + ["filter", "--input", str(laion(t / "in/a.parquet", [1])),
-                                                      "--output", "/sys/qwenvl-hostile/out", "--source", "laion"],
-     2, "output folder"),
-    ("filter-folder-held", lambda t, w: QD + ["filter", "--input", str(laion(t / "in/a.parquet", [1])),
-                                                "--output", str(_lock_held_by_live_process(t)), "--source", "laion"],
-     2, "in use by run other"),
-    ("filter-list-id-column", lambda t, w: QD + ["filter", "--input", str(laion(t / "in/a.parquet", [[1], [2, 3]])),
-                                                   "--output", str(t / "o"), "--source", "laion"], {0, 1}, ""),
-    ("download-config-wrong-type", lambda t, w: QD + ["download", "--input", str(pairs(t / "p/a.parquet").parent),
-                                                        "--output", str(t / "o"),
-                                                        "--config", yaml(t, "download: {timeout: fast}")],
-     2, "download.timeout"),
-    ("download-missing-column", lambda t, w: QD + ["download", "--input",
-                                                     str(pairs(t / "p/a.parquet", url=None).parent),
-                                                     "--output", str(t / "o")], 1, "url"),
-    ("download-list-uid-column", lambda t, w: QD + ["download", "--input", str(pairs(t / "p/a.parquet", uid=[
-        [1], [2], [3]]).parent), "--output", str(t / "o")], 1, "uid (list<element: int64>) must be strings"),
-    ("download-input-unfinished", lambda t, w: QD + ["download", "--input", str(_in_progress(t) / "pairs"),
-                                                       "--output", str(t / "o")], 1, "unfinished output"),
-    ("download-processes-zero", lambda t, w: QD + ["download", "--input", "p", "--output", "o", "--processes", "0"],
-     2, "--processes"),
-    ("download-input-is-output", lambda t, w: QD + ["download", "--input", str(pairs(t / "p/a.parquet").parent),
-                                                      "--output", str(t / "p")], 2, "output folder"),
-    ("clip-score-config-wrong-type", lambda t, w: QD + ["clip-score", "--input", str(t), "--output", str(t / "o"),
-                                                          "--config", yaml(t, "clip_score: {batch_size: many}")],
-     2, "batch_size"),
-    ("clip-score-checkpoint-not-weights", lambda t, w: QD + ["clip-score", "--input", str(t), "--output",
-                                                               str(t / "o"), "--checkpoint",
-                                                               str(_text_file(t / "w.pt"))], 2, "weights file"),
+    (
+        "filter-config-wrong-type",
+        lambda t, w: QD
+        + [
+            "filter",
+            "--input",
+            str(laion(t / "in/a.parquet", [1, 2])),
+            "--output",
+            str(t / "o"),
+            "--source",
+            "laion",
+            "--config",
+            yaml(t, "filter: {min_units: '3'}"),
+        ],
+        2,
+        "min_units",
+    ),
+    (
+        "filter-languages-string",
+        lambda t, w: QD
+        + [
+            "filter",
+            "--input",
+            str(laion(t / "in/a.parquet", [1, 2])),
+            "--output",
+            str(t / "o"),
+            "--source",
+            "laion",
+            "--config",
+            yaml(t, "filter: {languages: en}"),
+        ],
+        2,
+        "languages",
+    ),
+    (
+        "filter-misspelled-key",
+        lambda t, w: QD
+        + [
+            "filter",
+            "--input",
+            str(laion(t / "in/a.parquet", [1])),
+            "--output",
+            str(t / "o"),
+            "--source",
+            "laion",
+            "--config",
+            yaml(t, "filter: {min_unit: 3}"),
+        ],
+        2,
+        "min_units",
+    ),
+    (
+        "filter-negative-threshold",
+        lambda t, w: QD
+        + [
+            "filter",
+            "--input",
+            str(laion(t / "in/a.parquet", [1])),
+            "--output",
+            str(t / "o"),
+            "--source",
+            "laion",
+            "--config",
+            yaml(t, "filter: {min_image_side: -5}"),
+        ],
+        2,
+        "min_image_side",
+    ),
+    (
+        "filter-workers-negative",
+        lambda t, w: QD + ["filter", "--input", "x.parquet", "--output", str(t / "o"), "--workers", "-1"],
+        2,
+        "--workers",
+    ),
+    (
+        "filter-input-inside-output",
+        lambda t, w: QD
+        + [
+            "filter",
+            "--input",
+            str(laion(t / "out/pairs/a.parquet", [1])),
+            "--output",
+            str(t / "out"),
+            "--source",
+            "laion",
+        ],
+        2,
+        "inside the output folder",
+    ),
+    (
+        "filter-unwritable-output",
+        lambda t, w: QD
+        + [
+            "filter",
+            "--input",
+            str(laion(t / "in/a.parquet", [1])),
+            "--output",
+            "/sys/qwenvl-hostile/out",
+            "--source",
+            "laion",
+        ],
+        2,
+        "output folder",
+    ),
+    (
+        "filter-folder-held",
+        lambda t, w: QD
+        + [
+            "filter",
+            "--input",
+            str(laion(t / "in/a.parquet", [1])),
+            "--output",
+            str(_lock_held_by_live_process(t)),
+            "--source",
+            "laion",
+        ],
+        2,
+        "in use by run other",
+    ),
+    (
+        "filter-list-id-column",
+        lambda t, w: QD
+        + [
+            "filter",
+            "--input",
+            str(laion(t / "in/a.parquet", [[1], [2, 3]])),
+            "--output",
+            str(t / "o"),
+            "--source",
+            "laion",
+        ],
+        {0, 1},
+        "",
+    ),
+    (
+        "download-config-wrong-type",
+        lambda t, w: QD
+        + [
+            "download",
+            "--input",
+            str(pairs(t / "p/a.parquet").parent),
+            "--output",
+            str(t / "o"),
+            "--config",
+            yaml(t, "download: {timeout: fast}"),
+        ],
+        2,
+        "download.timeout",
+    ),
+    (
+        "download-missing-column",
+        lambda t, w: QD
+        + ["download", "--input", str(pairs(t / "p/a.parquet", url=None).parent), "--output", str(t / "o")],
+        1,
+        "url",
+    ),
+    (
+        "download-list-uid-column",
+        lambda t, w: QD
+        + ["download", "--input", str(pairs(t / "p/a.parquet", uid=[[1], [2], [3]]).parent), "--output", str(t / "o")],
+        1,
+        "uid (list<element: int64>) must be strings",
+    ),
+    (
+        "download-input-unfinished",
+        lambda t, w: QD + ["download", "--input", str(_in_progress(t) / "pairs"), "--output", str(t / "o")],
+        1,
+        "unfinished output",
+    ),
+    (
+        "download-processes-zero",
+        lambda t, w: QD + ["download", "--input", "p", "--output", "o", "--processes", "0"],
+        2,
+        "--processes",
+    ),
+    (
+        "download-input-is-output",
+        lambda t, w: QD + ["download", "--input", str(pairs(t / "p/a.parquet").parent), "--output", str(t / "p")],
+        2,
+        "output folder",
+    ),
+    (
+        "clip-score-config-wrong-type",
+        lambda t, w: QD
+        + [
+            "clip-score",
+            "--input",
+            str(t),
+            "--output",
+            str(t / "o"),
+            "--config",
+            yaml(t, "clip_score: {batch_size: many}"),
+        ],
+        2,
+        "batch_size",
+    ),
+    (
+        "clip-score-checkpoint-not-weights",
+        lambda t, w: QD
+        + ["clip-score", "--input", str(t), "--output", str(t / "o"), "--checkpoint", str(_text_file(t / "w.pt"))],
+        2,
+        "weights file",
+    ),
     ("report-in-progress", lambda t, w: QD + ["report", str(_in_progress(t))], 1, "unfinished output"),
-    ("report-summary-wrong-type", lambda t, w: QD + ["report", str(_write(
-        t / "r/download.json", b'{"stage": "download", "in": "many", "samples": 2}').parent)], 1, "'in' must be"),
-    ("synth-ocr-config-range", lambda t, w: QD + ["synth-ocr", "--output", str(t / "o"), "--num", "2",
-                                                    "--config", yaml(t, "synth_ocr: {aspect: 0.5}")], 2, "aspect"),
-    ("synth-ocr-workers-negative", lambda t, w: QD + ["synth-ocr", "--output", str(t / "o"), "--workers", "-1"],
-     2, "--workers"),
+    (
+        "report-summary-wrong-type",
+        lambda t, w: QD
+        + ["report", str(_write(t / "r/download.json", b'{"stage": "download", "in": "many", "samples": 2}').parent)],
+        1,
+        "'in' must be",
+    ),
+    (
+        "synth-ocr-config-range",
+        lambda t, w: QD
+        + ["synth-ocr", "--output", str(t / "o"), "--num", "2", "--config", yaml(t, "synth_ocr: {aspect: 0.5}")],
+        2,
+        "aspect",
+    ),
+    (
+        "synth-ocr-workers-negative",
+        lambda t, w: QD + ["synth-ocr", "--output", str(t / "o"), "--workers", "-1"],
+        2,
+        "--workers",
+    ),
     ("preview-json-list", lambda t, w: QD + ["preview", str(_task_shard(t, b"[1, 2]"))], 1, "not an object"),
     ("preview-json-nested", lambda t, w: QD + ["preview", str(_task_shard(t, NESTED))], 1, "not valid JSON"),
-    ("preview-bad-quads", lambda t, w: QD + ["preview", str(_task_shard(t, b'{"lines": [{"quad": "12px"}]}'))],
-     1, "quad"),
-    ("preview-bomb", lambda t, w: QD + ["preview", str(tar_of(t / "b.tar", {"k.png": bomb_png(), "k.json": b"{}"}))],
-     1, "too_many_pixels"),
+    (
+        "preview-bad-quads",
+        lambda t, w: QD + ["preview", str(_task_shard(t, b'{"lines": [{"quad": "12px"}]}'))],
+        1,
+        "quad",
+    ),
+    (
+        "preview-bomb",
+        lambda t, w: QD + ["preview", str(tar_of(t / "b.tar", {"k.png": bomb_png(), "k.json": b"{}"}))],
+        1,
+        "too_many_pixels",
+    ),
     ("preview-text-named-tar", lambda t, w: QD + ["preview", str(_text_file(t / "x.tar"))], 1, "x.tar"),
-    ("tasks-config-wrong-type", lambda t, w: QD + ["tasks", "--dataset", "refcoco", "--input", str(t),
-                                                     "--output", str(t / "o"),
-                                                     "--config", yaml(t, "tasks: {shard_size: big}")], 2, "shard_size"),
-    ("tasks-coordinate-12px", lambda t, w: QD + ["tasks", "--dataset", "refcoco", "--input",
-                                                   str(_refcoco(t, bbox=["12px", 10, 50, 40])), "--output",
-                                                   str(t / "o")], {0, 1}, ""),
-    ("tasks-width-zero", lambda t, w: QD + ["tasks", "--dataset", "refcoco", "--input", str(_refcoco(t, width=0)),
-                                              "--output", str(t / "o")], {0, 1}, ""),
-    ("tasks-file-name-outside", lambda t, w: QD + ["tasks", "--dataset", "refcoco", "--input",
-                                                     str(_refcoco(t, file_name=str(_write(t / "secret.jpg", jpeg())))),
-                                                     "--output", str(t / "o")], {0, 1}, ""),
-    ("shards-json-nested", lambda t, w: QD + ["shards", "--stage", "2", "--input", str(_task_shard(t, NESTED).parent),
-                                                "--output", str(t / "o")], {0, 1}, ""),
-    ("shards-json-list", lambda t, w: QD + ["shards", "--stage", "2", "--input", str(_task_shard(t, b"[]").parent),
-                                              "--output", str(t / "o")], {0, 1}, ""),
-    ("shards-config-wrong-type", lambda t, w: QD + ["shards", "--stage", "1", "--input", str(t), "--output",
-                                                      str(t / "o"), "--config", yaml(t, "shards: {seed: zero}")],
-     2, "shards.seed"),
+    (
+        "tasks-config-wrong-type",
+        lambda t, w: QD
+        + [
+            "tasks",
+            "--dataset",
+            "refcoco",
+            "--input",
+            str(t),
+            "--output",
+            str(t / "o"),
+            "--config",
+            yaml(t, "tasks: {shard_size: big}"),
+        ],
+        2,
+        "shard_size",
+    ),
+    (
+        "tasks-coordinate-12px",
+        lambda t, w: QD
+        + [
+            "tasks",
+            "--dataset",
+            "refcoco",
+            "--input",
+            str(_refcoco(t, bbox=["12px", 10, 50, 40])),
+            "--output",
+            str(t / "o"),
+        ],
+        {0, 1},
+        "",
+    ),
+    (
+        "tasks-width-zero",
+        lambda t, w: QD
+        + ["tasks", "--dataset", "refcoco", "--input", str(_refcoco(t, width=0)), "--output", str(t / "o")],
+        {0, 1},
+        "",
+    ),
+    (
+        "tasks-file-name-outside",
+        lambda t, w: QD
+        + [
+            "tasks",
+            "--dataset",
+            "refcoco",
+            "--input",
+            str(_refcoco(t, file_name=str(_write(t / "secret.jpg", jpeg())))),
+            "--output",
+            str(t / "o"),
+        ],
+        {0, 1},
+        "",
+    ),
+    (
+        "shards-json-nested",
+        lambda t, w: QD
+        + ["shards", "--stage", "2", "--input", str(_task_shard(t, NESTED).parent), "--output", str(t / "o")],
+        {0, 1},
+        "",
+    ),
+    (
+        "shards-json-list",
+        lambda t, w: QD
+        + ["shards", "--stage", "2", "--input", str(_task_shard(t, b"[]").parent), "--output", str(t / "o")],
+        {0, 1},
+        "",
+    ),
+    (
+        "shards-config-wrong-type",
+        lambda t, w: QD
+        + [
+            "shards",
+            "--stage",
+            "1",
+            "--input",
+            str(t),
+            "--output",
+            str(t / "o"),
+            "--config",
+            yaml(t, "shards: {seed: zero}"),
+        ],
+        2,
+        "shards.seed",
+    ),
     ("validate-json-nested", lambda t, w: QD + ["validate", str(_task_shard(t, NESTED))], 1, "k0"),
     ("validate-zero-byte-tar", lambda t, w: QD + ["validate", str(_empty(t / "z.tar"))], 1, "z.tar"),
     ("validate-in-progress", lambda t, w: QD + ["validate", str(_in_progress(t) / "pairs")], 1, "unfinished output"),
-    ("export-json-nested", lambda t, w: QD + ["export", "--input", str(tar_of(t / "s/stage3-000000.tar", {
-        "k.img0.jpg": jpeg(), "k.json": NESTED}).parent), "--output", str(t / "o")], 0, ""),
-    ("export-input-is-output", lambda t, w: QD + ["export", "--input", str(w / "stage1"), "--output", str(w)],
-     2, "output folder"),
-    ("decontaminate-config-range", lambda t, w: QD + ["decontaminate", "--input", str(w / "stage1"), "--output",
-                                                        str(t / "o"), "--eval-root", str(t), "--config",
-                                                        yaml(t, "decontaminate: {hash: {max_distance: 65}}")],
-     2, "max_distance"),
-    ("prove-steps-negative", lambda t, w: QD + ["prove", "--output", str(t / "o"), "--stage1-steps", "-1"],
-     2, "--stage1-steps"),
+    (
+        "export-json-nested",
+        lambda t, w: QD
+        + [
+            "export",
+            "--input",
+            str(tar_of(t / "s/stage3-000000.tar", {"k.img0.jpg": jpeg(), "k.json": NESTED}).parent),
+            "--output",
+            str(t / "o"),
+        ],
+        0,
+        "",
+    ),
+    (
+        "export-input-is-output",
+        lambda t, w: QD + ["export", "--input", str(w / "stage1"), "--output", str(w)],
+        2,
+        "output folder",
+    ),
+    (
+        "decontaminate-config-range",
+        lambda t, w: QD
+        + [
+            "decontaminate",
+            "--input",
+            str(w / "stage1"),
+            "--output",
+            str(t / "o"),
+            "--eval-root",
+            str(t),
+            "--config",
+            yaml(t, "decontaminate: {hash: {max_distance: 65}}"),
+        ],
+        2,
+        "max_distance",
+    ),
+    (
+        "prove-steps-negative",
+        lambda t, w: QD + ["prove", "--output", str(t / "o"), "--stage1-steps", "-1"],
+        2,
+        "--stage1-steps",
+    ),
     ("gen-pairs-negative", lambda t, w: QD + ["gen-pairs", "--output", str(t / "o"), "--rows", "-1"], 2, "--rows"),
-    ("train-workers-negative", lambda t, w: TRAIN + ["--stage", "1", "--data", str(w / "stage1"), "--out", str(t / "o"),
-                                                     "--workers", "-1"], 2, "--workers"),
-    ("train-zero-byte-tar", lambda t, w: _train(t, w, _empty(t / "d/stage1-000000.tar").parent),
-     1, "stage1-000000.tar"),
-    ("train-text-named-tar", lambda t, w: _train(t, w, _text_file(t / "d/stage1-000000.tar").parent),
-     1, "stage1-000000.tar"),
-    ("train-json-nested", lambda t, w: _train(t, w, tar_of(t / "d/stage1-000000.tar", {
-        "k.img0.jpg": jpeg(), "k.json": NESTED}).parent), {0, 1, 2}, "bad_json"),
+    (
+        "train-workers-negative",
+        lambda t, w: TRAIN + ["--stage", "1", "--data", str(w / "stage1"), "--out", str(t / "o"), "--workers", "-1"],
+        2,
+        "--workers",
+    ),
+    (
+        "train-zero-byte-tar",
+        lambda t, w: _train(t, w, _empty(t / "d/stage1-000000.tar").parent),
+        1,
+        "stage1-000000.tar",
+    ),
+    (
+        "train-text-named-tar",
+        lambda t, w: _train(t, w, _text_file(t / "d/stage1-000000.tar").parent),
+        1,
+        "stage1-000000.tar",
+    ),
+    (
+        "train-json-nested",
+        lambda t, w: _train(t, w, tar_of(t / "d/stage1-000000.tar", {"k.img0.jpg": jpeg(), "k.json": NESTED}).parent),
+        {0, 1, 2},
+        "bad_json",
+    ),
     ("train-resume-image-size", lambda t, w: _resume(t, w, "--image-size", "112"), 2, "image"),
     ("train-resume-stage", lambda t, w: _resume(t, w, "--stage", "2"), 2, "stage"),
-    ("chat-bomb", lambda t, w: CHAT + ["--checkpoint", str(w / "ckpt"), "--prompt", "hi",
-                                       "--image", str(_write(t / "bomb.png", bomb_png()))], 1, "too_many_pixels"),
-    ("chat-text-image", lambda t, w: CHAT + ["--checkpoint", str(w / "ckpt"), "--prompt", "hi",
-                                             "--image", str(_text_file(t / "a.jpg"))], {1, 2}, "a.jpg"),
-    ("chat-tokens-negative", lambda t, w: CHAT + ["--checkpoint", "c", "--prompt", "hi", "--image", "a.jpg",
-                                                  "--max-new-tokens", "-1"], 2, "--max-new-tokens"),
+    (
+        "chat-bomb",
+        lambda t, w: CHAT
+        + ["--checkpoint", str(w / "ckpt"), "--prompt", "hi", "--image", str(_write(t / "bomb.png", bomb_png()))],
+        1,
+        "too_many_pixels",
+    ),
+    (
+        "chat-text-image",
+        lambda t, w: CHAT
+        + ["--checkpoint", str(w / "ckpt"), "--prompt", "hi", "--image", str(_text_file(t / "a.jpg"))],
+        {1, 2},
+        "a.jpg",
+    ),
+    (
+        "chat-tokens-negative",
+        lambda t, w: CHAT + ["--checkpoint", "c", "--prompt", "hi", "--image", "a.jpg", "--max-new-tokens", "-1"],
+        2,
+        "--max-new-tokens",
+    ),
 ]
 
 
-COUNTED = {"tasks-coordinate-12px": "invalid_box", "tasks-width-zero": "bad_image_size",
-           "tasks-file-name-outside": "unsafe_path", "export-json-nested": "'bad_json': 1"}
+COUNTED = {
+    "tasks-coordinate-12px": "invalid_box",
+    "tasks-width-zero": "bad_image_size",
+    "tasks-file-name-outside": "unsafe_path",
+    "export-json-nested": "'bad_json': 1",
+}
 
 
 def _refcoco(t: Path, **changes) -> Path:
     """The RefCOCO fixture of scripts/make_task_fixtures.py with the first image/annotation altered."""
     import importlib.util
+
     spec = importlib.util.spec_from_file_location("fixtures", ROOT / "scripts" / "make_task_fixtures.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -270,16 +639,49 @@ def _text_file(path: Path) -> Path:
 
 
 def _train(t, w, data):
-    return TRAIN + ["--stage", "1", "--data", str(data), "--out", str(t / "o"), "--tokenizer", str(w / "tok"),
-                    "--config", str(w / "tiny16.json"), "--steps", "1", "--batch-size", "2", "--workers", "0",
-                    "--image-size", "56"]
+    return TRAIN + [
+        "--stage",
+        "1",
+        "--data",
+        str(data),
+        "--out",
+        str(t / "o"),
+        "--tokenizer",
+        str(w / "tok"),
+        "--config",
+        str(w / "tiny16.json"),
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--image-size",
+        "56",
+    ]
 
 
 def _resume(t, w, flag, value):
     import shutil
+
     shutil.copytree(w / "ckpt", t / "ckpt")
-    argv = ["--stage", "1", "--data", str(w / "stage1"), "--out", str(t / "ckpt"), "--resume", "--steps", "2",
-            "--batch-size", "2", "--workers", "0", "--image-size", "56"]
+    argv = [
+        "--stage",
+        "1",
+        "--data",
+        str(w / "stage1"),
+        "--out",
+        str(t / "ckpt"),
+        "--resume",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--image-size",
+        "56",
+    ]
     argv[argv.index(flag) + 1] = value
     return TRAIN + argv
 
@@ -323,12 +725,17 @@ def results(w, tmp_path_factory):
         tmp = root / name
         tmp.mkdir()
         argv = build(tmp, w)
-        prefix = next(p for p in (QD, TRAIN, CHAT) if argv[:len(p)] == p)
-        cases.append([name, ENTRY[id(prefix)], [str(a) for a in argv[len(prefix):]], str(tmp)])
+        prefix = next(p for p in (QD, TRAIN, CHAT) if argv[: len(p)] == p)
+        cases.append([name, ENTRY[id(prefix)], [str(a) for a in argv[len(prefix) :]], str(tmp)])
     (root / "cases.json").write_text(json.dumps(cases))
     try:
-        r = subprocess.run([PY, "-c", DRIVER, str(root / "cases.json"), str(root / "results.json")],
-                           capture_output=True, text=True, cwd=ROOT, timeout=900)
+        r = subprocess.run(
+            [PY, "-c", DRIVER, str(root / "cases.json"), str(root / "results.json")],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=900,
+        )
     finally:
         for proc in LIVE:
             proc.kill()

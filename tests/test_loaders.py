@@ -7,6 +7,7 @@ set per family) is then read with webdataset (`to_tuple` and `decode`), wids, Hu
 (normal and streaming), Ray Data `read_webdataset` and a mosaicml-streaming MDS conversion, and
 compared sample for sample and field for field with what the tar holds (read with Python's tarfile).
 """
+
 import importlib.util
 import io
 import json
@@ -42,18 +43,32 @@ JPEG_BYTES = fixtures.jpeg(16, 16, 1)
 
 def write_pairs(folder: Path, urls: list[str]):
     import pyarrow.parquet as pq
+
     folder.mkdir(parents=True)
     n = len(urls)
-    pq.write_table(pa.table({
-        "uid": [f"laion:p{i}" for i in range(n)], "source": ["laion"] * 3 + ["coyo"] * (n - 3), "url": urls,
-        "caption": [f"a caption {i}" for i in range(n)], "caption_raw": [f"a caption {i}" for i in range(n)],
-        "width": pa.nulls(n, pa.int64()), "height": pa.nulls(n, pa.int64()), "score": [0.3] * n,
-        "lang": ["zh"] + ["en"] * (n - 1), "lang_score": [0.9] * n}), folder / "part-0.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "uid": [f"laion:p{i}" for i in range(n)],
+                "source": ["laion"] * 3 + ["coyo"] * (n - 3),
+                "url": urls,
+                "caption": [f"a caption {i}" for i in range(n)],
+                "caption_raw": [f"a caption {i}" for i in range(n)],
+                "width": pa.nulls(n, pa.int64()),
+                "height": pa.nulls(n, pa.int64()),
+                "score": [0.3] * n,
+                "lang": ["zh"] + ["en"] * (n - 1),
+                "lang_score": [0.9] * n,
+            }
+        ),
+        folder / "part-0.parquet",
+    )
 
 
 def start(*args) -> subprocess.Popen:
-    return subprocess.Popen(CLI + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT)
+    return subprocess.Popen(
+        CLI + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
 
 
 def finish(proc: subprocess.Popen):
@@ -70,22 +85,52 @@ def made(tmp_path_factory):
     """The folder of every kind of shard, written by the stages themselves."""
     root = tmp_path_factory.mktemp("kinds")
     with serve.ImageServer("127.0.0.1") as srv:
-        urls = [f"{srv.base}/img/p{i}.{'png' if i % 3 == 1 else 'jpg'}?w={160 + 8 * i}&h=120&seed={i}"
-                for i in range(7)]
+        urls = [
+            f"{srv.base}/img/p{i}.{'png' if i % 3 == 1 else 'jpg'}?w={160 + 8 * i}&h=120&seed={i}" for i in range(7)
+        ]
         for u in urls:
             serve.image_for(u.split(str(srv.port), 1)[-1])
         write_pairs(root / "pairs_in", urls)
         for name, procs, threads in (("dl", 1, 4), ("dl_again", 1, 1)):
-            (root / f"{name}.yaml").write_text(f"download:\n  processes: {procs}\n  threads: {threads}\n"
-                                               "  samples_per_shard: 4\n  min_image_side: 50\n  image_size: 128\n")
+            (root / f"{name}.yaml").write_text(
+                f"download:\n  processes: {procs}\n  threads: {threads}\n"
+                "  samples_per_shard: 4\n  min_image_side: 50\n  image_size: 128\n"
+            )
         # three jobs at once (they mostly wait on process start): two downloads and synth-ocr
-        jobs = [start("download", "--input", root / "pairs_in", "--output", root / out, "--allow-addresses",
-                      "127.0.0.1", "--config", root / f"{cfg}.yaml") for out, cfg in (("pairs", "dl"),
-                                                                                      ("pairs_again", "dl_again"))]
-        jobs.append(start("synth-ocr", "--output", root / "ocr", "--num", 4, "--shard-size", 2, "--seed", 3,
-                          "--lang", "en", "--workers", 1))
+        jobs = [
+            start(
+                "download",
+                "--input",
+                root / "pairs_in",
+                "--output",
+                root / out,
+                "--allow-addresses",
+                "127.0.0.1",
+                "--config",
+                root / f"{cfg}.yaml",
+            )
+            for out, cfg in (("pairs", "dl"), ("pairs_again", "dl_again"))
+        ]
+        jobs.append(
+            start(
+                "synth-ocr",
+                "--output",
+                root / "ocr",
+                "--num",
+                4,
+                "--shard-size",
+                2,
+                "--seed",
+                3,
+                "--lang",
+                "en",
+                "--workers",
+                1,
+            )
+        )
         data = fixtures.make_all(root / "fx")
         from qwenvl_data.pipelines.tasks import convert_dataset
+
         for d in ("refcoco", "vqav2", "docvqa", "text"):
             convert_dataset(d, data / d, root / "tasks" / d)
         for j in jobs:
@@ -94,27 +139,60 @@ def made(tmp_path_factory):
     from qwenvl_data.pipelines.clip_stages import write_kept_shard
     from qwenvl_data.shards import iter_tar_samples
     from qwenvl_data.shards.loaders import write_loader_index
+
     rows = []
     for t in sorted((root / "pairs").glob("*.tar")):
-        keys = [k for k, _ in iter_tar_samples(t)][1:]   # the first of each shard "scores low"
-        rows.append({"shard": t.stem, "path": str(t), "keys": keys, "scores": [0.25] * len(keys),
-                     "roles": ["default"] * len(keys)})
+        keys = [k for k, _ in iter_tar_samples(t)][1:]  # the first of each shard "scores low"
+        rows.append(
+            {
+                "shard": t.stem,
+                "path": str(t),
+                "keys": keys,
+                "scores": [0.25] * len(keys),
+                "roles": ["default"] * len(keys),
+            }
+        )
     write_kept_shard(pa.Table.from_pylist(rows), str(root / "clip"), {"default": "tiny"})
     write_loader_index(root / "clip")
     # pair shards whose images are webp (a documented download encode_format) join stage 1 as their own family
     from qwenvl_data.shards import ShardWriter
+
     with ShardWriter(root / "pairs_webp", 0, "") as w:
         for i in range(3):
             buf = io.BytesIO()
             Image.new("RGB", (24 + i, 20), (40 * i, 90, 200)).save(buf, "WEBP")
-            w.add(f"9{i:05d}", {"webp": buf.getvalue(), "txt": f"a blue box {i}", "json": {
-                "schema": "sample", "uid": f"webp:{i}", "source": "coyo", "caption": f"a blue box {i}", "lang": "en"}})
+            w.add(
+                f"9{i:05d}",
+                {
+                    "webp": buf.getvalue(),
+                    "txt": f"a blue box {i}",
+                    "json": {
+                        "schema": "sample",
+                        "uid": f"webp:{i}",
+                        "source": "coyo",
+                        "caption": f"a blue box {i}",
+                        "lang": "en",
+                    },
+                },
+            )
         w.close()
     run_cli("shards", "--stage", 1, "--all", "--input", root / "clip", root / "pairs_webp", "--output", root / "stage1")
-    run_cli("shards", "--stage", 2, "--all", "--input", root / "tasks", root / "ocr", "--output", root / "stage2",
-            "--shard-size", 4)
-    run_cli("shards", "--stage", 3, "--input", data / "sft" / "finetune.json", root / "tasks", "--output",
-            root / "stage3")
+    run_cli(
+        "shards",
+        "--stage",
+        2,
+        "--all",
+        "--input",
+        root / "tasks",
+        root / "ocr",
+        "--output",
+        root / "stage2",
+        "--shard-size",
+        4,
+    )
+    run_cli(
+        "shards", "--stage", 3, "--input", data / "sft" / "finetune.json", root / "tasks", "--output", root / "stage3"
+    )
     return root
 
 
@@ -137,9 +215,17 @@ def families(folder: Path) -> dict[str, list[Path]]:
     return out
 
 
-KINDS = {"pairs": "pairs", "clip": "clip", "ocr": "ocr", "tasks-refcoco": "tasks/refcoco",
-         "tasks-docvqa": "tasks/docvqa", "tasks-text": "tasks/text", "stage1": "stage1", "stage2": "stage2",
-         "stage3": "stage3"}
+KINDS = {
+    "pairs": "pairs",
+    "clip": "clip",
+    "ocr": "ocr",
+    "tasks-refcoco": "tasks/refcoco",
+    "tasks-docvqa": "tasks/docvqa",
+    "tasks-text": "tasks/text",
+    "stage1": "stage1",
+    "stage2": "stage2",
+    "stage3": "stage3",
+}
 
 
 def truth(tars: list[Path]) -> list[tuple[str, dict]]:
@@ -208,6 +294,7 @@ def test_every_sample_of_a_family_has_the_same_members(each_family):
 
 def test_webdataset_to_tuple_and_decode(each_family):
     import webdataset as wds
+
     for fam, tars in each_family.items():
         want = truth(tars)
         exts = sorted(want[0][1])
@@ -223,6 +310,7 @@ def test_webdataset_to_tuple_and_decode(each_family):
 
 def test_wids_index(each_family, made):
     import wids
+
     for sub in KINDS.values():
         folder = made / sub
         ds = wids.ShardListDataset(str(folder / "wids-index.json"))
@@ -241,14 +329,25 @@ def test_hf_datasets(each_family, tmp_path, streaming, via):
     """`load_dataset("webdataset", data_files=...)` as users call it, and `load_dataset(FOLDER, FAMILY)`
     through the dataset card the stages write (README.md: the family's files and features)."""
     from datasets import load_dataset
+
     for fam, tars in each_family.items():
         want = truth(tars)
         if via == "card":
-            ds = load_dataset(str(tars[0].parent), fam.split(":", 1)[1] or "default", split="train",
-                              streaming=streaming, cache_dir=str(tmp_path / "hf"))
+            ds = load_dataset(
+                str(tars[0].parent),
+                fam.split(":", 1)[1] or "default",
+                split="train",
+                streaming=streaming,
+                cache_dir=str(tmp_path / "hf"),
+            )
         else:
-            ds = load_dataset("webdataset", data_files={"train": [str(t) for t in tars]}, split="train",
-                              streaming=streaming, cache_dir=str(tmp_path / "hf"))
+            ds = load_dataset(
+                "webdataset",
+                data_files={"train": [str(t) for t in tars]},
+                split="train",
+                streaming=streaming,
+                cache_dir=str(tmp_path / "hf"),
+            )
         rows = list(ds)
         assert [r["__key__"] for r in rows] == [k for k, _ in want], fam
         for (key, files), row in zip(want, rows):
@@ -264,8 +363,11 @@ def test_hf_card_keeps_json_keys_the_first_samples_lack(tmp_path):
 
     from qwenvl_data.shards import ShardWriter
     from qwenvl_data.shards.loaders import write_loader_index
-    docs = [{"uid": f"u{i}", "n": i, **({"objects": [{"box": [1, 2, 3, 4], "ref": "x"}], "coco_id": "c"}
-                                         if i >= 6 else {})} for i in range(9)]
+
+    docs = [
+        {"uid": f"u{i}", "n": i, **({"objects": [{"box": [1, 2, 3, 4], "ref": "x"}], "coco_id": "c"} if i >= 6 else {})}
+        for i in range(9)
+    ]
     with ShardWriter(tmp_path / "d", 0, "fam") as w:
         for i, doc in enumerate(docs):
             w.add(f"{i:06d}", {"jpg": JPEG_BYTES, "json": doc})
@@ -281,10 +383,10 @@ def test_hf_card_keeps_json_keys_the_first_samples_lack(tmp_path):
 @pytest.fixture(scope="module")
 def ray_session():
     import ray
+
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False,
-                 log_to_driver=False)
+        ray.init(num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False, log_to_driver=False)
     yield ray
     if started:
         ray.shutdown()
@@ -305,6 +407,7 @@ def test_mds_conversion(each_family, tmp_path):
     import webdataset as wds
     from streaming import MDSWriter
     from streaming.base.local import LocalDataset
+
     for n, (fam, tars) in enumerate(each_family.items()):
         want = truth(tars)
         exts = sorted(want[0][1])
@@ -312,8 +415,12 @@ def test_mds_conversion(each_family, tmp_path):
         out = tmp_path / f"mds{n}"
         with MDSWriter(out=str(out), columns=columns) as w:
             for s in wds.WebDataset([str(t) for t in tars], shardshuffle=False):
-                w.write({"__key__": s["__key__"], **{e: json.loads(s[e]) if e == "json" else
-                                                     s[e].decode() if e == "txt" else s[e] for e in exts}})
+                w.write(
+                    {
+                        "__key__": s["__key__"],
+                        **{e: json.loads(s[e]) if e == "json" else s[e].decode() if e == "txt" else s[e] for e in exts},
+                    }
+                )
         ds = LocalDataset(local=str(out))
         assert len(ds) == len(want), fam
         for i, (key, files) in enumerate(want):

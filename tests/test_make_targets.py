@@ -6,6 +6,7 @@ a fine-tuning JSON, a tiny random CLIP checkpoint file, a tokenizer. Then each p
 through `make` exactly as documented (only sizes made tiny through the documented variables), and each
 stage's outputs and counts are checked. Slow (~2-3 min on 2 cores), but part of `make test`.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,11 +23,18 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from make_task_fixtures import make_all  # noqa: E402
 from serve_demo_images import ImageServer  # noqa: E402
 
-CAPTIONS = ["a red car parked on a quiet street at night", "a brown dog running along the sandy beach",
-            "an old stone house with a green garden", "a bowl of fresh fruit on a wooden kitchen table",
-            "children playing football in a city park", "a small boat sailing across a calm blue lake",
-            "snow covered mountains under a clear morning sky", "a cup of hot coffee next to an open book",
-            "a busy market street full of people and shops", "a white cat sleeping on a soft red sofa"]
+CAPTIONS = [
+    "a red car parked on a quiet street at night",
+    "a brown dog running along the sandy beach",
+    "an old stone house with a green garden",
+    "a bowl of fresh fruit on a wooden kitchen table",
+    "children playing football in a city park",
+    "a small boat sailing across a calm blue lake",
+    "snow covered mountains under a clear morning sky",
+    "a cup of hot coffee next to an open book",
+    "a busy market street full of people and shops",
+    "a white cat sleeping on a soft red sofa",
+]
 
 
 def make(target: str, out: Path, *assigns: str, timeout: int = 600) -> str:
@@ -42,14 +50,23 @@ def pair_table(base: str) -> pa.Table:
     duplicate URL, one URL answering 404."""
     urls = [f"{base}/img/p{i}.jpg?w={300 + 10 * i}&h={260 + 5 * i}&seed={i}" for i in range(10)]
     rows = [(u, c, 300 + 10 * i, 260 + 5 * i, 0.33) for i, (u, c) in enumerate(zip(urls, CAPTIONS))]
-    rows += [(f"{base}/img/small.jpg?w=120&h=100", "a tiny picture of a yellow flower in a pot", 120, 100, 0.35),
-             (f"{base}/img/low.jpg?w=300&h=300", "a tall glass tower in the financial district", 300, 300, 0.12),
-             (urls[0], "a red car", 300, 260, 0.31),
-             (f"{base}/status/404", "a green tractor working in a wide wheat field", 400, 300, 0.34)]
+    rows += [
+        (f"{base}/img/small.jpg?w=120&h=100", "a tiny picture of a yellow flower in a pot", 120, 100, 0.35),
+        (f"{base}/img/low.jpg?w=300&h=300", "a tall glass tower in the financial district", 300, 300, 0.12),
+        (urls[0], "a red car", 300, 260, 0.31),
+        (f"{base}/status/404", "a green tractor working in a wide wheat field", 400, 300, 0.34),
+    ]
     u, c, w, h, s = zip(*rows)
-    return pa.table({"SAMPLE_ID": list(range(len(rows))), "URL": list(u), "TEXT": list(c),
-                     "WIDTH": pa.array(w, pa.int64()), "HEIGHT": pa.array(h, pa.int64()),
-                     "similarity": pa.array(s, pa.float64())})
+    return pa.table(
+        {
+            "SAMPLE_ID": list(range(len(rows))),
+            "URL": list(u),
+            "TEXT": list(c),
+            "WIDTH": pa.array(w, pa.int64()),
+            "HEIGHT": pa.array(h, pa.int64()),
+            "similarity": pa.array(s, pa.float64()),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +76,16 @@ def user_data(tmp_path_factory):
     data = tmp_path_factory.mktemp("user") / "data"
     make_all(data)  # refcoco ... text/ and sft/finetune.json in their real layouts
     save_random_checkpoint(TINY, data / "models" / "tiny-clip.pt", seed=0)
-    (data / "clip.yaml").write_text("clip_score:\n  batch_size: 16\n  read_batch: 8\n  thresholds: {default: 'q0.2'}\n"
-                                    "  ray: {num_cpus: 1, object_store_memory: 200000000}\n")
-    subprocess.run([str(ROOT / ".venv/bin/python"), "scripts/make_tokenizer.py", "--out", str(data / "tokenizer")],
-                   cwd=ROOT, check=True, capture_output=True)
+    (data / "clip.yaml").write_text(
+        "clip_score:\n  batch_size: 16\n  read_batch: 8\n  thresholds: {default: 'q0.2'}\n"
+        "  ray: {num_cpus: 1, object_store_memory: 200000000}\n"
+    )
+    subprocess.run(
+        [str(ROOT / ".venv/bin/python"), "scripts/make_tokenizer.py", "--out", str(data / "tokenizer")],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     return data
 
 
@@ -77,13 +100,21 @@ def test_production_targets(user_data, tmp_path):
         dropped = {r for r, n in funnel["total"]["dropped"].items() if n}
         assert dropped == {"image_too_small", "clip_score", "duplicate_url"}, dropped
 
-        make("download", out, "DOWNLOAD_FLAGS=--allow-addresses 127.0.0.1 --processes 1 --threads 4 "
-             "--image-size 224 --timeout 5")
+        make(
+            "download",
+            out,
+            "DOWNLOAD_FLAGS=--allow-addresses 127.0.0.1 --processes 1 --threads 4 --image-size 224 --timeout 5",
+        )
     dl = json.loads((out / "download" / "download.json").read_text())
     assert (dl["in"], dl["samples"], dl["failed"]) == (11, 10, {"http_404": 1}), dl
 
-    make("clip-score", out, "CLIP_MODEL=qwenvl-tiny-clip", f"CLIP_CHECKPOINT={data}/models/tiny-clip.pt",
-         f"CLIP_FLAGS=--config {data}/clip.yaml")
+    make(
+        "clip-score",
+        out,
+        "CLIP_MODEL=qwenvl-tiny-clip",
+        f"CLIP_CHECKPOINT={data}/models/tiny-clip.pt",
+        f"CLIP_FLAGS=--config {data}/clip.yaml",
+    )
     clip = json.loads((out / "clip" / "clip.json").read_text())
     assert clip["in"] == 10 and 0 < clip["kept"] < 10 and clip["kept"] + sum(clip["dropped"].values()) == 10
 

@@ -1,5 +1,6 @@
 """The bundled model's parts on tiny sizes: tokens and loss masks at exact positions, the packed
 stage-2 rows, the adapter and the 224 -> 448 position-embedding resize, bad samples, chat boxes."""
+
 import json
 import os
 
@@ -47,8 +48,9 @@ def test_special_tokens_added_whole(encoder):
 
 def test_caption_loss_mask_exact_positions(encoder):
     prompt, target = "Generate the caption in English:", " a red circle on a blue background"
-    ids, labels, refs = encoder.encode([{"text": f"<img>img0.jpg</img>{prompt}", "loss": False},
-                                        {"text": target, "loss": True}], append_eot=True)
+    ids, labels, refs = encoder.encode(
+        [{"text": f"<img>img0.jpg</img>{prompt}", "loss": False}, {"text": target, "loss": True}], append_eot=True
+    )
     assert refs == ["img0.jpg"]
     n_prompt = len(encoder.tok(prompt, add_special_tokens=False)["input_ids"])
     first = 1 + 256 + 1 + n_prompt
@@ -61,14 +63,21 @@ def test_caption_loss_mask_exact_positions(encoder):
 
 
 def test_chat_loss_mask_multi_turn(encoder):
-    segs = [{"text": SYSTEM, "loss": False},
-            {"text": "<|im_start|>user\nPicture 1: <img>img0.jpg</img>\nPicture 2: <img>img1.jpg</img>\n"
-                     "What is shown?<|im_end|>\n", "loss": False},
-            {"text": "<|im_start|>assistant\n", "loss": False}, {"text": "a red circle<|im_end|>", "loss": True},
-            {"text": "\n", "loss": False},
-            {"text": "<|im_start|>user\nAnd the next picture?<|im_end|>\n", "loss": False},
-            {"text": "<|im_start|>assistant\n", "loss": False}, {"text": "a blue square<|im_end|>", "loss": True},
-            {"text": "\n", "loss": False}]
+    segs = [
+        {"text": SYSTEM, "loss": False},
+        {
+            "text": "<|im_start|>user\nPicture 1: <img>img0.jpg</img>\nPicture 2: <img>img1.jpg</img>\n"
+            "What is shown?<|im_end|>\n",
+            "loss": False,
+        },
+        {"text": "<|im_start|>assistant\n", "loss": False},
+        {"text": "a red circle<|im_end|>", "loss": True},
+        {"text": "\n", "loss": False},
+        {"text": "<|im_start|>user\nAnd the next picture?<|im_end|>\n", "loss": False},
+        {"text": "<|im_start|>assistant\n", "loss": False},
+        {"text": "a blue square<|im_end|>", "loss": True},
+        {"text": "\n", "loss": False},
+    ]
     ids, labels, refs = encoder.encode(segs, append_eot=False)
     assert refs == ["img0.jpg", "img1.jpg"]
     assert (ids == encoder.pad_img).sum() == 512
@@ -95,8 +104,8 @@ def test_packed_stage2_rows_exact(encoder, tmp_path):
             pos = 0
             for m in metas:
                 ids, labels, _ = encoder.encode(m["segments"], append_eot=True)
-                assert (batch["input_ids"][r, pos:pos + len(ids)].numpy() == ids).all()
-                assert (batch["labels"][r, pos:pos + len(ids)].numpy() == labels).all()
+                assert (batch["input_ids"][r, pos : pos + len(ids)].numpy() == ids).all()
+                assert (batch["labels"][r, pos : pos + len(ids)].numpy() == labels).all()
                 span = labelled_spans(ids, labels)
                 assert len(span) == 1 and encoder.decode(span[0][1]) == m["segments"][1]["text"] + "<|endoftext|>"
                 pos += len(ids)
@@ -112,9 +121,16 @@ def _caption_sample():
     import random
 
     from qwenvl_data.model.fixtures import draw_scene
-    good = {"schema": "train", "stage": 1, "task": "caption",
-            "segments": [{"text": "<img>img0.jpg</img>Generate the caption in English:", "loss": False},
-                         {"text": " a red circle", "loss": True}]}
+
+    good = {
+        "schema": "train",
+        "stage": 1,
+        "task": "caption",
+        "segments": [
+            {"text": "<img>img0.jpg</img>Generate the caption in English:", "loss": False},
+            {"text": " a red circle", "loss": True},
+        ],
+    }
     return good, draw_scene(random.Random(0))[0]
 
 
@@ -125,12 +141,19 @@ def test_bad_samples_counted_good_ones_kept(encoder, tmp_path):
 
     good, jpg = _caption_sample()
     text = json.dumps(good).encode()
-    members = [("ok1.img0.jpg", jpg), ("ok1.json", text), ("noimage.json", text),
-               ("badjson.img0.jpg", jpg), ("badjson.json", b"{not json"),
-               ("badjpeg.img0.jpg", b"\xff\xd8garbage"), ("badjpeg.json", text),
-               ("notarget.img0.jpg", jpg),
-               ("notarget.json", json.dumps({**good, "segments": good["segments"][:1]}).encode()),
-               ("ok2.img0.jpg", jpg), ("ok2.json", text)]
+    members = [
+        ("ok1.img0.jpg", jpg),
+        ("ok1.json", text),
+        ("noimage.json", text),
+        ("badjson.img0.jpg", jpg),
+        ("badjson.json", b"{not json"),
+        ("badjpeg.img0.jpg", b"\xff\xd8garbage"),
+        ("badjpeg.json", text),
+        ("notarget.img0.jpg", jpg),
+        ("notarget.json", json.dumps({**good, "segments": good["segments"][:1]}).encode()),
+        ("ok2.img0.jpg", jpg),
+        ("ok2.json", text),
+    ]
     with tarfile.open(tmp_path / "stage1-000000.tar", "w") as tar:
         for name, data in members:
             info = tarfile.TarInfo(name)
@@ -201,7 +224,7 @@ def test_loss_on_labelled_positions_equals_the_full_causal_lm_loss():
     ids = torch.randint(4, 500, (2, q + 40))
     ids[:, :q] = 3
     labels = ids.masked_fill(ids == 3, -100)
-    labels[0, q + 5:q + 15] = -100
+    labels[0, q + 5 : q + 15] = -100
     images = torch.rand(2, 3, 56, 56)
     ours = model(ids, images, labels)
     full = model.llm(inputs_embeds=model.embed(ids, images), labels=labels, use_cache=False).loss

@@ -1,5 +1,6 @@
 """Real pages: PDFs made here with matplotlib's PDF backend, HTML rendered by Debian's chromium with
 every network request blocked (a loopback server proves nothing was fetched)."""
+
 import http.server
 import io
 import json
@@ -57,8 +58,7 @@ def test_pdf_pages_lines_words_and_filters(tmp_path):
     out = tmp_path / "out"
     assert main(["synth-ocr", "--output", str(out), "--pdf", str(pdfs)]) == 0
     funnel = json.loads((out / "synth_ocr.json").read_text())["sources"]["pdf"]
-    assert funnel == {"in": 4, "kept": 1, "dropped": {"latin_extended_a": 1, "too_few_chars": 1,
-                                                      "unreadable_pdf": 1}}
+    assert funnel == {"in": 4, "kept": 1, "dropped": {"latin_extended_a": 1, "too_few_chars": 1, "unreadable_pdf": 1}}
     [(key, image, sample)] = samples(out, "pdf")
     assert key.startswith("pdf-doc_v1-") and key.endswith("-p0000") and "." not in key
     assert first_error("ocr", sample) is None and sample["file"] == "doc.v1.pdf"
@@ -70,9 +70,17 @@ def test_pdf_pages_lines_words_and_filters(tmp_path):
 
 
 def test_grouping_splits_lines_on_newlines_and_jumps():
-    chars = [("a", 0, 0, 5, 10), ("b", 5, 0, 10, 10), (" ", 0, 0, 0, 0), ("c", 12, 0, 17, 10),
-             ("d", 0, 20, 5, 30),  # next line without a newline character
-             ("\n", 0, 0, 0, 0), ("中", 0, 40, 10, 50), ("文", 10, 40, 20, 50), ("x", 30, 40, 30, 50)]
+    chars = [
+        ("a", 0, 0, 5, 10),
+        ("b", 5, 0, 10, 10),
+        (" ", 0, 0, 0, 0),
+        ("c", 12, 0, 17, 10),
+        ("d", 0, 20, 5, 30),  # next line without a newline character
+        ("\n", 0, 0, 0, 0),
+        ("中", 0, 40, 10, 50),
+        ("文", 10, 40, 20, 50),
+        ("x", 30, 40, 30, 50),
+    ]
     lines = group_lines(chars)
     assert [ln["text"] for ln in lines] == ["ab c", "d", "中文"]  # the empty-box 'x' is invisible
     assert [w["text"] for w in lines[2]["words"]] == ["中", "文"]
@@ -101,10 +109,11 @@ def test_html_pages_render_offline_with_line_boxes(tmp_path):
     html.mkdir()
     (html / "en.html").write_text(
         f'<html><head><link rel="stylesheet" href="{base}/style.css"><style>body{{margin:40px;'
-        f'font:20px sans-serif}}</style></head><body><h1>Quarterly <b>report</b> summary</h1>'
-        f'<p>Revenue grew in every region this quarter while costs stayed flat across the board.</p>'
+        f"font:20px sans-serif}}</style></head><body><h1>Quarterly <b>report</b> summary</h1>"
+        f"<p>Revenue grew in every region this quarter while costs stayed flat across the board.</p>"
         f'<img src="{base}/logo.png"><script src="{base}/x.js"></script>'
-        f'<div style="display:none">hidden words</div><p>中文段落测试一下</p></body></html>')
+        f'<div style="display:none">hidden words</div><p>中文段落测试一下</p></body></html>'
+    )
     (html / "ext.html").write_text("<html><body><p>Ærøskøbing Ŧest with Latin Extended-A letters</p></body></html>")
     out = tmp_path / "out"
     try:
@@ -141,5 +150,4 @@ def test_page_filters_name_the_first_failing_rule():
     assert page_reason(ok + " if a < b", 800, 1000, cfg, ranges) == "markup_chars"
     assert page_reason(ok + " ạ", 800, 1000, cfg, ranges) is None  # Latin Ext. Additional: HTML only
     html = load_section("synth_ocr")["html"]
-    assert page_reason(ok + " ạ", 800, 1000, html, compile_ranges(html["reject_ranges"])) == \
-        "latin_extended_additional"
+    assert page_reason(ok + " ạ", 800, 1000, html, compile_ranges(html["reject_ranges"])) == "latin_extended_additional"

@@ -1,4 +1,5 @@
 """Synthetic OCR pages: quads on the ink, glyph coverage, targets, determinism, resume, engines."""
+
 import io
 import json
 import os
@@ -56,8 +57,11 @@ def test_quads_are_where_the_ink_is(pages, lang):
         shifted[:, :, 1] += 1.5 * (quads[:, 3, 1] - quads[:, 0, 1])[:, None]
         lo, hi = quads.min(1), quads.max(1)
         slo, shi = shifted.min(1), shifted.max(1)
-        clear = [i for i in range(len(quads)) if not ((slo[i] < hi) & (shi[i] > lo)).all(1).any()
-                 and shi[i, 1] < sample["height"]]
+        clear = [
+            i
+            for i in range(len(quads))
+            if not ((slo[i] < hi) & (shi[i] > lo)).all(1).any() and shi[i, 1] < sample["height"]
+        ]
         if clear:
             assert on_ink(image, shifted[clear]).mean() < 0.2
             tested["clear"] += len(clear)
@@ -86,13 +90,14 @@ def test_no_character_lacks_a_glyph_and_target_matches_lines(pages, lang):
 def test_paragraphs_no_font_can_draw_are_skipped(tmp_path):
     # U+1F9FF (an emoji) is in neither default font: its paragraph must never be drawn.
     # A 400-character "word" is wider than any column: it would run off the paper.
-    (tmp_path / "c.txt").write_text("plain words that every font can draw\nbad \U0001F9FF glyph here\n"
-                                    "see " + "w" * 400 + "\n")
+    (tmp_path / "c.txt").write_text(
+        "plain words that every font can draw\nbad \U0001f9ff glyph here\nsee " + "w" * 400 + "\n"
+    )
     res = load_resources("en", CFG, corpus=str(tmp_path / "c.txt"))
     skipped = 0
     for i in range(3):
         _, sample, counters = render_page(CFG, res, 0, i)
-        assert "\U0001F9FF" not in sample["target"] and "glyph" not in sample["target"]
+        assert "\U0001f9ff" not in sample["target"] and "glyph" not in sample["target"]
         assert "www" not in sample["target"]
         assert sample["lines"]
         skipped += counters["paragraphs_skipped"]
@@ -109,8 +114,10 @@ def test_only_fonts_that_cover_the_language(tmp_path):
 
 
 def test_corpus_formats(tmp_path):
-    pq.write_table(pa.table({"caption": ["a cat on a mat", "一只猫", "x <ref>y</ref>"], "lang": ["en", "zh", "en"]}),
-                   tmp_path / "pairs.parquet")
+    pq.write_table(
+        pa.table({"caption": ["a cat on a mat", "一只猫", "x <ref>y</ref>"], "lang": ["en", "zh", "en"]}),
+        tmp_path / "pairs.parquet",
+    )
     assert load_corpus(tmp_path / "pairs.parquet", "en") == ["a cat on a mat"]  # markup-like text dropped
     assert load_corpus(tmp_path / "pairs.parquet", "zh") == ["一只猫"]
     (tmp_path / "c.jsonl").write_text('{"text": "one  line\\n"}\n{"text": "two"}\n')
@@ -130,8 +137,12 @@ def test_job_is_deterministic_resumable_and_valid(tmp_path, capsys):
     assert main(["synth-ocr", "--output", str(a), "--workers", "2", *args]) == 0
     assert main(["synth-ocr", "--output", str(b), "--workers", "1", *args]) == 0
     first = _shard_bytes(a)
-    assert sorted(first) == ["synthdog-en-000000.tar", "synthdog-en-000001.tar", "synthdog-zh-000000.tar",
-                             "synthdog-zh-000001.tar"]
+    assert sorted(first) == [
+        "synthdog-en-000000.tar",
+        "synthdog-en-000001.tar",
+        "synthdog-zh-000000.tar",
+        "synthdog-zh-000001.tar",
+    ]
     assert first == _shard_bytes(b)  # same seed, any worker count: byte-identical shards
     funnel = json.loads((a / "synth_ocr.json").read_text())["sources"]
     assert funnel["synthdog-en"]["in"] == 5 and funnel["synthdog-zh"]["kept"] == 5
@@ -147,8 +158,24 @@ def test_job_is_deterministic_resumable_and_valid(tmp_path, capsys):
     assert _shard_bytes(a) == first and not list(a.glob(".tmp-*"))
 
     # another seed gives other pages
-    assert main(["synth-ocr", "--output", str(tmp_path / "c"), "--workers", "1", "--num", "10",
-                 "--shard-size", "3", "--seed", "6"]) == 0
+    assert (
+        main(
+            [
+                "synth-ocr",
+                "--output",
+                str(tmp_path / "c"),
+                "--workers",
+                "1",
+                "--num",
+                "10",
+                "--shard-size",
+                "3",
+                "--seed",
+                "6",
+            ]
+        )
+        == 0
+    )
     assert _shard_bytes(tmp_path / "c") != first
 
     with tarfile.open(a / "synthdog-en-000000.tar") as tar:
@@ -179,8 +206,11 @@ def test_summed_character_advances_match_whole_line_layout(name):
     from qwenvl_data.ocr.layout import Measure
 
     m = Measure(FONT_BY_NAME[name], 22)
-    for text in ["AVAWAY To Ta, Wa. Yo LT office flight", "Typography: quick brown fox (1999)",
-                 "中文段落，测试一下。OCR 2048"]:
+    for text in [
+        "AVAWAY To Ta, Wa. Yo LT office flight",
+        "Typography: quick brown fox (1999)",
+        "中文段落，测试一下。OCR 2048",
+    ]:
         assert abs(m.token(text)[0] - m.font.getlength(text)) < 0.5
 
 

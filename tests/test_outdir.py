@@ -1,6 +1,7 @@
 """Output folders owned by one run (qwenvl_data/outdir.py): overlap refused, one holder at a time, stale
 locks taken over, the in-progress marker left by a failed run and refused by `validate` (issue 14,
 findings 3 and 6)."""
+
 import json
 import os
 import socket
@@ -18,8 +19,16 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "qwenvl_data.pipelines.cli"]
 
 
-@pytest.mark.parametrize("inp, out", [("out/pairs", "out"), ("out", "out/x"), ("out", "out"),
-                                      ("out/a/*.parquet", "out/a"), ("out/./pairs/../pairs/x.parquet", "out")])
+@pytest.mark.parametrize(
+    "inp, out",
+    [
+        ("out/pairs", "out"),
+        ("out", "out/x"),
+        ("out", "out"),
+        ("out/a/*.parquet", "out/a"),
+        ("out/./pairs/../pairs/x.parquet", "out"),
+    ],
+)
 def test_overlapping_input_and_output_refused(tmp_path, inp, out):
     (tmp_path / "out").mkdir()
     with pytest.raises(UsageError, match="the output folder .*must not write where it reads"):
@@ -27,8 +36,10 @@ def test_overlapping_input_and_output_refused(tmp_path, inp, out):
 
 
 def test_separate_and_sibling_folders_allowed(tmp_path):
-    outdir.check_no_overlap(tmp_path / "out", [("--input", str(tmp_path / "out2")), ("--x", None),
-                                               ("--input", str(tmp_path / "in/*.parquet"))])
+    outdir.check_no_overlap(
+        tmp_path / "out",
+        [("--input", str(tmp_path / "out2")), ("--x", None), ("--input", str(tmp_path / "in/*.parquet"))],
+    )
 
 
 def test_symlinked_input_inside_output_refused(tmp_path):
@@ -75,8 +86,11 @@ def test_second_run_refused_while_first_holds_the_folder(tmp_path):
 def test_live_process_on_this_host_holds_the_lock(tmp_path):
     proc = subprocess.Popen(["sleep", "30"])
     try:
-        (tmp_path / outdir.LOCK).write_text(json.dumps({"pid": proc.pid, "host": socket.gethostname(),
-                                                        "start": outdir._start_time(proc.pid), "run_id": "x"}))
+        (tmp_path / outdir.LOCK).write_text(
+            json.dumps(
+                {"pid": proc.pid, "host": socket.gethostname(), "start": outdir._start_time(proc.pid), "run_id": "x"}
+            )
+        )
         with pytest.raises(UsageError, match="in use by run x"):
             with outdir.own_output(tmp_path, stage="t"):
                 pass
@@ -85,11 +99,14 @@ def test_live_process_on_this_host_holds_the_lock(tmp_path):
         proc.wait()
 
 
-@pytest.mark.parametrize("lock", [
-    {"pid": 2 ** 22 + 12345, "run_id": "dead"},             # no such process
-    {"pid": os.getppid(), "start": "1", "run_id": "reused"},  # pid alive, but another process (start time)
-    {},                                                      # unreadable / empty lock, old
-])
+@pytest.mark.parametrize(
+    "lock",
+    [
+        {"pid": 2**22 + 12345, "run_id": "dead"},  # no such process
+        {"pid": os.getppid(), "start": "1", "run_id": "reused"},  # pid alive, but another process (start time)
+        {},  # unreadable / empty lock, old
+    ],
+)
 def test_stale_lock_taken_over(tmp_path, lock):
     path = tmp_path / outdir.LOCK
     path.write_text(json.dumps({**lock, "host": socket.gethostname()}) if lock else "")
@@ -124,15 +141,19 @@ def test_unwritable_output_is_one_line_usage_error(tmp_path):
 
 
 def test_two_processes_racing_for_one_folder_one_wins(tmp_path):
-    code = ("import sys, time; from qwenvl_data import outdir; from qwenvl_data.errors import UsageError\n"
-            "try:\n"
-            "    with outdir.own_output(sys.argv[1], stage='race'):\n"
-            "        time.sleep(2)\n"
-            "    print('won')\n"
-            "except UsageError as e:\n"
-            "    print('lost', e)\n")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "o")], stdout=subprocess.PIPE, text=True)
-             for _ in range(3)]
+    code = (
+        "import sys, time; from qwenvl_data import outdir; from qwenvl_data.errors import UsageError\n"
+        "try:\n"
+        "    with outdir.own_output(sys.argv[1], stage='race'):\n"
+        "        time.sleep(2)\n"
+        "    print('won')\n"
+        "except UsageError as e:\n"
+        "    print('lost', e)\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "o")], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     results = [p.communicate(timeout=60)[0].split()[0] for p in procs]
     assert sorted(results) == ["lost", "lost", "won"]
 
@@ -146,15 +167,27 @@ def test_real_runs_concurrent_refused_killed_marked_rerun_completes(tmp_path):
     from test_download_netguard import serve
 
     with serve.ImageServer("127.0.0.1") as srv:
-        write_pairs(tmp_path / "pairs", [f"{srv.base}/slow.jpg?delay=8&w=320&h=240"] +
-                    [f"{srv.base}/img/a{i}.jpg?w=320&h=240&seed={i}" for i in range(3)])
+        write_pairs(
+            tmp_path / "pairs",
+            [f"{srv.base}/slow.jpg?delay=8&w=320&h=240"]
+            + [f"{srv.base}/img/a{i}.jpg?w=320&h=240&seed={i}" for i in range(3)],
+        )
         cfg = tmp_path / "c.yaml"
         cfg.write_text("download: {min_image_side: 100, processes: 1, threads: 2}\n")
-        cmd = CLI + ["download", "--input", str(tmp_path / "pairs"), "--allow-addresses", "127.0.0.1",
-                     "--config", str(cfg), "--output"]
+        cmd = CLI + [
+            "download",
+            "--input",
+            str(tmp_path / "pairs"),
+            "--allow-addresses",
+            "127.0.0.1",
+            "--config",
+            str(cfg),
+            "--output",
+        ]
         out = tmp_path / "out"
-        a = subprocess.Popen(cmd + [str(out)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+        a = subprocess.Popen(
+            cmd + [str(out)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         try:
             deadline = time.time() + 60
             while not (out / outdir.LOCK).exists() and time.time() < deadline:
@@ -188,7 +221,7 @@ def test_object_store_output_through_storage():
                     pass
             raise RuntimeError("killed")
     assert outdir.in_progress(url + "/pairs")[0] == url and not storage.exists(url + "/" + outdir.LOCK)
-    storage.write_json(url + "/" + outdir.LOCK, {"pid": 2 ** 22 + 7, "host": socket.gethostname(), "run_id": "d"})
+    storage.write_json(url + "/" + outdir.LOCK, {"pid": 2**22 + 7, "host": socket.gethostname(), "run_id": "d"})
     with outdir.own_output(url, stage="t"):
         assert storage.read_json(url + "/" + outdir.LOCK)["pid"] == os.getpid()
     assert outdir.in_progress(url) is None and not storage.exists(url + "/" + outdir.LOCK)
@@ -200,8 +233,9 @@ def test_an_input_a_run_left_unfinished_is_refused_except_a_checkpoint(tmp_path)
             (tmp_path / "filter" / "pairs").mkdir()
             raise RuntimeError("killed")
     with pytest.raises(BadInput, match=r"--input|unfinished output"):
-        with outdir.own_output(tmp_path / "download", stage="download",
-                               inputs=[("--input", str(tmp_path / "filter" / "pairs"))]):
+        with outdir.own_output(
+            tmp_path / "download", stage="download", inputs=[("--input", str(tmp_path / "filter" / "pairs"))]
+        ):
             pass
     assert not (tmp_path / "download").exists()  # refused before the output was touched
     with outdir.own_output(tmp_path / "stage2", stage="train", inputs=[("--init", str(tmp_path / "filter"))]):

@@ -1,4 +1,5 @@
 """`qwenvl-data preview`: OCR quads and grounding boxes land where the sample says."""
+
 import io
 
 import numpy as np
@@ -18,15 +19,17 @@ def _png(img: Image.Image) -> bytes:
 
 
 def test_grounding_boxes_are_denormalised_with_the_image_size(tmp_path):
-    sample = {"schema": "task", "task": "grounded_caption",
-              "target": "<ref>a dog</ref><box>(100,200),(500,600)</box> and <ref>a cat</ref>"
-                        "<box>(600,100),(900,300)</box>"}
+    sample = {
+        "schema": "task",
+        "task": "grounded_caption",
+        "target": "<ref>a dog</ref><box>(100,200),(500,600)</box> and <ref>a cat</ref><box>(600,100),(900,300)</box>",
+    }
     kinds = shapes(sample, 400, 200)
     assert [(k, label) for k, _, label in kinds] == [("box", "a dog"), ("box", "a cat")]
     assert kinds[0][1][0] == (40.0, 40.0) and kinds[0][1][2] == (200.0, 120.0)
     drawn = np.asarray(draw_sample(Image.new("RGB", (400, 200), "white"), sample, None))
-    assert (drawn[80, 39:42] != 255).any()      # left edge of the dog box at x = 40
-    assert (drawn[80, 100] == 255).all()        # inside the box stays untouched
+    assert (drawn[80, 39:42] != 255).any()  # left edge of the dog box at x = 40
+    assert (drawn[80, 100] == 255).all()  # inside the box stays untouched
 
     with ShardWriter(tmp_path, 0, "refcoco") as w:
         w.add("s0", {"jpg": _png(Image.new("RGB", (400, 200), "white")), "json": sample})

@@ -2,6 +2,7 @@
 VG-layout scenes survive the real converter with their boxes, the metrics on hand-made answers, the
 shuffled control really mismatches images and texts, packed samples do not see each other, and a
 shortened run of `qwenvl-data prove` writes its table and figure."""
+
 import hashlib
 import json
 import random
@@ -33,8 +34,9 @@ def test_scenes_split_by_image_and_boxes_survive_the_converter(tmp_path):
         phrases = [r["phrase"] for r in entry["regions"]]
         assert len(phrases) == len(set(phrases)), "an expression must pick out one object"
         for r in entry["regions"]:
-            truth[r["phrase"], entry["id"]] = box_to_bins((r["x"], r["y"], r["x"] + r["width"], r["y"] + r["height"]),
-                                                          224, 224)
+            truth[r["phrase"], entry["id"]] = box_to_bins(
+                (r["x"], r["y"], r["x"] + r["width"], r["y"] + r["height"]), 224, 224
+            )
     assert any(any("\u4e00" <= c <= "\u9fff" for c in p) for p, _ in truth)  # Chinese expressions too
     stats = convert_dataset("vg-regions", tmp_path / "train", tmp_path / "tasks", shard_size=1000)
     assert stats["out"] == 2 * len(truth) and not stats["rejected"]
@@ -47,9 +49,11 @@ def test_scenes_split_by_image_and_boxes_survive_the_converter(tmp_path):
 
 
 def test_grounding_metrics_on_hand_made_answers():
-    rows = [{"pred": metrics.first_box("<box>(100,100),(300,300)</box>"), "true": (100, 100, 300, 300)},  # IoU 1
-            {"pred": metrics.first_box("<ref>x</ref><box>(100,100),(300,200)</box>"), "true": (100, 100, 300, 300)},
-            {"pred": metrics.first_box("(1,2),(3,4)"), "true": (0, 0, 10, 10)}]  # no <box>: unparsed, IoU 0
+    rows = [
+        {"pred": metrics.first_box("<box>(100,100),(300,300)</box>"), "true": (100, 100, 300, 300)},  # IoU 1
+        {"pred": metrics.first_box("<ref>x</ref><box>(100,100),(300,200)</box>"), "true": (100, 100, 300, 300)},
+        {"pred": metrics.first_box("(1,2),(3,4)"), "true": (0, 0, 10, 10)},
+    ]  # no <box>: unparsed, IoU 0
     s = metrics.grounding_scores(rows)
     assert s["n"] == 3 and s["acc"] == pytest.approx(2 / 3) and s["miou"] == pytest.approx(0.5)
     assert s["parsed"] == pytest.approx(2 / 3)
@@ -64,8 +68,9 @@ def test_ocr_metrics_on_hand_made_answers():
     assert s["char_acc"] == pytest.approx(1 - 1 / len("red map\nsun"))  # one substitution
     assert s["word_acc"] == pytest.approx(2 / 3)  # red, sun found; map is not
     assert s["line_miou"] == pytest.approx(0.5) and s["line_acc"] == pytest.approx(0.5)  # sun has no quad
-    zh = metrics.ocr_scores([{"pred": metrics.ocr_lines("<ref>山水</ref>"), "true": [{"text": "山火", "box": (0, 0, 9, 9)}],
-                              "lang": "zh"}])
+    zh = metrics.ocr_scores(
+        [{"pred": metrics.ocr_lines("<ref>山水</ref>"), "true": [{"text": "山火", "box": (0, 0, 9, 9)}], "lang": "zh"}]
+    )
     assert zh["word_acc"] == pytest.approx(0.5) and zh["char_acc"] == pytest.approx(0.5)
     empty = metrics.ocr_scores([{"pred": [], "true": true, "lang": "en"}])
     assert empty["char_acc"] == 0.0 and empty["word_acc"] == 0.0
@@ -85,8 +90,16 @@ def _training_shards(folder):
             for i, task in enumerate(tasks):
                 jpg, objs = scenes.make_scene(shard, i)
                 segs = [{"text": "<img>img0.jpg</img>" + objs[0].en, "loss": False}, {"text": " x", "loss": True}]
-                meta = {"schema": "train", "uid": f"u{shard}{i}", "stage": 2, "task": task, "lang": "en",
-                        "source": "t", "images": ["img0.jpg"], "segments": segs}
+                meta = {
+                    "schema": "train",
+                    "uid": f"u{shard}{i}",
+                    "stage": 2,
+                    "task": task,
+                    "lang": "en",
+                    "source": "t",
+                    "images": ["img0.jpg"],
+                    "segments": segs,
+                }
                 w.add(f"{shard}{i:04d}", {"img0.jpg": jpg, "json": meta})
             w.close({})
 
@@ -96,8 +109,9 @@ def test_control_shuffles_images_within_each_task(tmp_path):
     stats = control.shuffle_shards(tmp_path / "real", tmp_path / "shuffled", seed=0)
     real = {k: f for tar in sorted((tmp_path / "real").glob("*.tar")) for k, f in iter_tar_samples(tar)}
     shuf = {k: f for tar in sorted((tmp_path / "shuffled").glob("*.tar")) for k, f in iter_tar_samples(tar)}
-    assert sorted(p.name for p in (tmp_path / "shuffled").glob("*.tar")) == \
-        sorted(p.name for p in (tmp_path / "real").glob("*.tar"))
+    assert sorted(p.name for p in (tmp_path / "shuffled").glob("*.tar")) == sorted(
+        p.name for p in (tmp_path / "real").glob("*.tar")
+    )
     assert real.keys() == shuf.keys() and stats["samples"] == 18
     moved = 0
     for key, files in real.items():
@@ -115,8 +129,16 @@ def test_control_shuffles_images_within_each_task(tmp_path):
 
 
 def _examples(lengths, task="ocr"):
-    return [{"ids": np.arange(1, n + 1, dtype=np.int32), "labels": np.arange(1, n + 1, dtype=np.int32),
-             "images": [], "task": task, "key": f"k{i}"} for i, n in enumerate(lengths)]
+    return [
+        {
+            "ids": np.arange(1, n + 1, dtype=np.int32),
+            "labels": np.arange(1, n + 1, dtype=np.int32),
+            "images": [],
+            "task": task,
+            "key": f"k{i}",
+        }
+        for i, n in enumerate(lengths)
+    ]
 
 
 def test_packed_samples_restart_positions_and_do_not_attend_to_each_other():
@@ -150,23 +172,58 @@ def test_prove_plumbing_end_to_end(tmp_path):
     plan = experiment.Plan(**PRESETS["smoke"])
     experiment.make_data(out, plan, timings)
     experiment.make_shards(out, plan, timings)
-    train_imgs = {hashlib.sha256(f[e]).hexdigest() for tar in (out / "train").rglob("*.tar")
-                  for _, f in iter_tar_samples(tar) for e in f if e in ("jpg", "png")}
-    held_imgs = {hashlib.sha256(f[e]).hexdigest() for tar in (out / "heldout").rglob("*.tar")
-                 for _, f in iter_tar_samples(tar) for e in f if e in ("jpg", "png")}
+    train_imgs = {
+        hashlib.sha256(f[e]).hexdigest()
+        for tar in (out / "train").rglob("*.tar")
+        for _, f in iter_tar_samples(tar)
+        for e in f
+        if e in ("jpg", "png")
+    }
+    held_imgs = {
+        hashlib.sha256(f[e]).hexdigest()
+        for tar in (out / "heldout").rglob("*.tar")
+        for _, f in iter_tar_samples(tar)
+        for e in f
+        if e in ("jpg", "png")
+    }
     assert len(held_imgs) >= 12 and not train_imgs & held_imgs  # split by image
     shuffle = json.loads((out / "shards_shuffled" / "shuffle.json").read_text())
     assert shuffle["stage2"]["moved"] == shuffle["stage2"]["samples"] > 0
     (out / "model.json").write_text(json.dumps(plan.model))
     ckpt = out / "runs" / "real" / "stage2"
-    assert train_main(["--stage", "2", "--data", str(out / "shards" / "stage2"), "--out", str(ckpt), "--tokenizer",
-                       str(out / "tokenizer"), "--config", str(out / "model.json"), "--steps", "1", "--batch-size", "1",
-                       "--seq-len", "320", "--image-size", str(plan.image_size), "--workers", "0"]) == 0
+    assert (
+        train_main(
+            [
+                "--stage",
+                "2",
+                "--data",
+                str(out / "shards" / "stage2"),
+                "--out",
+                str(ckpt),
+                "--tokenizer",
+                str(out / "tokenizer"),
+                "--config",
+                str(out / "model.json"),
+                "--steps",
+                "1",
+                "--batch-size",
+                "1",
+                "--seq-len",
+                "320",
+                "--image-size",
+                str(plan.image_size),
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
     grounding = evaluate.grounding_set(out / "heldout" / "tasks", 2)
     ocr = evaluate.ocr_set(out / "heldout" / "ocr", 1)
     assert [q["lang"] for q in grounding].count("zh") == 2 and {q["lang"] for q in ocr} == {"en", "zh"}
-    results = {"real": evaluate.score(grounding, ocr, evaluate.predict(ckpt, grounding, 4),
-                                      evaluate.predict(ckpt, ocr, 4))}
+    results = {
+        "real": evaluate.score(grounding, ocr, evaluate.predict(ckpt, grounding, 4), evaluate.predict(ckpt, ocr, 4))
+    }
     const = evaluate.constant_answers(out / "train", grounding, ocr)
     assert len(set(const[0])) == 1 and const[0][0].startswith("<box>")
     results["constant"] = evaluate.score(grounding, ocr, *const)

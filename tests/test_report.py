@@ -1,31 +1,72 @@
 """`qwenvl-data report`: the filter funnel beside download and clip-score summaries (Markdown, HTML,
 chart), found by following the inputs each summary records."""
+
 import json
 
 from qwenvl_data.pipelines import cli
 from qwenvl_data.pipelines.report import drop_reasons, find_stages, funnel_rows
 
-STATS = {"in": 1000, "kept": 400, "dropped": {"lang_not_en_zh": 350, "caption_too_short": 250},
-         "kept_pct": 40.0, "kept_by_lang": {"en": 300, "zh": 100}}
+STATS = {
+    "in": 1000,
+    "kept": 400,
+    "dropped": {"lang_not_en_zh": 350, "caption_too_short": 250},
+    "kept_pct": 40.0,
+    "kept_by_lang": {"en": 300, "zh": 100},
+}
 
 
 def make_tree(root):
     (root / "filter" / "pairs").mkdir(parents=True)
-    (root / "filter" / "funnel.json").write_text(json.dumps({
-        "stage": "filter", "rules": ["lang_not_en_zh", "caption_too_short"], "sources": {"laion": STATS}, "total": STATS,
-        "bad_files": [], "engine": "local", "seconds": 1.5}))
+    (root / "filter" / "funnel.json").write_text(
+        json.dumps(
+            {
+                "stage": "filter",
+                "rules": ["lang_not_en_zh", "caption_too_short"],
+                "sources": {"laion": STATS},
+                "total": STATS,
+                "bad_files": [],
+                "engine": "local",
+                "seconds": 1.5,
+            }
+        )
+    )
     (root / "download").mkdir()
-    (root / "download" / "download.json").write_text(json.dumps({
-        "stage": "download", "input": str(root / "filter" / "pairs"), "in": 400, "samples": 310,
-        "failed": {"http_404": 60, "timeout": 20, "duplicate_image": 10}, "success_pct": 77.5,
-        "sources": {"laion": {"in": 400, "samples": 310, "failed": {"http_404": 60, "timeout": 20,
-                                                                   "duplicate_image": 10}}}, "seconds": 9.0}))
+    (root / "download" / "download.json").write_text(
+        json.dumps(
+            {
+                "stage": "download",
+                "input": str(root / "filter" / "pairs"),
+                "in": 400,
+                "samples": 310,
+                "failed": {"http_404": 60, "timeout": 20, "duplicate_image": 10},
+                "success_pct": 77.5,
+                "sources": {
+                    "laion": {
+                        "in": 400,
+                        "samples": 310,
+                        "failed": {"http_404": 60, "timeout": 20, "duplicate_image": 10},
+                    }
+                },
+                "seconds": 9.0,
+            }
+        )
+    )
     (root / "clip").mkdir()
-    (root / "clip" / "clip.json").write_text(json.dumps({
-        "stage": "clip-score", "input": str(root / "download"), "models": {"default": "ViT-B-32@w.pt"},
-        "in": 310, "kept": 250, "dropped": {"clip_score": 58, "decode_error": 2},
-        "sources": {"laion": {"in": 310, "kept": 250, "dropped": {"clip_score": 58, "decode_error": 2}}},
-        "thresholds": [{"source": "laion", "lang": "en", "threshold_max": 0.28}], "seconds": 3.0}))
+    (root / "clip" / "clip.json").write_text(
+        json.dumps(
+            {
+                "stage": "clip-score",
+                "input": str(root / "download"),
+                "models": {"default": "ViT-B-32@w.pt"},
+                "in": 310,
+                "kept": 250,
+                "dropped": {"clip_score": 58, "decode_error": 2},
+                "sources": {"laion": {"in": 310, "kept": 250, "dropped": {"clip_score": 58, "decode_error": 2}}},
+                "thresholds": [{"source": "laion", "lang": "en", "threshold_max": 0.28}],
+                "seconds": 3.0,
+            }
+        )
+    )
 
 
 def test_report_follows_inputs_and_renders(tmp_path, capsys):
@@ -67,8 +108,11 @@ def test_report_dispatches_on_the_stage_key_not_the_file_name(tmp_path, capsys):
     not a summary; the same summary under another file name is still found by its key."""
     ocr = tmp_path / "ocr"
     ocr.mkdir()
-    (ocr / "synth_ocr.json").write_text(json.dumps({
-        "stage": "synth-ocr", "sources": {"synthdog-en": {"in": 10, "kept": 9, "dropped": {"no_text_lines": 1}}}}))
+    (ocr / "synth_ocr.json").write_text(
+        json.dumps(
+            {"stage": "synth-ocr", "sources": {"synthdog-en": {"in": 10, "kept": 9, "dropped": {"no_text_lines": 1}}}}
+        )
+    )
     (ocr / "funnel.json").write_text(json.dumps({"sources": {}, "total": {"in": 0, "kept": 0}}))
     stages = find_stages([str(ocr)])
     assert set(stages) == {"synth-ocr"}

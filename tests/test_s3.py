@@ -2,6 +2,7 @@
 resume markers, rejects, funnels, indexes and checkpoints as s3:// URLs, and the same results as on a
 local folder. No test touches a cloud.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,10 @@ def test_pipeline_on_s3(bucket, tmp_path):
 
     ckpt = save_random_checkpoint(TINY, tmp_path / "tiny.pt", seed=0)
     clip_cfg = tmp_path / "clip.yaml"
-    clip_cfg.write_text("clip_score:\n  batch_size: 16\n  read_batch: 8\n  thresholds: {default: 'q0.2'}\n"
-                        "  ray: {num_cpus: 1, object_store_memory: 200000000}\n")
+    clip_cfg.write_text(
+        "clip_score:\n  batch_size: 16\n  read_batch: 8\n  thresholds: {default: 'q0.2'}\n"
+        "  ray: {num_cpus: 1, object_store_memory: 200000000}\n"
+    )
     with ImageServer("127.0.0.1") as srv:
         table = pair_table(srv.base)
         with storage.atomic_write(f"{bucket}/raw/part-00000.parquet") as f:
@@ -73,15 +76,35 @@ def test_pipeline_on_s3(bucket, tmp_path):
         pq.write_table(table, tmp_path / "raw" / "part-00000.parquet")
         for root, raw in ((bucket, f"{bucket}/raw/*.parquet"), (str(tmp_path), str(tmp_path / "raw" / "*.parquet"))):
             cli("filter", "--input", raw, "--source", "laion", "--output", f"{root}/filter", "--workers", "1")
-            cli("download", "--input", f"{root}/filter/pairs", "--output", f"{root}/download",
-                "--allow-addresses", "127.0.0.1", "--processes", "1", "--threads", "4", "--image-size", "224",
-                "--timeout", "5")
+            cli(
+                "download",
+                "--input",
+                f"{root}/filter/pairs",
+                "--output",
+                f"{root}/download",
+                "--allow-addresses",
+                "127.0.0.1",
+                "--processes",
+                "1",
+                "--threads",
+                "4",
+                "--image-size",
+                "224",
+                "--timeout",
+                "5",
+            )
     local, remote = str(tmp_path), bucket
     for name in ("filter/funnel.json",):
         a, b = storage.read_json(f"{local}/{name}"), storage.read_json(f"{remote}/{name}")
         assert a["total"] == b["total"] and a["total"]["kept"] == 11
-    uids = [sorted(pa.concat_tables([storage.read_parquet(p) for p in storage.glob(f"{r}/filter/pairs/*.parquet")])
-                   ["uid"].to_pylist()) for r in (local, remote)]
+    uids = [
+        sorted(
+            pa.concat_tables([storage.read_parquet(p) for p in storage.glob(f"{r}/filter/pairs/*.parquet")])[
+                "uid"
+            ].to_pylist()
+        )
+        for r in (local, remote)
+    ]
     assert uids[0] == uids[1] and len(uids[0]) == 11
     assert storage.glob(f"{remote}/filter/rejects/*.parquet")
     dl = [storage.read_json(f"{r}/download/download.json") for r in (local, remote)]
@@ -89,8 +112,19 @@ def test_pipeline_on_s3(bucket, tmp_path):
     assert storage.glob(f"{remote}/download/failures/*.parquet") and storage.glob(f"{remote}/download/*_stats.json")
 
     for r in (local, remote):
-        cli("clip-score", "--input", f"{r}/download", "--output", f"{r}/clip", "--model", TINY,
-            "--checkpoint", ckpt, "--config", clip_cfg)
+        cli(
+            "clip-score",
+            "--input",
+            f"{r}/download",
+            "--output",
+            f"{r}/clip",
+            "--model",
+            TINY,
+            "--checkpoint",
+            ckpt,
+            "--config",
+            clip_cfg,
+        )
     clips = [storage.read_json(f"{r}/clip/clip.json") for r in (local, remote)]
     assert clips[0]["kept"] == clips[1]["kept"] and 0 < clips[0]["kept"] < 10
     scores = [storage.read_parquet(f"{r}/clip/scores.parquet").sort_by("uid") for r in (local, remote)]
@@ -98,8 +132,17 @@ def test_pipeline_on_s3(bucket, tmp_path):
     assert scores[0]["kept"].to_pylist() == scores[1]["kept"].to_pylist()
 
     # A rerun on S3 resumes: every download shard and every clip shard is already done.
-    out = cli("download", "--input", f"{remote}/filter/pairs", "--output", f"{remote}/download",
-              "--allow-addresses", "127.0.0.1", "--processes", "1")
+    out = cli(
+        "download",
+        "--input",
+        f"{remote}/filter/pairs",
+        "--output",
+        f"{remote}/download",
+        "--allow-addresses",
+        "127.0.0.1",
+        "--processes",
+        "1",
+    )
     assert "10/11" in out
 
     for r in (local, remote):
@@ -113,26 +156,67 @@ def test_train_checkpoints_on_s3(bucket, tmp_path):
     next stage's --init read them back from there."""
     root = Path(__file__).resolve().parents[1]
     py = [sys.executable]
-    subprocess.run(py + ["scripts/make_tokenizer.py", "--out", str(tmp_path / "tok")], cwd=root, check=True,
-                   capture_output=True)
+    subprocess.run(
+        py + ["scripts/make_tokenizer.py", "--out", str(tmp_path / "tok")], cwd=root, check=True, capture_output=True
+    )
     for stage in (1, 2):
-        subprocess.run(py + ["-m", "qwenvl_data.model.fixtures", "--out", str(tmp_path / f"s{stage}"), "--stage",
-                             str(stage), "--samples", "8"], check=True, capture_output=True)
+        subprocess.run(
+            py
+            + [
+                "-m",
+                "qwenvl_data.model.fixtures",
+                "--out",
+                str(tmp_path / f"s{stage}"),
+                "--stage",
+                str(stage),
+                "--samples",
+                "8",
+            ],
+            check=True,
+            capture_output=True,
+        )
     common = ["--workers", "0", "--batch-size", "2", "--warmup", "1", "--log-every", "1", "--save-every", "1"]
 
     def train(*args):
-        r = subprocess.run(py + ["-m", "qwenvl_data.model.train", *args, *common], capture_output=True, text=True,
-                           timeout=600)
+        r = subprocess.run(
+            py + ["-m", "qwenvl_data.model.train", *args, *common], capture_output=True, text=True, timeout=600
+        )
         assert r.returncode == 0, r.stderr[-3000:]
 
     out1 = f"{bucket}/train/stage1"
-    train("--stage", "1", "--data", str(tmp_path / "s1"), "--out", out1, "--tokenizer", str(tmp_path / "tok"),
-          "--config", "tiny", "--steps", "2", "--stop-at", "1")
+    train(
+        "--stage",
+        "1",
+        "--data",
+        str(tmp_path / "s1"),
+        "--out",
+        out1,
+        "--tokenizer",
+        str(tmp_path / "tok"),
+        "--config",
+        "tiny",
+        "--steps",
+        "2",
+        "--stop-at",
+        "1",
+    )
     assert storage.exists(f"{out1}/meta_000001.json") and storage.exists(f"{out1}/tokenizer/tokenizer.json")
     train("--stage", "1", "--data", str(tmp_path / "s1"), "--out", out1, "--steps", "2", "--resume")
     names = {storage.name(p) for p in storage.glob(f"{out1}/*")}
     assert {"model_000002.pt", "optim_000002.pt", "meta_000002.json", "log.jsonl"} <= names, names
     assert storage.read_json(f"{out1}/meta_000002.json")["step"] == 2
-    train("--stage", "2", "--data", str(tmp_path / "s2"), "--out", f"{bucket}/train/stage2", "--init", out1,
-          "--steps", "1", "--seq-len", "1024")
+    train(
+        "--stage",
+        "2",
+        "--data",
+        str(tmp_path / "s2"),
+        "--out",
+        f"{bucket}/train/stage2",
+        "--init",
+        out1,
+        "--steps",
+        "1",
+        "--seq-len",
+        "1024",
+    )
     assert storage.exists(f"{bucket}/train/stage2/model_000001.pt")

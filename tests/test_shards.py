@@ -1,4 +1,5 @@
 """`qwenvl-data shards --stage 1|2|3`: mix by weights, segments and loss, index, accounting."""
+
 import importlib.util
 import json
 import subprocess
@@ -22,8 +23,9 @@ JPEG = fixtures.jpeg(16, 16, 1)
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "qwenvl_data.pipelines.cli", *map(str, args)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "qwenvl_data.pipelines.cli", *map(str, args)], capture_output=True, text=True
+    )
 
 
 def shards(*args):
@@ -66,11 +68,19 @@ def tasks_dir(data, tmp_path_factory):
 def write_task_shard(out: Path, task: str, n: int, lang: str = "en", source: str = "synth"):
     with ShardWriter(out, 0, task) as w:
         for i in range(n):
-            obj = {"schema": "ocr" if task == "ocr" else "task", "uid": f"{task}:{i}", "source": source,
-                   "task": task, "lang": lang, "prompt": "" if task == "text" else "OCR with grounding:",
-                   "target": f"<ref>word {i}</ref><quad>(1,2),(3,4),(5,6),(7,8)</quad>" if task == "ocr"
-                   else f"sample {i} text", "width": None if task == "text" else 16,
-                   "height": None if task == "text" else 16}
+            obj = {
+                "schema": "ocr" if task == "ocr" else "task",
+                "uid": f"{task}:{i}",
+                "source": source,
+                "task": task,
+                "lang": lang,
+                "prompt": "" if task == "text" else "OCR with grounding:",
+                "target": f"<ref>word {i}</ref><quad>(1,2),(3,4),(5,6),(7,8)</quad>"
+                if task == "ocr"
+                else f"sample {i} text",
+                "width": None if task == "text" else 16,
+                "height": None if task == "text" else 16,
+            }
             w.add(f"{i:06d}", ({} if task == "text" else {"jpg": JPEG}) | {"json": obj})
         w.close()
 
@@ -87,8 +97,10 @@ def test_stage1_mixes_sources_by_weight(data, tmp_path):
     zh = [o for o, _ in samples if o["lang"] == "zh"]
     assert zh and zh[0]["segments"][0]["text"] == "<img>img0.jpg</img>Generate the caption in Chinese:"
     en = next(o for o, _ in samples if o["uid"] == "coyo:1")
-    assert en["segments"] == [{"text": "<img>img0.jpg</img>Generate the caption in English:", "loss": False},
-                              {"text": " a red square number 1", "loss": True}]
+    assert en["segments"] == [
+        {"text": "<img>img0.jpg</img>Generate the caption in English:", "loss": False},
+        {"text": " a red square number 1", "loss": True},
+    ]
     assert index["by_source"]["laion"]["zh"]["samples"] == sum(1 for o in zh if o["source"] == "laion")
 
 
@@ -97,8 +109,9 @@ def test_stage2_exact_mix_interleaved_and_resumable(tmp_path):
     for task, n in (("caption", 300), ("ocr", 200), ("text", 90), ("vqa", 40)):
         write_task_shard(inp / task, task, n)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("shards:\n  shard_size: 50\n  stage2:\n    weights: {caption: 5, ocr: 3, text: 2, vqa: 1, "
-                   "grounding: 1}\n")
+    cfg.write_text(
+        "shards:\n  shard_size: 50\n  stage2:\n    weights: {caption: 5, ocr: 3, text: 2, vqa: 1, grounding: 1}\n"
+    )
     out = tmp_path / "s2"
     shards("--stage", 2, "--input", inp, "--output", out, "--config", cfg)
     samples, index = read_out(out)
@@ -108,13 +121,20 @@ def test_stage2_exact_mix_interleaved_and_resumable(tmp_path):
     assert all(abs(first[t] - n / 2) <= 1 for t, n in (("caption", 200), ("ocr", 120), ("text", 80), ("vqa", 40)))
     # one series per member family: 360 samples with img0.jpg (50 a shard), 80 pure-text ones
     assert {s["name"]: s["samples"] for s in index["shards"]} == {
-        **{f"stage2-jpg-{i:06d}": 50 for i in range(7)}, "stage2-jpg-000007": 10,
-        "stage2-text-000000": 50, "stage2-text-000001": 30}
-    assert index["families"]["text"] == {"members": ["json"], "samples": 80,
-                                         "shards": ["stage2-text-000000.tar", "stage2-text-000001.tar"]}
+        **{f"stage2-jpg-{i:06d}": 50 for i in range(7)},
+        "stage2-jpg-000007": 10,
+        "stage2-text-000000": 50,
+        "stage2-text-000001": 30,
+    }
+    assert index["families"]["text"] == {
+        "members": ["json"],
+        "samples": 80,
+        "shards": ["stage2-text-000000.tar", "stage2-text-000001.tar"],
+    }
     wids = json.loads((out / "wids-index.json").read_text())
-    assert [(e["url"], e["nsamples"]) for e in wids["shardlist"]] == \
-        [(s["name"] + ".tar", s["samples"]) for s in index["shards"]]
+    assert [(e["url"], e["nsamples"]) for e in wids["shardlist"]] == [
+        (s["name"] + ".tar", s["samples"]) for s in index["shards"]
+    ]
     assert index["totals"]["images"] == 360 and index["mix"]["caption"]["unused"] == 100
     ocr = next(o for o, _ in samples if o["task"] == "ocr")
     assert ocr["segments"][0] == {"text": "<img>img0.jpg</img>OCR with grounding:", "loss": False}
@@ -137,9 +157,9 @@ def test_rerun_after_the_inputs_change_rebuilds_what_changed(tmp_path):
     assert len(before) == 5
     r = shards("--stage", 2, "--all", "--input", inp, "--output", out, "--config", cfg)
     assert "(5 unchanged from the last run)" in r.stdout
-    write_task_shard(inp / "cap", "caption", 14, source="other")   # new inputs: fewer, different samples
+    write_task_shard(inp / "cap", "caption", 14, source="other")  # new inputs: fewer, different samples
     r = shards("--stage", 2, "--all", "--input", inp, "--output", out, "--config", cfg)
-    samples, index = read_out(out)   # the index lists exactly the tars on disk, and they hold its samples
+    samples, index = read_out(out)  # the index lists exactly the tars on disk, and they hold its samples
     assert Counter(o["source"] for o, _ in samples if o["task"] == "caption") == {"other": 14}
     assert index["totals"]["samples"] == 26 and len(list(out.glob("stage2-*.tar"))) == 4
     for s in index["shards"]:
@@ -149,7 +169,7 @@ def test_rerun_after_the_inputs_change_rebuilds_what_changed(tmp_path):
 
 def test_duplicate_uids_are_rejected_and_counted(tmp_path):
     write_task_shard(tmp_path / "a", "caption", 4)
-    write_task_shard(tmp_path / "b", "caption", 3)   # the same uids caption:0..2 again
+    write_task_shard(tmp_path / "b", "caption", 3)  # the same uids caption:0..2 again
     shards("--stage", 2, "--all", "--input", tmp_path / "a", tmp_path / "b", "--output", tmp_path / "o")
     samples, index = read_out(tmp_path / "o")
     assert sorted(o["uid"] for o, _ in samples) == [f"caption:{i}" for i in range(4)]
@@ -183,13 +203,14 @@ def test_stage2_from_converted_tasks_with_exact_tokens(tasks_dir, tmp_path):
     assert text["tokens"] == len(tok.encode(text["segments"][0]["text"]).ids) + 1  # + <|endoftext|>
     vqa = next(o for o, _ in samples if o["uid"] == "vqav2:90")
     words = len(tok.encode(" What color is the square? Answer: pink").ids)
-    assert vqa["tokens"] == words + 258 + 1   # <img> + 256 + </img>
+    assert vqa["tokens"] == words + 258 + 1  # <img> + 256 + </img>
     assert index["totals"]["tokens"] == sum(o["tokens"] for o, _ in samples)
     assert index["by_task"]["vqa"]["en"]["tokens"] == sum(o["tokens"] for o, _ in samples if o["task"] == "vqa")
     for o, _ in samples:  # image tags and prompts carry no loss; the target does
         assert all("<img>" not in s["text"] for s in o["segments"] if s["loss"])
         assert o["segments"][-1]["loss"]
     from qwenvl_data.shards.tokens import TokenCounter
+
     assert TokenCounter(str(tok_dir)).text_tokens("<ref>fox</ref><|im_end|>") == 4  # specials never split
     est = tmp_path / "est"
     shards("--stage", 2, "--all", "--input", tasks_dir, "--output", est)
@@ -223,7 +244,7 @@ def test_mix_plan_and_interleave_units():
     assert plan_counts({"a": 7, "b": 7, "c": 7}, {"a": 1, "b": 1, "c": 1}, 10) == {"a": 4, "b": 3, "c": 3}
     order = list(interleave({"x": 6, "y": 3}, seed=1))
     assert Counter(order) == {"x": 6, "y": 3}
-    assert all(order[i:i + 3].count("y") <= 2 for i in range(0, 9, 3))
+    assert all(order[i : i + 3].count("y") <= 2 for i in range(0, 9, 3))
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path):
@@ -245,9 +266,11 @@ def test_index_tokens_match_the_trainers_encoder(data, tasks_dir, tmp_path):
     """The index's exact counts are the lengths the training loader will see (model/tokenizer.py)."""
     from qwenvl_data.model.fixtures import train_tokenizer
     from qwenvl_data.model.tokenizer import TextEncoder, load_tokenizer
+
     out = tmp_path / "s3"
-    texts = ["Picture 1: <img>x</img> a red square, the ear on a giraffe. 今天天气很好 "
-             "<ref>This</ref><box>(1,2),(3,4)</box>"]
+    texts = [
+        "Picture 1: <img>x</img> a red square, the ear on a giraffe. 今天天气很好 <ref>This</ref><box>(1,2),(3,4)</box>"
+    ]
     tok_dir = train_tokenizer(texts * 20, tmp_path / "tok")
     shards("--stage", 3, "--input", data / "sft" / "finetune.json", tasks_dir, "--output", out, "--tokenizer", tok_dir)
     samples, index = read_out(out)
@@ -262,14 +285,27 @@ def test_stage1_takes_upper_case_and_webp_image_members(tmp_path):
     import io as _io
 
     from PIL import Image
+
     buf = _io.BytesIO()
     Image.new("RGB", (16, 16), (9, 99, 199)).save(buf, "WEBP")
     for sid, (ext, data) in enumerate((("JPG", JPEG), ("webp", buf.getvalue()))):
         with ShardWriter(tmp_path / "pairs", sid, "") as w:
             for i in range(3):
                 uid = f"{ext}:{i}"
-                w.add(f"{sid}{i:05d}", {ext: data, "txt": "a square", "json": {
-                    "schema": "sample", "uid": uid, "source": "laion", "caption": f"a square {i}", "lang": "en"}})
+                w.add(
+                    f"{sid}{i:05d}",
+                    {
+                        ext: data,
+                        "txt": "a square",
+                        "json": {
+                            "schema": "sample",
+                            "uid": uid,
+                            "source": "laion",
+                            "caption": f"a square {i}",
+                            "lang": "en",
+                        },
+                    },
+                )
             w.close()
     shards("--stage", 1, "--all", "--input", tmp_path / "pairs", "--output", tmp_path / "o")
     samples, index = read_out(tmp_path / "o")
@@ -280,6 +316,7 @@ def test_stage1_takes_upper_case_and_webp_image_members(tmp_path):
 def test_tasks_rerun_with_fewer_inputs_leaves_no_stale_shard(data, tmp_path):
     """tasks: a shard a longer earlier run wrote is removed, so index, wids index and tars agree."""
     import shutil
+
     shutil.copytree(data / "text", tmp_path / "in")
     lines = ["今天天气很好，我们去公园散步。", "我们明天一起去图书馆看书吧。", "这是一个很长的中文句子，用来测试。"]
     corpus = tmp_path / "in" / "corpus.jsonl"
@@ -301,9 +338,22 @@ def test_stage1_rejects_absurd_recorded_sizes(tmp_path):
     sizes = [(640, 480), (1e300, 480), (640, -5), (640.5, 480), ("wide", 480), (320, 240)]
     with ShardWriter(tmp_path / "pairs", 0, "") as w:
         for i, (width, height) in enumerate(sizes):
-            w.add(f"{i:05d}", {"jpg": JPEG, "txt": "a square", "json": {
-                "schema": "sample", "uid": f"laion:{i}", "source": "laion", "caption": f"a square {i}",
-                "lang": "en", "width": width, "height": height}})
+            w.add(
+                f"{i:05d}",
+                {
+                    "jpg": JPEG,
+                    "txt": "a square",
+                    "json": {
+                        "schema": "sample",
+                        "uid": f"laion:{i}",
+                        "source": "laion",
+                        "caption": f"a square {i}",
+                        "lang": "en",
+                        "width": width,
+                        "height": height,
+                    },
+                },
+            )
         w.close()
     shards("--stage", 1, "--all", "--input", tmp_path / "pairs", "--output", tmp_path / "o")
     samples, index = read_out(tmp_path / "o")

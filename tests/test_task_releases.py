@@ -1,6 +1,7 @@
 """Converters on input in each dataset's current release layout (and the older one where it differs),
 hostile records (coordinates that are not numbers, sizes of 0, paths out of the input, broken images),
 and the one dataset registry that the CLI, the config and the Makefile read."""
+
 import importlib.util
 import io
 import json
@@ -62,9 +63,10 @@ def test_docvqa_both_release_layouts(tmp_path, layout):
 def _resized_box(mode: str, ow: int, oh: int, box):
     """img2dataset's own Resizer on an image with one black box; the box it ends up at (0-1) + the size."""
     from img2dataset.resizer import Resizer
+
     img = np.full((oh, ow, 3), 255, np.uint8)
     x0, y0, x1, y1 = box
-    img[round(y0 * oh):round(y1 * oh), round(x0 * ow):round(x1 * ow)] = 0
+    img[round(y0 * oh) : round(y1 * oh), round(x0 * ow) : round(x1 * ow)] = 0
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, "PNG")
     buf.seek(0)
@@ -75,8 +77,16 @@ def _resized_box(mode: str, ow: int, oh: int, box):
     return (xa / w, ya / h, xb / w, yb / h), w, h
 
 
-@pytest.mark.parametrize("mode,ow,oh", [("border", 200, 100), ("border", 90, 240), ("center_crop", 200, 100),
-                                        ("center_crop", 90, 240), ("keep_ratio", 200, 100)])
+@pytest.mark.parametrize(
+    "mode,ow,oh",
+    [
+        ("border", 200, 100),
+        ("border", 90, 240),
+        ("center_crop", 200, 100),
+        ("center_crop", 90, 240),
+        ("keep_ratio", 200, 100),
+    ],
+)
 def test_grit_boxes_follow_img2dataset_resize(mode, ow, oh):
     box = (0.3, 0.3, 0.6, 0.7)
     got, w, h = _resized_box(mode, ow, oh, box)
@@ -129,10 +139,16 @@ def test_duplicate_uids_are_counted_not_written(tmp_path):
 
 def _png_header(w: int, h: int) -> bytes:
     """A few hundred bytes that claim a w x h PNG (a decompression bomb's header)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + \
-        chunk(b"IDAT", zlib.compress(b"\0" * 4096)) + chunk(b"IEND", b"")
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\0" * 4096))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_hostile_refcoco_records_are_counted_rejects(tmp_path):
@@ -140,8 +156,15 @@ def test_hostile_refcoco_records_are_counted_rejects(tmp_path):
     outside = tmp_path / "secret.jpg"
     outside.write_bytes(fixtures.jpeg(40, 40, 3))
     good = fixtures.jpeg(100, 100, 4)
-    names = {1: "ok.jpg", 2: "ok.jpg", 3: "../secret.jpg", 4: str(outside), 5: "link.jpg", 6: "trunc.jpg",
-             7: "bomb.png"}
+    names = {
+        1: "ok.jpg",
+        2: "ok.jpg",
+        3: "../secret.jpg",
+        4: str(outside),
+        5: "link.jpg",
+        6: "trunc.jpg",
+        7: "bomb.png",
+    }
     fixtures._put(d / "images" / "ok.jpg", good)
     fixtures._put(d / "images" / "trunc.jpg", good[: len(good) // 2])
     fixtures._put(d / "images" / "bomb.png", _png_header(100_000, 100_000))
@@ -151,20 +174,28 @@ def test_hostile_refcoco_records_are_counted_rejects(tmp_path):
     anns = [{"id": i, "image_id": i, "bbox": [10, 10, 20, 20]} for i in names]
     anns[0]["bbox"] = ["12px", 10, 20, 20]
     fixtures._put(d / "instances.json", {"images": ims, "annotations": anns})
-    refs = [{"ref_id": i, "ann_id": i, "image_id": i, "split": "train",
-             "sentences": [{"sent_id": i, "sent": f"thing {i}"}]} for i in names]
+    refs = [
+        {"ref_id": i, "ann_id": i, "image_id": i, "split": "train", "sentences": [{"sent_id": i, "sent": f"thing {i}"}]}
+        for i in names
+    ]
     fixtures._put(d / "refs(unc).p", pickle.dumps(refs, protocol=0))
     stats, s = convert(d, tmp_path / "o", "refcoco")
     assert s == {}
-    assert stats["rejected"] == {"invalid_box": 2, "bad_image_size": 2, "unsafe_path": 6, "decode_error": 2,
-                                 "too_many_pixels": 2}
+    assert stats["rejected"] == {
+        "invalid_box": 2,
+        "bad_image_size": 2,
+        "unsafe_path": 6,
+        "decode_error": 2,
+        "too_many_pixels": 2,
+    }
     rejects = (tmp_path / "o" / "refcoco-rejects.jsonl").read_text()
     assert "secret" in rejects and "12px" in rejects
 
 
 def test_registry_is_the_one_list(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "qwenvl_data.pipelines.cli", "tasks", "--list"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "qwenvl_data.pipelines.cli", "tasks", "--list"], capture_output=True, text=True
+    )
     assert r.returncode == 0 and r.stdout.split() == make_datasets()
     assert "pairs" in DATASETS and "pairs" not in make_datasets()
     cfg = yaml.safe_load((ROOT / "configs" / "tasks.yaml").read_text())["tasks"]
@@ -172,8 +203,22 @@ def test_registry_is_the_one_list(tmp_path):
     assert sections <= set(cfg), sections - set(cfg)  # every section a converter reads is documented
     assert {k for k, v in cfg.items() if isinstance(v, dict)} <= sections  # and no orphan section
     assert "tasks --list" in (ROOT / "make" / "tasks.mk").read_text()
-    r = subprocess.run([sys.executable, "-m", "qwenvl_data.pipelines.cli", "tasks", "--dataset", "nope",
-                        "--input", str(tmp_path), "--output", str(tmp_path / "o")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qwenvl_data.pipelines.cli",
+            "tasks",
+            "--dataset",
+            "nope",
+            "--input",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
@@ -187,6 +232,7 @@ def test_chartqa_older_flat_layout(tmp_path):
 
 def test_grit_sizes_from_the_sample_json_when_the_parquet_lacks_them(tmp_path):
     import pyarrow.parquet as pq
+
     d = tmp_path / "grit"
     fixtures.grit(d)
     table = pq.read_table(d / "00000.parquet")
@@ -201,8 +247,15 @@ def test_docvqa_image_names_stay_inside(tmp_path):
     fixtures.docvqa(d)
     (tmp_path / "x.png").write_bytes(fixtures.jpeg(20, 20, 1, "PNG"))
     rec = {"question": "Date?", "answers": ["1999"]}
-    fixtures._put(d / "train_v1.0_withQT.json", {"data": [rec | {"questionId": 1, "image": str(tmp_path / "x.png")},
-                                                          rec | {"questionId": 2, "image": "../../x.png"},
-                                                          rec | {"questionId": 3, "image": 7}]})
+    fixtures._put(
+        d / "train_v1.0_withQT.json",
+        {
+            "data": [
+                rec | {"questionId": 1, "image": str(tmp_path / "x.png")},
+                rec | {"questionId": 2, "image": "../../x.png"},
+                rec | {"questionId": 3, "image": 7},
+            ]
+        },
+    )
     stats, s = convert(d, tmp_path / "o", "docvqa")
     assert s == {} and stats["rejected"] == {"unsafe_path": 2, "bad_record": 1}

@@ -1,4 +1,5 @@
 """Converters on tiny fixtures in each dataset's real layout (scripts/make_task_fixtures.py)."""
+
 import importlib.util
 import json
 import pickle
@@ -28,8 +29,11 @@ def data(tmp_path_factory):
 
 def convert(data, tmp_path, dataset, **kw):
     stats = convert_dataset(dataset, data / dataset, tmp_path / dataset, **kw)
-    samples = [json.loads(f["json"]) | {"_members": sorted(f)}
-               for tar in sorted((tmp_path / dataset).glob("*.tar")) for _, f in iter_tar_samples(tar)]
+    samples = [
+        json.loads(f["json"]) | {"_members": sorted(f)}
+        for tar in sorted((tmp_path / dataset).glob("*.tar"))
+        for _, f in iter_tar_samples(tar)
+    ]
     assert stats["in"] == stats["out"] + sum(stats["rejected"].values())
     assert stats["out"] == len(samples)
     return stats, {s["uid"]: s for s in samples}
@@ -41,10 +45,16 @@ def test_refcoco_family(data, tmp_path, dataset):
     assert stats["rejected"] == {"empty_box": 2, "missing_image": 2, "split_excluded": 2}
     ref, region = s[f"{dataset}:0:0:ref"], s[f"{dataset}:0:0:region"]
     # bbox [20,10,50,40] in a 200x100 image -> (100,100),(350,500)
-    assert (ref["task"], ref["prompt"], ref["target"]) == \
-        ("ref_grounding", "<ref>the ear on a giraffe</ref>", "<box>(100,100),(350,500)</box>")
-    assert (region["task"], region["prompt"], region["target"]) == \
-        ("grounded_caption", "<ref>This</ref><box>(100,100),(350,500)</box> is", "the ear on a giraffe")
+    assert (ref["task"], ref["prompt"], ref["target"]) == (
+        "ref_grounding",
+        "<ref>the ear on a giraffe</ref>",
+        "<box>(100,100),(350,500)</box>",
+    )
+    assert (region["task"], region["prompt"], region["target"]) == (
+        "grounded_caption",
+        "<ref>This</ref><box>(100,100),(350,500)</box> is",
+        "the ear on a giraffe",
+    )
     assert s[f"{dataset}:1:2:ref"]["target"] == "<box>(750,500),(999,999)</box>"  # clipped at the edge
     assert ref["_members"] == ["jpg", "json"] and (ref["width"], ref["height"]) == (200, 100)
 
@@ -55,13 +65,18 @@ def test_malicious_pickle_is_refused(tmp_path):
     class Evil:
         def __reduce__(self):
             return (subprocess.call, (["touch", str(marker)],))
-    for payload in (pickle.dumps([Evil()], protocol=2), pickle.dumps({"x": Evil()}, protocol=4),
-                    b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."):
+
+    for payload in (
+        pickle.dumps([Evil()], protocol=2),
+        pickle.dumps({"x": Evil()}, protocol=4),
+        b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.",
+    ):
         with pytest.raises(BadInput, match="refused unsafe"):
             safe_load(payload, "refs(unc).p")
     assert not marker.exists()
-    assert safe_load(pickle.dumps([{"a": 1, "b": [1.5, "x", None, (1, 2)], "c": {1, 2}}], protocol=2)) == \
-        [{"a": 1, "b": [1.5, "x", None, (1, 2)], "c": {1, 2}}]
+    assert safe_load(pickle.dumps([{"a": 1, "b": [1.5, "x", None, (1, 2)], "c": {1, 2}}], protocol=2)) == [
+        {"a": 1, "b": [1.5, "x", None, (1, 2)], "c": {1, 2}}
+    ]
 
 
 def test_malicious_refs_file_fails_cli_with_one_line(data, tmp_path):
@@ -69,8 +84,22 @@ def test_malicious_refs_file_fails_cli_with_one_line(data, tmp_path):
     bad.mkdir()
     (bad / "instances.json").write_text("{}")
     (bad / "refs(unc).p").write_bytes(b"cposix\nsystem\n(S'echo hi'\ntR.")
-    r = subprocess.run([sys.executable, "-m", "qwenvl_data.pipelines.cli", "tasks", "--dataset", "refcoco",
-                        "--input", str(bad), "--output", str(tmp_path / "o")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qwenvl_data.pipelines.cli",
+            "tasks",
+            "--dataset",
+            "refcoco",
+            "--input",
+            str(bad),
+            "--output",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.strip().count("\n") == 0 and "refused unsafe" in r.stderr and "posix.system" in r.stderr
 
@@ -92,9 +121,11 @@ def test_grit_grounded_caption_box_b1(data, tmp_path):
     assert stats["rejected"] == {"no_boxes": 1, "not_downloaded": 1, "unknown_resize": 1}
     g = s["grit:1"]
     assert g["prompt"] == "Generate the caption in English with grounding:"
-    assert g["target"] == ("Beautiful shot of <ref>bees</ref><box>(661,612),(833,812)</box>"
-                           "<box>(120,555),(265,770)</box> gathering nectars from <ref>an apricot flower</ref>"
-                           "<box>(224,13),(399,313)</box>")
+    assert g["target"] == (
+        "Beautiful shot of <ref>bees</ref><box>(661,612),(833,812)</box>"
+        "<box>(120,555),(265,770)</box> gathering nectars from <ref>an apricot flower</ref>"
+        "<box>(224,13),(399,313)</box>"
+    )
     assert g["dropped_spans"]["nested"] == 2
 
 
@@ -113,18 +144,25 @@ def test_grit_confidence_threshold(data, tmp_path):
     assert "grit:2" in s and s["grit:2"]["target"] == "<ref>a dog</ref><box>(100,100),(500,500)</box> on grass"
 
 
-@pytest.mark.parametrize("dataset,uid,prompt,target,rejected", [
-    ("vqav2", "vqav2:90", " What color is the square? Answer:", "pink", {"empty_question_or_answer": 1}),
-    ("gqa", "gqa:q1", " Is the box red? Answer:", "yes", {"missing_image": 1}),
-    ("textvqa", "textvqa:1", " what brand? Answer:", "nike", {}),
-    ("docvqa", "docvqa:5", " What is the date? Answer:", "1 May 1999", {}),
-    ("chartqa", "chartqa:train_augmented:0", " What is the sum? Answer:", "12", {}),
-    ("ocrvqa", "ocrvqa:b1:0", " Who wrote this book? Answer:", "Ann Author", {"split_excluded": 1}),
-    ("dvqa", "dvqa:1", " How many bars are there? Answer:", "3", {}),
-    ("ai2d", "ai2d:0.png-0",
-     " Which stage comes first? Options: (A) egg (B) larva (C) pupa (D) adult Answer:", "egg",
-     {"split_excluded": 1}),  # the question on test image 1 (ai2d_test_ids.csv)
-])
+@pytest.mark.parametrize(
+    "dataset,uid,prompt,target,rejected",
+    [
+        ("vqav2", "vqav2:90", " What color is the square? Answer:", "pink", {"empty_question_or_answer": 1}),
+        ("gqa", "gqa:q1", " Is the box red? Answer:", "yes", {"missing_image": 1}),
+        ("textvqa", "textvqa:1", " what brand? Answer:", "nike", {}),
+        ("docvqa", "docvqa:5", " What is the date? Answer:", "1 May 1999", {}),
+        ("chartqa", "chartqa:train_augmented:0", " What is the sum? Answer:", "12", {}),
+        ("ocrvqa", "ocrvqa:b1:0", " Who wrote this book? Answer:", "Ann Author", {"split_excluded": 1}),
+        ("dvqa", "dvqa:1", " How many bars are there? Answer:", "3", {}),
+        (
+            "ai2d",
+            "ai2d:0.png-0",
+            " Which stage comes first? Options: (A) egg (B) larva (C) pupa (D) adult Answer:",
+            "egg",
+            {"split_excluded": 1},
+        ),  # the question on test image 1 (ai2d_test_ids.csv)
+    ],
+)
 def test_vqa_sets(data, tmp_path, dataset, uid, prompt, target, rejected):
     stats, s = convert(data, tmp_path, dataset)
     assert stats["rejected"] == rejected
@@ -140,8 +178,10 @@ def test_vqav2_answer_choice():
 def test_coco_captions_and_text(data, tmp_path):
     stats, s = convert(data, tmp_path, "coco")
     assert stats["rejected"] == {"empty_caption": 1, "missing_annotation": 1}
-    assert (s["coco:1"]["prompt"], s["coco:1"]["target"]) == \
-        ("Generate the caption in English:", "A red square on a green field.")
+    assert (s["coco:1"]["prompt"], s["coco:1"]["target"]) == (
+        "Generate the caption in English:",
+        "A red square on a green field.",
+    )
     stats, s = convert(data, tmp_path, "text")
     assert stats["rejected"] == {"bad_record": 2}
     langs = {v["target"]: (v["lang"], v["prompt"], v["width"], v["_members"]) for v in s.values()}
@@ -163,29 +203,69 @@ def test_rerun_skips_finished_shards_and_outputs_validate(data, tmp_path):
     again = convert_dataset("vg", data / "vg", tmp_path / "vg", shard_size=2)
     assert again["skipped_shards"] == 3 and again["out"] == first["out"]
     assert [t.read_bytes() for t in tars] == before
-    r = subprocess.run([sys.executable, "-m", "qwenvl_data.pipelines.cli", "validate", str(tmp_path / "vg")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "qwenvl_data.pipelines.cli", "validate", str(tmp_path / "vg")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
 
 
 def test_missing_annotation_file_is_one_line_error(tmp_path):
     (tmp_path / "in").mkdir()
-    r = subprocess.run([sys.executable, "-m", "qwenvl_data.pipelines.cli", "tasks", "--dataset", "vg",
-                        "--input", str(tmp_path / "in"), "--output", str(tmp_path / "o")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qwenvl_data.pipelines.cli",
+            "tasks",
+            "--dataset",
+            "vg",
+            "--input",
+            str(tmp_path / "in"),
+            "--output",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and "image_data.json: missing" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_fast_task_check_agrees_with_schema():
     from qwenvl_data.schema import first_error
     from qwenvl_data.tasks.common import task_error
-    good = {"schema": "task", "uid": "u", "source": "s", "task": "vqa", "lang": "en", "prompt": " q Answer:",
-            "target": "a", "width": 4, "height": 3}
+
+    good = {
+        "schema": "task",
+        "uid": "u",
+        "source": "s",
+        "task": "vqa",
+        "lang": "en",
+        "prompt": " q Answer:",
+        "target": "a",
+        "width": 4,
+        "height": 3,
+    }
     text = good | {"task": "text", "prompt": "", "width": None, "height": None}
-    variants = [good, text, good | {"schema": "ocr"}, good | {"schema": "pair"}, good | {"uid": ""},
-                good | {"task": "chat"}, good | {"lang": "fr"}, good | {"target": ""}, good | {"width": None},
-                good | {"width": 0}, good | {"height": True}, good | {"prompt": 3}, text | {"prompt": "x"},
-                text | {"width": 5}, {k: v for k, v in good.items() if k != "height"}, good | {"source": ""}]
+    variants = [
+        good,
+        text,
+        good | {"schema": "ocr"},
+        good | {"schema": "pair"},
+        good | {"uid": ""},
+        good | {"task": "chat"},
+        good | {"lang": "fr"},
+        good | {"target": ""},
+        good | {"width": None},
+        good | {"width": 0},
+        good | {"height": True},
+        good | {"prompt": 3},
+        text | {"prompt": "x"},
+        text | {"width": 5},
+        {k: v for k, v in good.items() if k != "height"},
+        good | {"source": ""},
+    ]
     for v in variants:
         assert (task_error(v) is None) == (first_error("task", v) is None), v
 
@@ -195,6 +275,7 @@ def test_tar_member_reader_plain_and_pax(tmp_path):
     import tarfile
 
     from qwenvl_data.shards.reader import members
+
     for fmt in (tarfile.USTAR_FORMAT, tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
         path = tmp_path / f"{fmt}.tar"
         names = ["000001.jpg", "000001.json", "dir/" + "k" * 120 + ".txt", "é.json"]
@@ -211,7 +292,7 @@ def test_tar_member_reader_plain_and_pax(tmp_path):
         assert len(got) == (2 if fmt == tarfile.USTAR_FORMAT else 4)
         for name, off, size in got:
             i = names.index(name)
-            assert raw[off:off + size] == bytes([i]) * (700 * i + 1)
+            assert raw[off : off + size] == bytes([i]) * (700 * i + 1)
 
 
 def test_nesting_is_optimal_against_brute_force():
@@ -237,4 +318,5 @@ def test_nesting_is_optimal_against_brute_force():
                 if all(a[1] <= b[0] for a, b in zip(combo, combo[1:])):
                     best = max(best, sum(len(spans[c]) for c in combo))
         assert sum(len(spans[c]) for c in chosen) == best
+
     check()

@@ -1,6 +1,7 @@
 """`qwenvl-train` end to end on a tiny model and 16-sample shards: every stage overfits, freezes
 exactly what the paper freezes, chains through checkpoints, and a resumed run repeats the losses of
 an uninterrupted one."""
+
 import json
 import os
 
@@ -64,8 +65,27 @@ def test_three_stages_overfit_freeze_and_chain(work, tmp_path):
     tok.save_pretrained(str(tmp_path / "s0" / "tokenizer"))
     common = ["--workers", 0, "--shuffle-buffer", 16, "--min-lr", 2e-3, "--log-every", 1000]
 
-    run("--stage", 1, "--data", work / "stage1", "--out", tmp_path / "s1", "--init", tmp_path / "s0",
-        "--steps", 40, "--batch-size", 16, "--warmup", 3, "--lr", 1e-2, "--image-size", 56, *common)
+    run(
+        "--stage",
+        1,
+        "--data",
+        work / "stage1",
+        "--out",
+        tmp_path / "s1",
+        "--init",
+        tmp_path / "s0",
+        "--steps",
+        40,
+        "--batch-size",
+        16,
+        "--warmup",
+        3,
+        "--lr",
+        1e-2,
+        "--image-size",
+        56,
+        *common,
+    )
     s1 = losses(tmp_path / "s1")
     # stage 1 trains only the ViT and adapter under a frozen random LLM; the 205 reserved <|extra_N|>
     # tokens of the official layout (never in any target) keep logit mass the frozen LLM cannot take
@@ -73,9 +93,29 @@ def test_three_stages_overfit_freeze_and_chain(work, tmp_path):
     assert sum(s1[-3:]) / 3 <= 0.65 * s1[0], s1
     compare(init.state_dict(), weights(tmp_path / "s1"), ("llm.",))
 
-    run("--stage", 2, "--data", work / "stage2", "--out", tmp_path / "s2", "--init", tmp_path / "s1",
-        "--steps", 30, "--batch-size", 4, "--seq-len", 256, "--warmup", 2, "--lr", 5e-3, "--image-size", 112,
-        *common)
+    run(
+        "--stage",
+        2,
+        "--data",
+        work / "stage2",
+        "--out",
+        tmp_path / "s2",
+        "--init",
+        tmp_path / "s1",
+        "--steps",
+        30,
+        "--batch-size",
+        4,
+        "--seq-len",
+        256,
+        "--warmup",
+        2,
+        "--lr",
+        5e-3,
+        "--image-size",
+        112,
+        *common,
+    )
     s2 = losses(tmp_path / "s2")
     assert sum(s2[-4:]) / 4 <= 0.5 * s2[0], s2
     w2 = weights(tmp_path / "s2")
@@ -84,24 +124,79 @@ def test_three_stages_overfit_freeze_and_chain(work, tmp_path):
     before.load_checkpoint_state(weights(tmp_path / "s1"))
     compare(before.state_dict(), w2, ())
 
-    run("--stage", 3, "--data", work / "stage3", "--out", tmp_path / "s3", "--init", tmp_path / "s2",
-        "--steps", 20, "--batch-size", 16, "--seq-len", 256, "--warmup", 2, "--lr", 5e-3, "--image-size", 112,
-        *common)
+    run(
+        "--stage",
+        3,
+        "--data",
+        work / "stage3",
+        "--out",
+        tmp_path / "s3",
+        "--init",
+        tmp_path / "s2",
+        "--steps",
+        20,
+        "--batch-size",
+        16,
+        "--seq-len",
+        256,
+        "--warmup",
+        2,
+        "--lr",
+        5e-3,
+        "--image-size",
+        112,
+        *common,
+    )
     s3 = losses(tmp_path / "s3")
     assert sum(s3[-3:]) / 3 <= 0.5 * s3[0], s3
     compare(w2, weights(tmp_path / "s3"), ("visual.",))
 
     jpg = draw_scene(__import__("random").Random(1))[0]
     (tmp_path / "x.jpg").write_bytes(jpg)
-    assert chat_main(["--checkpoint", str(tmp_path / "s3"), "--image", str(tmp_path / "x.jpg"),
-                      "--prompt", "What is shown?", "--max-new-tokens", "12"]) == 0
+    assert (
+        chat_main(
+            [
+                "--checkpoint",
+                str(tmp_path / "s3"),
+                "--image",
+                str(tmp_path / "x.jpg"),
+                "--prompt",
+                "What is shown?",
+                "--max-new-tokens",
+                "12",
+            ]
+        )
+        == 0
+    )
 
 
 def test_resume_repeats_the_uninterrupted_losses(work, tmp_path):
-    args = ["--stage", 1, "--data", work / "stage1", "--tokenizer", work / "tok", "--steps", 7,
-            "--config", work / "tiny16.json", "--image-size", 56,
-            "--batch-size", 3, "--warmup", 2, "--lr", 2e-3, "--workers", 2, "--shuffle-buffer", 4,
-            "--log-every", 1000]
+    args = [
+        "--stage",
+        1,
+        "--data",
+        work / "stage1",
+        "--tokenizer",
+        work / "tok",
+        "--steps",
+        7,
+        "--config",
+        work / "tiny16.json",
+        "--image-size",
+        56,
+        "--batch-size",
+        3,
+        "--warmup",
+        2,
+        "--lr",
+        2e-3,
+        "--workers",
+        2,
+        "--shuffle-buffer",
+        4,
+        "--log-every",
+        1000,
+    ]
     run(*args, "--out", tmp_path / "full")
     run(*args, "--out", tmp_path / "cut", "--stop-at", 4)
     assert checkpoint.latest_step(tmp_path / "cut") == 4
@@ -113,7 +208,20 @@ def test_resume_repeats_the_uninterrupted_losses(work, tmp_path):
 
 
 def test_bad_usage_is_one_line(work, tmp_path, capsys):
-    assert train_main(["--stage", "1", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"),
-                       "--tokenizer", str(work / "tok")]) == 2
+    assert (
+        train_main(
+            [
+                "--stage",
+                "1",
+                "--data",
+                str(tmp_path / "none"),
+                "--out",
+                str(tmp_path / "o"),
+                "--tokenizer",
+                str(work / "tok"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("qwenvl-train: error: no training shards")

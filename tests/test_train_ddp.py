@@ -1,5 +1,6 @@
 """`torchrun --nproc_per_node 2 qwenvl-train` on CPU (gloo DDP): the ranks train on disjoint shards,
 the logged loss is the mean of the ranks' own losses, and rank 0 alone writes one checkpoint."""
+
 import json
 import os
 import re
@@ -40,11 +41,42 @@ def test_two_rank_ddp_splits_data_and_rank0_writes_one_checkpoint(tmp_path):
     (tmp_path / "tiny64.json").write_text(json.dumps(cfg))
     data = write_stage_shards(tmp_path / "stage1", 1, 16, shards=2)
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "qwenvl_data.model.train", "--stage", "1", "--data", str(data), "--out", str(out),
-           "--tokenizer", str(tmp_path / "tok"), "--config", str(tmp_path / "tiny64.json"),
-           "--image-size", str(SIZE), "--seq-len", str(SEQ), "--steps", "3", "--batch-size", str(BATCH),
-           "--warmup", "1", "--workers", "0", "--shuffle-buffer", "8", "--log-every", "1000"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "qwenvl_data.model.train",
+        "--stage",
+        "1",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--tokenizer",
+        str(tmp_path / "tok"),
+        "--config",
+        str(tmp_path / "tiny64.json"),
+        "--image-size",
+        str(SIZE),
+        "--seq-len",
+        str(SEQ),
+        "--steps",
+        "3",
+        "--batch-size",
+        str(BATCH),
+        "--warmup",
+        "1",
+        "--workers",
+        "0",
+        "--shuffle-buffer",
+        "8",
+        "--log-every",
+        "1000",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -56,8 +88,13 @@ def test_two_rank_ddp_splits_data_and_rank0_writes_one_checkpoint(tmp_path):
     assert sorted(shards.values()) == ["stage1-jpg-000000.tar", "stage1-jpg-000001.tar"]
 
     # exactly one checkpoint (the last step), complete: no leftover .tmp- files of an interrupted write
-    assert sorted(p.name for p in out.iterdir()) == ["log.jsonl", "meta_000003.json", "model_000003.pt",
-                                                      "optim_000003.pt", "tokenizer"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "log.jsonl",
+        "meta_000003.json",
+        "model_000003.pt",
+        "optim_000003.pt",
+        "tokenizer",
+    ]
     meta = json.loads((out / "meta_000003.json").read_text())
     assert meta["step"] == 3 and len(meta["data_positions"]) == 2 and len(meta["rng"]) == 2
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]

@@ -1,5 +1,6 @@
 """The shared vocabulary (qwenvl_data/vocab.py) is the one source of truth: the schemas, the formats
 and the code that judges image members agree with it, and no module keeps its own copy."""
+
 import json
 import re
 from pathlib import Path
@@ -45,10 +46,19 @@ def test_special_tokens_official_order():
     assert vocab.QWEN_SPECIAL_START + toks.index("<imgpad>") == 151859
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("KEY.jpg", True), ("KEY.JPG", True), ("a.b.webp", True), ("img0.PNG", True), ("jpeg", True),
-    ("KEY.json", False), ("KEY.txt", False), ("KEY.jpg.json", False),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("KEY.jpg", True),
+        ("KEY.JPG", True),
+        ("a.b.webp", True),
+        ("img0.PNG", True),
+        ("jpeg", True),
+        ("KEY.json", False),
+        ("KEY.txt", False),
+        ("KEY.jpg.json", False),
+    ],
+)
 def test_image_extensions_case_insensitive(name, expected):
     assert vocab.is_image_ext(name) is expected
 
@@ -57,9 +67,11 @@ def test_no_module_keeps_a_copy_of_the_shared_lists():
     """A literal task tuple, special-token list or image-extension tuple outside vocab.py is a copy
     that can drift; the code imports vocab instead."""
     copies = []
-    patterns = [re.compile(r'\(\s*"caption",\s*"vqa",\s*"grounding"'),
-                re.compile(r'\[\s*"<img>",\s*"</img>",\s*"<imgpad>"'),
-                re.compile(r'IMAGE_EXTS\s*=\s*[\(\[]')]
+    patterns = [
+        re.compile(r'\(\s*"caption",\s*"vqa",\s*"grounding"'),
+        re.compile(r'\[\s*"<img>",\s*"</img>",\s*"<imgpad>"'),
+        re.compile(r"IMAGE_EXTS\s*=\s*[\(\[]"),
+    ]
     for folder in ("qwenvl_data", "pipelines", "model"):
         for path in (ROOT / folder).rglob("*.py"):
             if path.name == "vocab.py":

@@ -5,6 +5,7 @@
 `local` (process pool + hash-partitioned spill files), `beam` (GroupByKey shuffle; FnApiRunner here,
 any runner by pipeline options), `ray` (Ray Data groupby shuffle; local Ray or --ray-address).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -15,7 +16,7 @@ ENGINES = ("local", "beam", "ray")
 
 @dataclass
 class EngineOptions:
-    workers: int = 0                   # 0: one per core
+    workers: int = 0  # 0: one per core
     ray_address: str | None = None
     beam_args: list = field(default_factory=list)
     progress: bool = True

@@ -2,6 +2,7 @@
 
 Starts a local Ray on demand (sized by --workers) or joins a cluster with --ray-address.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,6 +16,7 @@ class _MapChunks:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from qwenvl_data.pipelines.filter_job import Chunk
+
         out = []
         for spec in batch.to_pylist():
             spec["columns"] = tuple(tuple(c) for c in spec["columns"])
@@ -22,6 +24,7 @@ class _MapChunks:
                 out.append(table.append_column("part", pa.array([part] * table.num_rows, pa.int32())))
         if not out:
             from qwenvl_data.pipelines.filter_job import CANDIDATE_SCHEMA
+
             schema = pa.schema(list(CANDIDATE_SCHEMA) + [pa.field("part", pa.int32())])
             return schema.empty_table()
         return pa.concat_tables(out)
@@ -50,13 +53,19 @@ def run(job, chunks, options) -> None:
     try:
         specs = [asdict(c) for c in chunks]
         ds = ray.data.from_items(specs, override_num_blocks=max(1, len(specs)))
-        cands = ds.map_batches(_MapChunks, fn_constructor_args=(job,), batch_size=1, batch_format="pyarrow",
-                               concurrency=options.workers or os.cpu_count())
+        cands = ds.map_batches(
+            _MapChunks,
+            fn_constructor_args=(job,),
+            batch_size=1,
+            batch_format="pyarrow",
+            concurrency=options.workers or os.cpu_count(),
+        )
         # One hash partition of the shuffle per URL partition: Ray's default (200) would mean 200 tiny
         # shuffle tasks for a handful of groups. One reduce actor: a second one would wait for CPUs
         # that the map actors hold, and on a small node the pipeline would never finish.
         result = cands.groupby("part", num_partitions=job.num_partitions).map_groups(
-            _ReducePartition, fn_constructor_args=(job,), batch_format="pyarrow", concurrency=1)
+            _ReducePartition, fn_constructor_args=(job,), batch_format="pyarrow", concurrency=1
+        )
         result.materialize()
     finally:
         stop_ray(started)

@@ -12,6 +12,7 @@ credentials of the object store) go to every worker through the job's runtime_en
 and write the same s3:// or gs:// outputs as the driver. If Ray is already up in this process it is
 reused and left running.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,12 @@ def worker_env() -> dict:
     return {k: v for k, v in os.environ.items() if k.startswith(_FORWARD)}
 
 
-def start_ray(address: str | None = None, workers: int | None = None,
-              object_store_memory: float | None = None, progress: bool = False) -> bool:
+def start_ray(
+    address: str | None = None,
+    workers: int | None = None,
+    object_store_memory: float | None = None,
+    progress: bool = False,
+) -> bool:
     """Start or join Ray; True when this call started it (the caller then stops it)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
@@ -33,13 +38,15 @@ def start_ray(address: str | None = None, workers: int | None = None,
     if ray.is_initialized():
         _configure(ray, progress)
         return False
-    kwargs: dict = {"include_dashboard": False, "log_to_driver": False,
-                    "runtime_env": {"env_vars": worker_env()}}
+    kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "runtime_env": {"env_vars": worker_env()}}
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=max(1, int(workers or os.cpu_count() or 1)),
-                 object_store_memory=int(float(object_store_memory or 256 * 1024**2)), **kwargs)
+        ray.init(
+            num_cpus=max(1, int(workers or os.cpu_count() or 1)),
+            object_store_memory=int(float(object_store_memory or 256 * 1024**2)),
+            **kwargs,
+        )
     _configure(ray, progress)
     return True
 
@@ -58,8 +65,12 @@ def stop_ray(started: bool) -> None:
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None = None, workers: int | None = None,
-                object_store_memory: float | None = None, progress: bool = False):
+def ray_session(
+    address: str | None = None,
+    workers: int | None = None,
+    object_store_memory: float | None = None,
+    progress: bool = False,
+):
     started = start_ray(address, workers, object_store_memory, progress)
     try:
         import ray
@@ -84,4 +95,3 @@ def one_line_errors():
         if cause is not e and isinstance(cause, QwenVLDataError):
             raise type(cause)(str(cause).splitlines()[0]) from None
         raise
-

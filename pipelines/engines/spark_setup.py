@@ -10,6 +10,7 @@
   the object store's endpoint and credentials) as `spark.executorEnv.*`, as Ray workers do.
 Needs pyspark (a dependency) and Java 17+ (`make setup` installs Debian's default-jre-headless).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,10 @@ from qwenvl_data.pipelines.engines.ray_setup import worker_env
 
 def check_java() -> None:
     if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
-        raise UsageError("--engine spark needs a Java 17+ runtime: run `make setup` (installs Debian's "
-                         "default-jre-headless) or set JAVA_HOME")
+        raise UsageError(
+            "--engine spark needs a Java 17+ runtime: run `make setup` (installs Debian's "
+            "default-jre-headless) or set JAVA_HOME"
+        )
 
 
 @contextlib.contextmanager
@@ -41,9 +44,13 @@ def spark_session(master: str | None = None, workers: int | None = None, driver_
         yield active
         return
     local = not master or master.startswith("local")
-    builder = (SparkSession.builder.master(master or f"local[{max(1, int(workers or os.cpu_count() or 1))}]")
-               .appName("qwenvl-data").config("spark.driver.memory", driver_memory)
-               .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "true"))
+    builder = (
+        SparkSession.builder.master(master or f"local[{max(1, int(workers or os.cpu_count() or 1))}]")
+        .appName("qwenvl-data")
+        .config("spark.driver.memory", driver_memory)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "true")
+    )
     if local:
         builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
     for key, value in worker_env().items():

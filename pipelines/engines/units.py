@@ -12,6 +12,7 @@
 - Progress: a tqdm bar of units (stderr, at most one refresh a second) on every engine.
 `fn` and the units must be picklable (module-level function, plain dataclasses).
 """
+
 from __future__ import annotations
 
 import os
@@ -26,9 +27,17 @@ from qwenvl_data.pipelines.engines.ray_setup import one_line_errors, ray_session
 ENGINES = ("local", "ray")
 
 
-def map_units(fn: Callable[[Any], Any], units: Sequence, engine: str = "local", workers: int | None = None,
-              ray_address: str | None = None, done: Callable[[Any], bool] | None = None, desc: str = "units",
-              progress: bool = True, object_store_memory: float | None = 2e8) -> list:
+def map_units(
+    fn: Callable[[Any], Any],
+    units: Sequence,
+    engine: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    done: Callable[[Any], bool] | None = None,
+    desc: str = "units",
+    progress: bool = True,
+    object_store_memory: float | None = 2e8,
+) -> list:
     if engine not in ENGINES:
         raise ValueError(f"engine {engine!r}: one of {ENGINES}")
     results: list = [None] * len(units)

@@ -5,6 +5,7 @@ field; the filter stage's pair parquet serves as is. Paragraphs are read once pe
 list; pages pick paragraphs by index from their own seeded generator, so a page's text depends only
 on (seed, page number), never on which worker drew it.
 """
+
 from __future__ import annotations
 
 import json
@@ -85,8 +86,11 @@ def _lang_rows(path: Path, lang: str) -> list[str]:
     if column is None:
         raise BadInput(f"{path}: no text column (expected one of {', '.join(TEXT_COLUMNS)})")
     table = pq.read_table(path, columns=[column, "lang"])
-    return [p for t, lg in zip(table.column(0).to_pylist(), table.column(1).to_pylist())
-            if lg == lang and (p := clean_paragraph(t))]
+    return [
+        p
+        for t, lg in zip(table.column(0).to_pylist(), table.column(1).to_pylist())
+        if lg == lang and (p := clean_paragraph(t))
+    ]
 
 
 _FAKER_LOCALE = {"en": "en_US", "zh": "zh_CN"}
@@ -109,6 +113,6 @@ def faker_corpus(lang: str, size: int = 2000, seed: int = 0) -> list[str]:
             text = fake.sentence(nb_words=6)
         else:
             text = fake.paragraph(nb_sentences=4)
-        if (p := clean_paragraph(text)):
+        if p := clean_paragraph(text):
             out.append(p)
     return out

@@ -5,14 +5,21 @@
 The PDF is made with matplotlib's PDF backend (real text objects, so pdfium reports character
 boxes); the HTML page has English and Chinese blocks and a link to an image that must never load.
 """
+
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-EN = ["Annual report of the data team", "", "We cleaned one billion image-text pairs this year.",
-      "Every rule and its threshold lives in one YAML file,", "and every dropped row carries its reason.",
-      "Synthetic pages are rendered with their line quads;", "real PDF pages keep pdfium's character boxes."]
+EN = [
+    "Annual report of the data team",
+    "",
+    "We cleaned one billion image-text pairs this year.",
+    "Every rule and its threshold lives in one YAML file,",
+    "and every dropped row carries its reason.",
+    "Synthetic pages are rendered with their line quads;",
+    "real PDF pages keep pdfium's character boxes.",
+]
 HTML = """<!doctype html><html><head><meta charset="utf-8"><style>
 body { margin: 48px; font-family: sans-serif; color: #222; background: #fdfcf7 }
 h1 { font-size: 34px } p { font-size: 19px; line-height: 1.5; max-width: 820px }

@@ -5,6 +5,7 @@ folded into a single 3x3 matrix. The paper is warped once with it (cv2.warpPersp
 word and line corner goes through the same matrix, so quads enclose their ink by construction.
 Photometric effects (shadow, blur, noise, JPEG) never move anything.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,7 +42,7 @@ def photo_background(source: str | Path | bytes, w: int, h: int, rng: np.random.
     scale = max(w / iw, h / ih)
     cw, ch = min(iw, int(np.ceil(w / scale))), min(ih, int(np.ceil(h / scale)))
     x, y = int(rng.integers(0, iw - cw + 1)), int(rng.integers(0, ih - ch + 1))
-    crop = img[y:y + ch, x:x + cw]
+    crop = img[y : y + ch, x : x + cw]
     return cv2.cvtColor(cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
 
 
@@ -53,8 +54,16 @@ def paper(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return cv2.resize(small.astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def camera(rng: np.random.Generator, paper_w: int, paper_h: int, out_w: int, out_h: int,
-           rotate_deg: float, perspective: float, fill: tuple[float, float]) -> np.ndarray:
+def camera(
+    rng: np.random.Generator,
+    paper_w: int,
+    paper_h: int,
+    out_w: int,
+    out_h: int,
+    rotate_deg: float,
+    perspective: float,
+    fill: tuple[float, float],
+) -> np.ndarray:
     """Homography paper -> image: rotate about the centre, tilt the corners by up to `perspective`
     of the paper size, then scale and move so the whole paper lands inside the image."""
     corners = np.array([[0, 0], [paper_w, 0], [paper_w, paper_h], [0, paper_h]], np.float32)
@@ -83,8 +92,7 @@ def warp_paper(page: np.ndarray, matrix: np.ndarray, background: np.ndarray) -> 
     """Paste the warped paper onto (a copy of) the background; outside the paper stays background."""
     out = background.copy()
     h, w = background.shape[:2]
-    cv2.warpPerspective(page, matrix, (w, h), dst=out, flags=cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_TRANSPARENT)
+    cv2.warpPerspective(page, matrix, (w, h), dst=out, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
     return out
 
 
@@ -118,13 +126,12 @@ def noise(rng: np.random.Generator, img: np.ndarray, sigma: float) -> np.ndarray
     h, w = img.shape[:2]
     side = (max(h, w) // 256 + 2) * 256
     y, x = (int(v) for v in rng.integers(0, side - max(h, w) + 1, 2))
-    n = cv2.multiply(_noise_tile(side)[y:y + h, x:x + w], float(sigma))  # type: ignore[call-overload]
+    n = cv2.multiply(_noise_tile(side)[y : y + h, x : x + w], float(sigma))  # type: ignore[call-overload]
     return cv2.add(img, cv2.merge([n, n, n]), dtype=cv2.CV_8U)
 
 
 def encode_jpeg(img: np.ndarray, quality: int) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return buf.tobytes()

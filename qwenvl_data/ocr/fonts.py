@@ -7,6 +7,7 @@
   whose cmap holds every character of it: a missing glyph would draw a tofu box that the target
   text does not describe.
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,8 +21,15 @@ from ..errors import UsageError
 
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc")
 # Latin files from matplotlib worth drawing body text with (its STIX/cm files are math symbol sets).
-_MPL_TEXT_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSerif.ttf",
-                   "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSansMono.ttf")
+_MPL_TEXT_FONTS = (
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSans-Oblique.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSerif-Italic.ttf",
+    "DejaVuSansMono.ttf",
+)
 # Characters needed to call a font usable for a language at all (cheap screening, not the line check).
 _LANG_PROBE = {"en": "AaZz09", "zh": "的一是中"}
 

@@ -6,6 +6,7 @@ own JavaScript and service workers are off (our measuring script runs in Playwri
 and the HTML is handed over with set_content, not fetched. Playwright's bundled browsers are never
 used or downloaded (`executable_path`).
 """
+
 from __future__ import annotations
 
 import os
@@ -22,9 +23,16 @@ from .page_filters import compile_ranges, page_reason
 from .real_page import group_lines, page_uid, real_sample
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-               "--disable-dev-shm-usage"]
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
 
 # Visible characters of the body in DOM order, each with its viewport rectangle; a newline between
 # block-level elements so that two short blocks side by side never merge into one line.
@@ -55,10 +63,12 @@ def fontconfig_file(folder: str) -> str:
     without CJK fonts would otherwise render Chinese pages as tofu boxes."""
     dirs = sorted({str(p.parent) for p in default_font_files()})
     conf = Path(folder) / "fonts.conf"
-    conf.write_text('<?xml version="1.0"?><!DOCTYPE fontconfig SYSTEM "fonts.dtd"><fontconfig>'
-                    '<include ignore_missing="yes">/etc/fonts/fonts.conf</include>'
-                    + "".join(f"<dir>{d}</dir>" for d in dirs)
-                    + f"<cachedir>{folder}/fc-cache</cachedir></fontconfig>")
+    conf.write_text(
+        '<?xml version="1.0"?><!DOCTYPE fontconfig SYSTEM "fonts.dtd"><fontconfig>'
+        '<include ignore_missing="yes">/etc/fonts/fonts.conf</include>'
+        + "".join(f"<dir>{d}</dir>" for d in dirs)
+        + f"<cachedir>{folder}/fc-cache</cachedir></fontconfig>"
+    )
     return str(conf)
 
 
@@ -88,9 +98,17 @@ class HtmlRenderer:
         self._pw = sync_playwright().start()
         w, h = self.cfg["viewport"]
         self._context = self._pw.chromium.launch_persistent_context(
-            self._profile, executable_path=chromium_path(), headless=True, args=LAUNCH_ARGS,
-            viewport={"width": int(w), "height": int(h)}, device_scale_factor=1,
-            java_script_enabled=False, service_workers="block", offline=True, env=env)
+            self._profile,
+            executable_path=chromium_path(),
+            headless=True,
+            args=LAUNCH_ARGS,
+            viewport={"width": int(w), "height": int(h)},
+            device_scale_factor=1,
+            java_script_enabled=False,
+            service_workers="block",
+            offline=True,
+            env=env,
+        )
         self._context.route("**/*", lambda route: route.abort())
         self.requests_blocked = 0
         self._context.on("request", self._count)

@@ -6,6 +6,7 @@ mean absolute difference from that background over the quad, `band` the same ove
 in its quad gives inside >> band; a quad that slid off its text gives inside ~ band. Used by the
 tests and handy when adding a new page source.
 """
+
 from __future__ import annotations
 
 import cv2

@@ -5,6 +5,7 @@ of other non-space characters is one token. The same rule wraps English on space
 any two characters, and a line's text is exactly the concatenation of its tokens, so what is drawn,
 what is measured and what lands in the target are one string.
 """
+
 from __future__ import annotations
 
 import re
@@ -32,9 +33,9 @@ class Word:
 @dataclass
 class Line:
     text: str
-    x: float            # pen position (left) and baseline where the line is drawn
+    x: float  # pen position (left) and baseline where the line is drawn
     baseline: float
-    font: str           # font file path
+    font: str  # font file path
     size: int
     color: tuple[int, int, int]
     box: tuple[float, float, float, float]
@@ -131,8 +132,9 @@ def wrap(paragraph: str, m: Measure, width: float) -> list[list[str]] | None:
     return lines
 
 
-def place_line(toks: list[str], m: Measure, x: float, baseline: float, font: str, size: int,
-               color, pad: float) -> Line | None:
+def place_line(
+    toks: list[str], m: Measure, x: float, baseline: float, font: str, size: int, color, pad: float
+) -> Line | None:
     """Word ink boxes of one line drawn with pen at (x, baseline); the line box is their union."""
     text = "".join(toks)
     spans, pen = [], x
@@ -145,10 +147,10 @@ def place_line(toks: list[str], m: Measure, x: float, baseline: float, font: str
         return None
     # Words share the line's ink extent vertically: one band per line reads better than ragged boxes.
     top, bottom = min(s[3] for s in spans), max(s[4] for s in spans)
-    words = [Word(t, (x0 - pad, baseline + top - pad, x0 + wd + pad, baseline + bottom + pad))
-             for t, x0, wd, _, _ in spans]
-    box = (min(w.box[0] for w in words), baseline + top - pad, max(w.box[2] for w in words),
-           baseline + bottom + pad)
+    words = [
+        Word(t, (x0 - pad, baseline + top - pad, x0 + wd + pad, baseline + bottom + pad)) for t, x0, wd, _, _ in spans
+    ]
+    box = (min(w.box[0] for w in words), baseline + top - pad, max(w.box[2] for w in words), baseline + bottom + pad)
     return Line(text, x, baseline, font, size, color, box, words)
 
 
@@ -157,14 +159,21 @@ class LayoutStyle:
     """Knobs of one page's layout (sizes in paper pixels)."""
 
     sizes: tuple[int, ...]
-    line_spacing: tuple[float, float]   # baseline pitch as a multiple of the font size
-    margin: float                       # fraction of the paper width
+    line_spacing: tuple[float, float]  # baseline pitch as a multiple of the font size
+    margin: float  # fraction of the paper width
     max_lines: int
     pad: float = 1.5
 
 
-def layout_page(rng: np.random.Generator, width: int, height: int, corpus: list[str], fonts: FontSet,
-                style: LayoutStyle, inks: list[tuple[int, int, int]]) -> tuple[list[Line], int]:
+def layout_page(
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    corpus: list[str],
+    fonts: FontSet,
+    style: LayoutStyle,
+    inks: list[tuple[int, int, int]],
+) -> tuple[list[Line], int]:
     """Fill 1 or 2 columns with paragraph blocks; returns lines in reading order (column by column,
     top to bottom) and the number of paragraphs skipped because no font covers them or a word is
     wider than the column."""

@@ -2,6 +2,7 @@
 
 Order matters only for which reason a page that fails several is counted under: the first failing.
 """
+
 from __future__ import annotations
 
 import re

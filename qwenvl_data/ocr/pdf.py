@@ -3,6 +3,7 @@
 pdfium's boxes are in PDF points with the origin at the bottom left; pixels = points * scale with y
 flipped. Pages are checked with the paper's filters (page_filters) and rejected with a reason.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

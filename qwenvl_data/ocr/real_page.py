@@ -6,6 +6,7 @@ newline or a character whose vertical centre leaves the current line's band (or 
 the left) starts a new line. Words follow the same token rule as synthetic pages (a CJK character is
 a word of its own), so the three sources agree on what a word is.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,14 +34,16 @@ def _close_line(chars: list, lines: list):
     text = "".join(c for c, _ in chars)
     words = []
     for m in _WORD.finditer(text):
-        boxes = [b for _, b in chars[m.start():m.end()] if b is not None]
+        boxes = [b for _, b in chars[m.start() : m.end()] if b is not None]
         if boxes:
             a = np.array(boxes)
-            words.append({"text": m.group(), "quad": _corners(a[:, 0].min(), a[:, 1].min(),
-                                                              a[:, 2].max(), a[:, 3].max())})
+            words.append(
+                {"text": m.group(), "quad": _corners(a[:, 0].min(), a[:, 1].min(), a[:, 2].max(), a[:, 3].max())}
+            )
     a = np.array([b for _, b in chars if b is not None])
-    lines.append({"text": text, "words": words,
-                  "quad": _corners(a[:, 0].min(), a[:, 1].min(), a[:, 2].max(), a[:, 3].max())})
+    lines.append(
+        {"text": text, "words": words, "quad": _corners(a[:, 0].min(), a[:, 1].min(), a[:, 2].max(), a[:, 3].max())}
+    )
 
 
 def group_lines(chars) -> list[dict]:
@@ -87,8 +90,14 @@ def guess_lang(text: str) -> str:
 
 def real_sample(uid: str, source: str, width: int, height: int, lines: list[dict], extra: dict):
     """The OCR sample of a real page; lines not wholly inside the image are dropped by ocr_sample."""
-    inside = [ln for ln in lines if ln["quad"][:, 0].min() >= 0 and ln["quad"][:, 1].min() >= 0
-              and ln["quad"][:, 0].max() <= width and ln["quad"][:, 1].max() <= height]
+    inside = [
+        ln
+        for ln in lines
+        if ln["quad"][:, 0].min() >= 0
+        and ln["quad"][:, 1].min() >= 0
+        and ln["quad"][:, 0].max() <= width
+        and ln["quad"][:, 1].max() <= height
+    ]
     text = "\n".join(ln["text"] for ln in inside)
     sample, _ = ocr_sample(uid, source, guess_lang(text), width, height, inside, extra)
     return sample, text, len(lines) - len(inside)

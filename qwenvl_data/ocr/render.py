@@ -6,6 +6,7 @@ bytes for the same page. Speed comes from drawing each line once with PIL on the
 pixels with one cv2 warp, and moving quads with the same matrix (no per-glyph rendering, no
 re-rendering after effects).
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,9 @@ class Resources:
     backgrounds: list  # image file paths, or encoded image bytes read from pair shards
 
 
-def load_resources(lang: str, cfg: dict, corpus: str | None = None, fonts: str | None = None,
-                   backgrounds: str | None = None) -> Resources:
+def load_resources(
+    lang: str, cfg: dict, corpus: str | None = None, fonts: str | None = None, backgrounds: str | None = None
+) -> Resources:
     text = load_corpus(corpus, lang) if corpus else faker_corpus(lang, cfg["corpus_size"], cfg["corpus_seed"])
     return Resources(lang, fonts_for(lang, fonts), text, background_sources(backgrounds, cfg))
 
@@ -54,8 +56,9 @@ def background_sources(folder: str | None, cfg: dict) -> list:
         for _, members in iter_tar_samples(tar):
             if budget <= 0:
                 return out
-            image = next((members[e] for e in sorted(members) if "." + e.rsplit(".", 1)[-1]
-                          in effects.IMAGE_SUFFIXES), None)
+            image = next(
+                (members[e] for e in sorted(members) if "." + e.rsplit(".", 1)[-1] in effects.IMAGE_SUFFIXES), None
+            )
             if image is not None:
                 out.append(image)
                 budget -= 1
@@ -102,7 +105,7 @@ def draw_lines(page: np.ndarray, lines) -> np.ndarray:
                 cx1, cy1 = min(gx + mask.shape[1], x1 - x0), min(gy + mask.shape[0], y1 - y0)
                 if cx1 > cx0 and cy1 > cy0:
                     sub = cover[cy0:cy1, cx0:cx1]
-                    np.maximum(sub, mask[cy0 - gy:cy1 - gy, cx0 - gx:cx1 - gx], out=sub)
+                    np.maximum(sub, mask[cy0 - gy : cy1 - gy, cx0 - gx : cx1 - gx], out=sub)
             pen += m.char(c)[0]
         alpha = cover[..., None].astype(np.uint16)
         region = page[y0:y1, x0:x1]
@@ -114,8 +117,7 @@ def draw_lines(page: np.ndarray, lines) -> np.ndarray:
 def _corners(boxes: np.ndarray) -> np.ndarray:
     """(N, 4) x1 y1 x2 y2 -> (N, 4, 2) clockwise from top-left."""
     x1, y1, x2, y2 = boxes.T
-    return np.stack([np.stack([x1, y1], 1), np.stack([x2, y1], 1),
-                     np.stack([x2, y2], 1), np.stack([x1, y2], 1)], 1)
+    return np.stack([np.stack([x1, y1], 1), np.stack([x2, y1], 1), np.stack([x2, y2], 1), np.stack([x1, y2], 1)], 1)
 
 
 def render_page(cfg: dict, res: Resources, seed: int, page_no: int) -> tuple[bytes, dict, dict]:
@@ -145,8 +147,15 @@ def render_page(cfg: dict, res: Resources, seed: int, page_no: int) -> tuple[byt
     for i, ln in enumerate(lines):
         words = [{"text": wd.text, "quad": word_q[k + j]} for j, wd in enumerate(ln.words)]
         k += len(ln.words)
-        records.append({"text": ln.text, "quad": line_q[i], "words": words,
-                        "font": os.path.basename(ln.font), "font_size": ln.size})
+        records.append(
+            {
+                "text": ln.text,
+                "quad": line_q[i],
+                "words": words,
+                "font": os.path.basename(ln.font),
+                "font_size": ln.size,
+            }
+        )
     source = f"synthdog-{lang}"
     uid = f"{source}-s{seed}-{page_no:09d}"
     sample, dropped = ocr_sample(uid, source, lang, w, h, records, {"seed": int(seed), "page": int(page_no)})

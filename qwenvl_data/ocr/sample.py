@@ -4,6 +4,7 @@ Shared by synthetic, PDF and HTML pages: every normalisation goes through qwenvl
 numpy form, one call per line's words rather than one per coordinate), and the target is built from
 the same structured lines it is stored beside, so the two never disagree.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,13 +24,19 @@ def quads_to_bins(quads: np.ndarray, width: int, height: int):
     clo, chi = np.clip(lo, 0, size), np.clip(hi, 0, size)
     inside = np.isfinite(quads).all((1, 2)) & (chi > clo).all(1)
     qb = np.stack([normalise(quads[..., 0], width), normalise(quads[..., 1], height)], -1)
-    bb = np.concatenate([np.stack([normalise(clo[:, 0], width), normalise(clo[:, 1], height)], -1),
-                         np.stack([normalise(chi[:, 0], width), normalise(chi[:, 1], height)], -1)], 1)
+    bb = np.concatenate(
+        [
+            np.stack([normalise(clo[:, 0], width), normalise(clo[:, 1], height)], -1),
+            np.stack([normalise(chi[:, 0], width), normalise(chi[:, 1], height)], -1),
+        ],
+        1,
+    )
     return qb, bb, inside, inside & degenerate(bb)
 
 
-def ocr_sample(uid: str, source: str, lang: str, width: int, height: int, lines: list[dict],
-               extra: dict | None = None) -> tuple[dict, dict[str, int]]:
+def ocr_sample(
+    uid: str, source: str, lang: str, width: int, height: int, lines: list[dict], extra: dict | None = None
+) -> tuple[dict, dict[str, int]]:
     """`lines`: [{'text', 'quad': (4,2) px, 'words': [{'text', 'quad'}], ...extra keys kept}].
     Returns (sample json, counts of what was left out: lines outside the image `lines_outside_image`,
     lines `degenerate_box`, words `degenerate_word_box`; a word outside the image is left out uncounted)."""
@@ -43,17 +50,33 @@ def ocr_sample(uid: str, source: str, lang: str, width: int, height: int, lines:
         words = []
         if line.get("words"):
             wq, wb, wok, wdeg = quads_to_bins(np.array([w["quad"] for w in line["words"]]), width, height)
-            words = [{"text": w["text"], "quad": wq[j].tolist(), "box": wb[j].tolist()}
-                     for j, w in enumerate(line["words"]) if wok[j] and not wdeg[j]]
+            words = [
+                {"text": w["text"], "quad": wq[j].tolist(), "box": wb[j].tolist()}
+                for j, w in enumerate(line["words"])
+                if wok[j] and not wdeg[j]
+            ]
             dropped["degenerate_word_box"] += int(wdeg.sum())
         entry = {k: v for k, v in line.items() if k not in ("quad", "words")}
         quad = lq[i].tolist()
-        entry.update(quad=quad, box=lb[i].tolist(), words=words,
-                     quad_px=np.round(np.asarray(line["quad"], np.float64), 1).tolist())
+        entry.update(
+            quad=quad,
+            box=lb[i].tolist(),
+            words=words,
+            quad_px=np.round(np.asarray(line["quad"], np.float64), 1).tolist(),
+        )
         out_lines.append(entry)
         parts.append(format_ref(line["text"]) + format_quad(quad))
-    sample = {"schema": "ocr", "uid": uid, "source": source, "task": "ocr", "lang": lang,
-              "prompt": PROMPT, "target": "".join(parts), "width": int(width), "height": int(height),
-              "lines": out_lines}
+    sample = {
+        "schema": "ocr",
+        "uid": uid,
+        "source": source,
+        "task": "ocr",
+        "lang": lang,
+        "prompt": PROMPT,
+        "target": "".join(parts),
+        "width": int(width),
+        "height": int(height),
+        "lines": out_lines,
+    }
     sample.update(extra or {})
     return sample, dropped

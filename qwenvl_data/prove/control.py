@@ -5,6 +5,7 @@ sample of the same task (a seeded derangement within each task), so the control 
 images and the same texts in the same proportions, only never together. What a model trained on it
 learns is what the text alone predicts; the gap to the real run is what the pixels taught.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,5 +64,4 @@ def shuffle_shards(src: str | Path, dst: str | Path, seed: int = 0) -> dict:
                 moved += donor[i] != i
                 w.add(key, out, {"key": key})
             w.close({"shuffled_from": str(tar)})
-    return {"samples": len(samples), "moved": moved,
-            "by_task": {g.split(":")[0]: len(v) for g, v in by_task.items()}}
+    return {"samples": len(samples), "moved": moved, "by_task": {g.split(":")[0]: len(v) for g, v in by_task.items()}}

@@ -6,6 +6,7 @@ scenes converted by `tasks` (ref_grounding samples: the expression and its box i
 (`load_model`, `load_image` at the checkpoint's resolution, `prompt_segments`, greedy `generate`);
 the answers are parsed with `boxes.parse_refs` and scored per language (qwenvl_data/prove/metrics.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,13 +21,14 @@ from . import metrics
 LANGS = ("en", "zh")
 
 
-def _image(files: dict) -> bytes:
+def _image(files: dict) -> bytes | None:
     return files.get("jpg") or files.get("png")
 
 
 def grounding_set(tasks_dir: Path, per_lang: int) -> list[dict]:
     """The first `per_lang` held-out ref_grounding queries of each language, in shard order."""
-    out, taken = [], Counter()
+    out: list[dict] = []
+    taken: Counter[str] = Counter()
     for tar in sorted(Path(tasks_dir).rglob("*.tar")):
         for _, files in iter_tar_samples(tar):
             meta = json.loads(files["json"])
@@ -37,21 +39,38 @@ def grounding_set(tasks_dir: Path, per_lang: int) -> list[dict]:
             if taken[lang] >= per_lang:
                 continue
             taken[lang] += 1
-            out.append({"uid": meta["uid"], "image": _image(files), "prompt": meta["prompt"], "ref": ref,
-                        "lang": lang, "true": tuple(meta["objects"][0]["box"]), "image_ref": meta.get("image_ref")})
+            out.append(
+                {
+                    "uid": meta["uid"],
+                    "image": _image(files),
+                    "prompt": meta["prompt"],
+                    "ref": ref,
+                    "lang": lang,
+                    "true": tuple(meta["objects"][0]["box"]),
+                    "image_ref": meta.get("image_ref"),
+                }
+            )
     return out
 
 
 def ocr_set(ocr_dir: Path, per_lang: int) -> list[dict]:
-    out, taken = [], Counter()
+    out: list[dict] = []
+    taken: Counter[str] = Counter()
     for tar in sorted(Path(ocr_dir).glob("*.tar")):
         for _, files in iter_tar_samples(tar):
             meta = json.loads(files["json"])
             if taken[meta["lang"]] >= per_lang:
                 continue
             taken[meta["lang"]] += 1
-            out.append({"uid": meta["uid"], "image": _image(files), "prompt": meta["prompt"], "lang": meta["lang"],
-                        "true": [{"text": ln["text"], "box": tuple(ln["box"])} for ln in meta["lines"]]})
+            out.append(
+                {
+                    "uid": meta["uid"],
+                    "image": _image(files),
+                    "prompt": meta["prompt"],
+                    "lang": meta["lang"],
+                    "true": [{"text": ln["text"], "box": tuple(ln["box"])} for ln in meta["lines"]],
+                }
+            )
     return out
 
 
@@ -68,8 +87,7 @@ def predict(checkpoint: Path, queries: list[dict], max_new_tokens: int, threads:
     try:
         for q in queries:
             image = normalise(torch.from_numpy(load_image(q["image"], model.image_size))[None])
-            answers.append(generate(model, encoder, image, prompt_segments(q["prompt"], meta["stage"]),
-                                    max_new_tokens))
+            answers.append(generate(model, encoder, image, prompt_segments(q["prompt"], meta["stage"]), max_new_tokens))
     finally:
         torch.set_num_threads(before)
     return answers
@@ -77,7 +95,9 @@ def predict(checkpoint: Path, queries: list[dict], max_new_tokens: int, threads:
 
 def score(grounding: list[dict], ocr: list[dict], g_answers: list[str], o_answers: list[str]) -> dict:
     """{'grounding': {lang|all: scores}, 'ocr': {lang|all: scores}} for one run's answers."""
-    g_rows = [{"pred": metrics.first_box(a), "true": q["true"], "lang": q["lang"]} for q, a in zip(grounding, g_answers)]
+    g_rows = [
+        {"pred": metrics.first_box(a), "true": q["true"], "lang": q["lang"]} for q, a in zip(grounding, g_answers)
+    ]
     o_rows = [{"pred": metrics.ocr_lines(a), "true": q["true"], "lang": q["lang"]} for q, a in zip(ocr, o_answers)]
     return {"grounding": _per_lang(g_rows, metrics.grounding_scores), "ocr": _per_lang(o_rows, metrics.ocr_scores)}
 
@@ -91,7 +111,9 @@ def _per_lang(rows, fn) -> dict:
 def constant_answers(train_dir: Path, grounding: list[dict], ocr: list[dict]) -> tuple[list[str], list[str]]:
     """The best constant answers learnt from the training split: one box for every grounding query;
     per language the most common training line with the mean line box for every OCR page."""
-    boxes, lines, line_boxes = [], {lang: Counter() for lang in LANGS}, {lang: [] for lang in LANGS}
+    boxes: list = []
+    lines: dict[str, Counter[str]] = {lang: Counter() for lang in LANGS}
+    line_boxes: dict[str, list] = {lang: [] for lang in LANGS}
     for tar in sorted(Path(train_dir).rglob("*.tar")):
         for _, files in iter_tar_samples(tar):
             meta = json.loads(files["json"])

@@ -7,6 +7,7 @@ shards`, `qwenvl-train`), started as a subprocess with its log kept under OUT/lo
     control:  the same shards with images and texts shuffled against each other
     train:    `qwenvl-train` stage 1 -> 2 on the real shards and on the control, same settings
 """
+
 from __future__ import annotations
 
 import json
@@ -24,38 +25,56 @@ from qwenvl_data.shards import iter_tar_samples
 
 from . import control, pages, scenes
 
-TINY = {"name": "prove-tiny",
-        "vision": {"width": 96, "layers": 3, "head_width": 32, "mlp_ratio": 2.0, "patch_size": 14},
-        "adapter": {"num_queries": 36, "heads": 4, "query_grid": 6},
-        "llm": {"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 3, "num_attention_heads": 4,
-                "num_key_value_heads": 2, "max_position_embeddings": 1024, "tie_word_embeddings": True,
-                "initializer_range": 0.02}}
+TINY = {
+    "name": "prove-tiny",
+    "vision": {"width": 96, "layers": 3, "head_width": 32, "mlp_ratio": 2.0, "patch_size": 14},
+    "adapter": {"num_queries": 36, "heads": 4, "query_grid": 6},
+    "llm": {
+        "hidden_size": 128,
+        "intermediate_size": 384,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 1024,
+        "tie_word_embeddings": True,
+        "initializer_range": 0.02,
+    },
+}
 
 
 @dataclass
 class Plan:
     """Sizes of one experiment; the defaults fit the 20-minute budget of a busy 2-core machine."""
 
-    side: int = 224                   # stored scene / page size in pixels
-    image_size: int = 112             # training and evaluation resolution (all stages): 8x8 patches
+    side: int = 224  # stored scene / page size in pixels
+    image_size: int = 112  # training and evaluation resolution (all stages): 8x8 patches
     train_scenes: int = 1500
     eval_scenes: int = 80
-    ocr_train_pages: int = 3000       # both languages together
+    ocr_train_pages: int = 3000  # both languages together
     ocr_eval_pages: int = 80
-    eval_per_lang: int = 80           # held-out grounding queries (and half as many OCR pages) per language
+    eval_per_lang: int = 80  # held-out grounding queries (and half as many OCR pages) per language
     model: dict = field(default_factory=lambda: json.loads(json.dumps(TINY)))
     vocab: int = 512
     ocr_font_sizes: tuple = (32, 40)  # pixels on the 224-px page: 16-20 px once resized to 112
     # Stage 1 trains the adapter and ViT under a frozen LLM; a randomly initialised frozen LLM cannot
     # be steered that way (its loss stays at ln(vocab)), so the CPU plan starts at stage 2.
-    stage1: dict = field(default_factory=lambda: {"steps": 0, "batch-size": 16, "lr": 2e-3, "min-lr": 2e-4,
-                                                  "warmup": 10, "seq-len": 128})
-    stage2: dict = field(default_factory=lambda: {"steps": 800, "batch-size": 2, "lr": 3e-3, "min-lr": 1e-4,
-                                                  "warmup": 40, "seq-len": 384})
+    stage1: dict = field(
+        default_factory=lambda: {"steps": 0, "batch-size": 16, "lr": 2e-3, "min-lr": 2e-4, "warmup": 10, "seq-len": 128}
+    )
+    stage2: dict = field(
+        default_factory=lambda: {
+            "steps": 800,
+            "batch-size": 2,
+            "lr": 3e-3,
+            "min-lr": 1e-4,
+            "warmup": 40,
+            "seq-len": 384,
+        }
+    )
     weights: dict = field(default_factory=lambda: {"ref_grounding": 5, "grounded_caption": 1, "ocr": 4})
-    stage2_samples: int = 7000        # samples in the stage-2 shards (groups repeat if short)
+    stage2_samples: int = 7000  # samples in the stage-2 shards (groups repeat if short)
     seed: int = 0
-    threads: int = 1                  # torch threads per step: on a busy 2-core box one thread is ~10x faster
+    threads: int = 1  # torch threads per step: on a busy 2-core box one thread is ~10x faster
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,20 +104,55 @@ def make_data(out: Path, plan: Plan, timings: dict):
     """Train and held-out datasets in their download layouts, converted by the project's commands."""
     t0 = time.time()
     raw = out / "raw"
-    for split, seed, n in (("train", plan.seed * 10 + 1, plan.train_scenes), ("heldout", plan.seed * 10 + 2,
-                                                                               plan.eval_scenes)):
+    for split, seed, n in (
+        ("train", plan.seed * 10 + 1, plan.train_scenes),
+        ("heldout", plan.seed * 10 + 2, plan.eval_scenes),
+    ):
         scenes.write_vg(raw / f"vg_{split}", seed, n, plan.side)
     scenes.write_caption_pairs(raw / "pairs_train", plan.seed * 10 + 1, plan.train_scenes, plan.side)
-    corpus, synth_cfg = pages.write_inputs(raw / "ocr_inputs", plan.seed, {"long_side": plan.side,
-                                                                           "font_sizes": list(plan.ocr_font_sizes)})
+    corpus, synth_cfg = pages.write_inputs(
+        raw / "ocr_inputs", plan.seed, {"long_side": plan.side, "font_sizes": list(plan.ocr_font_sizes)}
+    )
     timings["scenes"] = round(time.time() - t0, 1)
     logs = out / "logs"
-    for split, seed, n in (("train", plan.seed * 10 + 1, plan.ocr_train_pages),
-                           ("heldout", plan.seed * 10 + 2, plan.ocr_eval_pages)):
-        step(f"synth-ocr-{split}", qd("synth-ocr", "--output", out / split / "ocr", "--num", n, "--seed", seed,
-                                      "--corpus", corpus, "--config", synth_cfg, "--workers", 2), logs, timings)
-        step(f"tasks-{split}", qd("tasks", "--dataset", "vg-regions", "--input", raw / f"vg_{split}",
-                                  "--output", out / split / "tasks" / "vg"), logs, timings)
+    for split, seed, n in (
+        ("train", plan.seed * 10 + 1, plan.ocr_train_pages),
+        ("heldout", plan.seed * 10 + 2, plan.ocr_eval_pages),
+    ):
+        step(
+            f"synth-ocr-{split}",
+            qd(
+                "synth-ocr",
+                "--output",
+                out / split / "ocr",
+                "--num",
+                n,
+                "--seed",
+                seed,
+                "--corpus",
+                corpus,
+                "--config",
+                synth_cfg,
+                "--workers",
+                2,
+            ),
+            logs,
+            timings,
+        )
+        step(
+            f"tasks-{split}",
+            qd(
+                "tasks",
+                "--dataset",
+                "vg-regions",
+                "--input",
+                raw / f"vg_{split}",
+                "--output",
+                out / split / "tasks" / "vg",
+            ),
+            logs,
+            timings,
+        )
 
 
 def tokenizer_texts(out: Path) -> list[str]:
@@ -122,15 +176,49 @@ def make_shards(out: Path, plan: Plan, timings: dict):
     mix = out / "shards_mix.yaml"
     mix.write_text(yaml.safe_dump({"shards": {"stage2": {"weights": plan.weights, "default_weight": None}}}))
     logs = out / "logs"
-    step("shards-stage1", qd("shards", "--stage", 1, "--input", out / "raw" / "pairs_train", "--output",
-                             out / "shards" / "stage1", "--all", "--tokenizer", out / "tokenizer"), logs, timings)
-    step("shards-stage2", qd("shards", "--stage", 2, "--input", out / "train" / "tasks" / "vg", out / "train" / "ocr",
-                             "--output", out / "shards" / "stage2", "--config", mix, "--tokenizer", out / "tokenizer",
-                             "--num-samples", plan.stage2_samples),
-         logs, timings)
+    step(
+        "shards-stage1",
+        qd(
+            "shards",
+            "--stage",
+            1,
+            "--input",
+            out / "raw" / "pairs_train",
+            "--output",
+            out / "shards" / "stage1",
+            "--all",
+            "--tokenizer",
+            out / "tokenizer",
+        ),
+        logs,
+        timings,
+    )
+    step(
+        "shards-stage2",
+        qd(
+            "shards",
+            "--stage",
+            2,
+            "--input",
+            out / "train" / "tasks" / "vg",
+            out / "train" / "ocr",
+            "--output",
+            out / "shards" / "stage2",
+            "--config",
+            mix,
+            "--tokenizer",
+            out / "tokenizer",
+            "--num-samples",
+            plan.stage2_samples,
+        ),
+        logs,
+        timings,
+    )
     t0 = time.time()
-    stats = {s: control.shuffle_shards(out / "shards" / s, out / "shards_shuffled" / s, plan.seed)
-             for s in ("stage1", "stage2")}
+    stats = {
+        s: control.shuffle_shards(out / "shards" / s, out / "shards_shuffled" / s, plan.seed)
+        for s in ("stage1", "stage2")
+    }
     timings["shuffle"] = round(time.time() - t0, 1)
     (out / "shards_shuffled" / "shuffle.json").write_text(json.dumps(stats, indent=1))
 
@@ -139,18 +227,50 @@ def train_run(out: Path, plan: Plan, run: str, shards: Path, timings: dict, extr
     """qwenvl-train stage 1 then stage 2 into OUT/runs/<run>/stage{1,2}."""
     cfg = out / "model.json"
     cfg.write_text(json.dumps(plan.model, indent=1))
-    base = ["--workers", "0", "--shuffle-buffer", "200", "--log-every", "10", "--save-every", "100000",
-            "--seed", str(plan.seed), "--image-size", str(plan.image_size)] + (extra or [])
+    base = [
+        "--workers",
+        "0",
+        "--shuffle-buffer",
+        "200",
+        "--log-every",
+        "10",
+        "--save-every",
+        "100000",
+        "--seed",
+        str(plan.seed),
+        "--image-size",
+        str(plan.image_size),
+    ] + (extra or [])
     for stage, hp in ((1, plan.stage1), (2, plan.stage2)):
         if not hp.get("steps"):
             continue
         dest = out / "runs" / run / f"stage{stage}"
-        init = ["--tokenizer", str(out / "tokenizer"), "--config", str(cfg)] if stage == 1 or not plan.stage1.get(
-            "steps") else ["--init", str(out / "runs" / run / "stage1")]
+        init = (
+            ["--tokenizer", str(out / "tokenizer"), "--config", str(cfg)]
+            if stage == 1 or not plan.stage1.get("steps")
+            else ["--init", str(out / "runs" / run / "stage1")]
+        )
         args = [x for k, v in hp.items() for x in (f"--{k}", str(v))]
-        step(f"train-{run}-stage{stage}", [sys.executable, "-m", "qwenvl_data.model.train", "--stage", str(stage),
-                                           "--data", str(shards / f"stage{stage}"), "--out", str(dest)]
-             + init + args + base, out / "logs", timings, plan.threads)
+        step(
+            f"train-{run}-stage{stage}",
+            [
+                sys.executable,
+                "-m",
+                "qwenvl_data.model.train",
+                "--stage",
+                str(stage),
+                "--data",
+                str(shards / f"stage{stage}"),
+                "--out",
+                str(dest),
+            ]
+            + init
+            + args
+            + base,
+            out / "logs",
+            timings,
+            plan.threads,
+        )
 
 
 def last_stage(out: Path, run: str) -> Path:

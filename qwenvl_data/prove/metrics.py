@@ -4,6 +4,7 @@ Everything is in the model's box bins ([0, 1000) per axis): IoU is the same in b
 to the rounding of the bins. Answers are parsed with the project's one parser (`boxes.parse_refs`);
 an answer without a box scores IoU 0, never an error.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -63,8 +64,12 @@ def grounding_scores(rows: list[dict]) -> dict:
     if not rows:
         return {"n": 0, "acc": None, "miou": None, "parsed": None}
     ious = [iou(r["pred"], r["true"]) if r["pred"] is not None else 0.0 for r in rows]
-    return {"n": len(rows), "acc": sum(v >= 0.5 for v in ious) / len(rows), "miou": sum(ious) / len(rows),
-            "parsed": sum(r["pred"] is not None for r in rows) / len(rows)}
+    return {
+        "n": len(rows),
+        "acc": sum(v >= 0.5 for v in ious) / len(rows),
+        "miou": sum(ious) / len(rows),
+        "parsed": sum(r["pred"] is not None for r in rows) / len(rows),
+    }
 
 
 def ocr_scores(rows: list[dict]) -> dict:
@@ -87,9 +92,13 @@ def ocr_scores(rows: list[dict]) -> dict:
         words += sum(tw.values())
         boxes = [p["box"] for p in r["pred"] if p["box"] is not None]
         line_ious += [max((iou(b, t["box"]) for b in boxes), default=0.0) for t in r["true"]]
-    return {"n": len(rows), "char_acc": max(0.0, 1 - dist / max(1, chars)), "word_acc": found / max(1, words),
-            "line_miou": sum(line_ious) / max(1, len(line_ious)),
-            "line_acc": sum(v >= 0.5 for v in line_ious) / max(1, len(line_ious))}
+    return {
+        "n": len(rows),
+        "char_acc": max(0.0, 1 - dist / max(1, chars)),
+        "word_acc": found / max(1, words),
+        "line_miou": sum(line_ious) / max(1, len(line_ious)),
+        "line_acc": sum(v >= 0.5 for v in line_ious) / max(1, len(line_ious)),
+    }
 
 
 def mean_box(boxes) -> tuple[float, float, float, float]:

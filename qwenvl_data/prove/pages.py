@@ -5,6 +5,7 @@ what a user would hand it: a parquet corpus with `text` and `lang` columns (one 
 small English vocabulary, one to three common Chinese characters) and a YAML `synth_ocr:` section for
 small, clean pages with at most two large lines, so a tiny model can learn to read them on a CPU.
 """
+
 from __future__ import annotations
 
 import random
@@ -14,16 +15,48 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-EN_WORDS = ("cat", "dog", "sun", "map", "box", "tree", "fish", "bird", "car", "book", "moon", "star",
-            "rain", "hat", "cup", "pen", "key", "bus", "egg", "red")
+EN_WORDS = (
+    "cat",
+    "dog",
+    "sun",
+    "map",
+    "box",
+    "tree",
+    "fish",
+    "bird",
+    "car",
+    "book",
+    "moon",
+    "star",
+    "rain",
+    "hat",
+    "cup",
+    "pen",
+    "key",
+    "bus",
+    "egg",
+    "red",
+)
 ZH_CHARS = "山水火木人口日月大小中天土田王石米花鸟马"
 
 # Clean 224-px pages, one or two big lines: what a model trained for minutes on a CPU can learn to read.
 SYNTH_SETTINGS = {
-    "long_side": 224, "aspect": [0.95, 1.0], "landscape_p": 0.5, "paper_fill": [0.9, 0.98],
-    "font_sizes": [30, 36], "line_spacing": [1.5, 2.0], "margin": 0.06, "max_lines": 2,
-    "rotate_deg": 2, "perspective": 0.01, "shadow_p": 0.0, "blur_p": 0.0, "noise_p": 0.2,
-    "noise_sigma": [2.0, 4.0], "jpeg_quality": [85, 95], "shard_size": 500,
+    "long_side": 224,
+    "aspect": [0.95, 1.0],
+    "landscape_p": 0.5,
+    "paper_fill": [0.9, 0.98],
+    "font_sizes": [30, 36],
+    "line_spacing": [1.5, 2.0],
+    "margin": 0.06,
+    "max_lines": 2,
+    "rotate_deg": 2,
+    "perspective": 0.01,
+    "shadow_p": 0.0,
+    "blur_p": 0.0,
+    "noise_p": 0.2,
+    "noise_sigma": [2.0, 4.0],
+    "jpeg_quality": [85, 95],
+    "shard_size": 500,
 }
 
 

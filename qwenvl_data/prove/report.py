@@ -4,6 +4,7 @@ The PNG holds the training loss of every stage of the real run and of the shuffl
 grid of held-out images with the true box (green) and the predicted box (red) drawn, grounding
 scenes first, then OCR pages with their predicted lines.
 """
+
 from __future__ import annotations
 
 import io
@@ -25,24 +26,37 @@ def targets(results: dict) -> dict:
     """The issue's CPU targets, checked on the pooled (both languages) numbers."""
     g = {r: results[r]["grounding"]["all"]["acc"] or 0.0 for r in RUNS}
     o = {r: results[r]["ocr"]["all"]["char_acc"] or 0.0 for r in RUNS}
-    return {"grounding_acc>=0.30": g["real"] >= 0.30,
-            "grounding_acc>=3x_shuffled": g["real"] >= 3 * g["shuffled"] and g["real"] > 0,
-            "ocr_char_acc>=2x_shuffled": o["real"] >= 2 * o["shuffled"] and o["real"] > 0}
+    return {
+        "grounding_acc>=0.30": g["real"] >= 0.30,
+        "grounding_acc>=3x_shuffled": g["real"] >= 3 * g["shuffled"] and g["real"] > 0,
+        "ocr_char_acc>=2x_shuffled": o["real"] >= 2 * o["shuffled"] and o["real"] > 0,
+    }
 
 
 def markdown(results: dict, meta: dict) -> str:
-    lines = ["# make prove: does a model trained on our shards learn to point and to read?", "",
-             f"Held-out images only. Command: `{meta['command']}`. Wall time {meta['seconds']:.0f} s.", "",
-             "| run | lang | grounding acc (IoU≥0.5) | mean IoU | box parsed | OCR char acc | OCR word acc "
-             "| OCR line box IoU | line box acc | n ground / OCR |", "|" + "---|" * 10]
+    lines = [
+        "# make prove: does a model trained on our shards learn to point and to read?",
+        "",
+        f"Held-out images only. Command: `{meta['command']}`. Wall time {meta['seconds']:.0f} s.",
+        "",
+        "| run | lang | grounding acc (IoU≥0.5) | mean IoU | box parsed | OCR char acc | OCR word acc "
+        "| OCR line box IoU | line box acc | n ground / OCR |",
+        "|" + "---|" * 10,
+    ]
     for run in RUNS:
         for lang in ("en", "zh", "all"):
             g, o = results[run]["grounding"][lang], results[run]["ocr"][lang]
-            lines.append(f"| {run} | {lang} | {_fmt(g['acc'])} | {_fmt(g['miou'])} | {_fmt(g['parsed'])} | "
-                         f"{_fmt(o['char_acc'])} | {_fmt(o['word_acc'])} | {_fmt(o['line_miou'])} | "
-                         f"{_fmt(o['line_acc'])} | {g['n']} / {o['n']} |")
-    lines += ["", "Targets (both languages pooled): " + ", ".join(
-        f"{k} {'met' if v else 'NOT met'}" for k, v in meta["targets"].items()), ""]
+            lines.append(
+                f"| {run} | {lang} | {_fmt(g['acc'])} | {_fmt(g['miou'])} | {_fmt(g['parsed'])} | "
+                f"{_fmt(o['char_acc'])} | {_fmt(o['word_acc'])} | {_fmt(o['line_miou'])} | "
+                f"{_fmt(o['line_acc'])} | {g['n']} / {o['n']} |"
+            )
+    lines += [
+        "",
+        "Targets (both languages pooled): "
+        + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in meta["targets"].items()),
+        "",
+    ]
     lines += ["Step times (s): " + ", ".join(f"{k} {v}" for k, v in meta["timings"].items()), ""]
     return "\n".join(lines)
 
@@ -61,8 +75,9 @@ def _loss(path: Path) -> tuple[list[int], list[float]]:
     return [r["step"] for r in rows], [r["loss"] for r in rows]
 
 
-def figure(out: Path, grounding: list[dict], g_answers: list[str], ocr: list[dict], o_answers: list[str],
-           cells: int = 8):
+def figure(
+    out: Path, grounding: list[dict], g_answers: list[str], ocr: list[dict], o_answers: list[str], cells: int = 8
+):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,8 +94,9 @@ def figure(out: Path, grounding: list[dict], g_answers: list[str], ocr: list[dic
         ax.set_title(f"{stage} loss")
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
-    picks = [(q, a, "g") for q, a in zip(grounding, g_answers)][:cells // 2] + \
-        [(q, a, "o") for q, a in zip(ocr, o_answers)][:cells // 2]
+    picks = [(q, a, "g") for q, a in zip(grounding, g_answers)][: cells // 2] + [
+        (q, a, "o") for q, a in zip(ocr, o_answers)
+    ][: cells // 2]
     for k, (q, answer, kind) in enumerate(picks[:cells]):
         ax = fig.add_subplot(grid[1 + k // 4, k % 4])
         ax.imshow(_drawn(q, answer, kind))

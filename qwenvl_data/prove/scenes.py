@@ -11,6 +11,7 @@
   separate seeds, so no image is in both.
 - Everything depends only on (seed, scene number): reruns give identical bytes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,13 @@ from PIL import Image, ImageDraw
 
 from qwenvl_data.shards import ShardWriter
 
-COLOURS = {"red": ((215, 40, 40), "红色"), "green": ((40, 170, 70), "绿色"), "blue": ((45, 75, 215), "蓝色"),
-           "yellow": ((235, 200, 30), "黄色"), "purple": ((140, 60, 180), "紫色")}
+COLOURS = {
+    "red": ((215, 40, 40), "红色"),
+    "green": ((40, 170, 70), "绿色"),
+    "blue": ((45, 75, 215), "蓝色"),
+    "yellow": ((235, 200, 30), "黄色"),
+    "purple": ((140, 60, 180), "紫色"),
+}
 SHAPES = {"circle": "圆形", "square": "方块", "triangle": "三角形"}
 SIZES = {"small": ((0.16, 0.22), "小的"), "large": ((0.30, 0.38), "大的")}
 SIDES = {"left": "左边的", "right": "右边的"}
@@ -65,8 +71,7 @@ def _describe(objs: list[Obj], rng: random.Random):
             size = o.size
         words = ([size] if size else []) + [o.colour, o.shape]
         o.en = "the " + " ".join(words) + (f" on the {side}" if side else "")
-        o.zh = (SIDES[side] if side else "") + (SIZES[size][1] if size else "") + COLOURS[o.colour][1] + \
-            SHAPES[o.shape]
+        o.zh = (SIDES[side] if side else "") + (SIZES[size][1] if size else "") + COLOURS[o.colour][1] + SHAPES[o.shape]
 
 
 def caption(objs: list[Obj], lang: str) -> str:
@@ -121,14 +126,31 @@ def write_vg(out_dir: str | Path, seed: int, count: int, side: int = 224, first_
         image_id = first_id + i
         jpg, objs = make_scene(seed, i, side)
         (out / "VG_100K" / f"{image_id}.jpg").write_bytes(jpg)
-        images.append({"image_id": image_id, "width": side, "height": side, "coco_id": None, "flickr_id": None,
-                       "url": f"https://cs.stanford.edu/people/rak248/VG_100K/{image_id}.jpg"})
+        images.append(
+            {
+                "image_id": image_id,
+                "width": side,
+                "height": side,
+                "coco_id": None,
+                "flickr_id": None,
+                "url": f"https://cs.stanford.edu/people/rak248/VG_100K/{image_id}.jpg",
+            }
+        )
         rs = []
         for o in objs:
             for phrase in (o.en, o.zh):
                 x1, y1, x2, y2 = o.box
-                rs.append({"region_id": region_id, "image_id": image_id, "phrase": phrase,
-                           "x": x1, "y": y1, "width": x2 - x1, "height": y2 - y1})
+                rs.append(
+                    {
+                        "region_id": region_id,
+                        "image_id": image_id,
+                        "phrase": phrase,
+                        "x": x1,
+                        "y": y1,
+                        "width": x2 - x1,
+                        "height": y2 - y1,
+                    }
+                )
                 region_id += 1
         regions.append({"id": image_id, "regions": rs})
     (out / "image_data.json").write_text(json.dumps(images))
@@ -136,8 +158,9 @@ def write_vg(out_dir: str | Path, seed: int, count: int, side: int = 224, first_
     return {"images": count, "regions": region_id - 1}
 
 
-def write_caption_pairs(out_dir: str | Path, seed: int, count: int, side: int = 224, shard_size: int = 1000,
-                        source: str = "scenes") -> int:
+def write_caption_pairs(
+    out_dir: str | Path, seed: int, count: int, side: int = 224, shard_size: int = 1000, source: str = "scenes"
+) -> int:
     """Scene captions as download-stage pair shards (KEY.jpg + KEY.txt + KEY.json, schema 'sample'):
     one sample per scene, the language alternating, so stage 1 sees both. Returns samples written."""
     written = 0
@@ -148,10 +171,22 @@ def write_caption_pairs(out_dir: str | Path, seed: int, count: int, side: int = 
                 lang = ("en", "zh")[i % 2]
                 key = f"{shard:05d}{i % shard_size:04d}"
                 text = caption(objs, lang)
-                meta = {"schema": "sample", "uid": f"{source}-s{seed}-{i:07d}", "source": source, "caption": text,
-                        "lang": lang, "key": key, "width": side, "height": side, "original_width": side,
-                        "original_height": side, "sha256": hashlib.sha256(jpg).hexdigest(), "status": "success",
-                        "error_message": None, "image_format": "jpg"}
+                meta = {
+                    "schema": "sample",
+                    "uid": f"{source}-s{seed}-{i:07d}",
+                    "source": source,
+                    "caption": text,
+                    "lang": lang,
+                    "key": key,
+                    "width": side,
+                    "height": side,
+                    "original_width": side,
+                    "original_height": side,
+                    "sha256": hashlib.sha256(jpg).hexdigest(),
+                    "status": "success",
+                    "error_message": None,
+                    "image_format": "jpg",
+                }
                 w.add(key, {"jpg": jpg, "txt": text, "json": meta}, {"key": key, "uid": meta["uid"], "lang": lang})
                 written += 1
             w.close({"source": source})

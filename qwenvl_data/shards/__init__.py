@@ -9,8 +9,20 @@
 - `tokens`: token counts for the index.
 - `loaders`: the metadata other loaders want beside the shards (wids index, HF dataset card).
 """
+
 from .reader import expected_count, iter_tar_samples, members, scan, split_member
 from .writer import ShardWriter, check_key, clean_stale_temps, family, shard_done, shard_name
 
-__all__ = ["ShardWriter", "check_key", "clean_stale_temps", "expected_count", "family", "iter_tar_samples",
-           "members", "scan", "shard_done", "shard_name", "split_member"]
+__all__ = [
+    "ShardWriter",
+    "check_key",
+    "clean_stale_temps",
+    "expected_count",
+    "family",
+    "iter_tar_samples",
+    "members",
+    "scan",
+    "shard_done",
+    "shard_name",
+    "split_member",
+]

@@ -9,6 +9,7 @@
   finished one; shards of an earlier run that this run does not write are removed, so `index.json`
   and the tars always describe the same samples.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,8 +32,11 @@ class IndexBook:
         self.totals = {"samples": 0, "images": 0, "tokens": 0}
 
     def add(self, obj: dict, tokens: int, shard: dict):
-        for book, name in ((self.by_task, obj["task"]), (self.by_source, obj["source"]),
-                           (shard["by_task"], obj["task"])):
+        for book, name in (
+            (self.by_task, obj["task"]),
+            (self.by_source, obj["source"]),
+            (shard["by_task"], obj["task"]),
+        ):
             cell = book.setdefault(name, {}).setdefault(obj["lang"], {"samples": 0, "tokens": 0})
             cell["samples"] += 1
             cell["tokens"] += tokens
@@ -46,6 +50,7 @@ def write_shards(streams, counts_by_stream, stage, out_dir, shard_size, seed, bu
     """Build and write every planned sample; returns (IndexBook, build rejects {reason: n}, reused shards)."""
     book, rejected = IndexBook(), {}
     from ..tasks.training import read_records
+
     iters = {name: read_records(recs) for name, recs in streams.items()}
     open_: dict[str, tuple[ShardWriter, dict]] = {}
     next_id: dict[str, int] = {}
@@ -75,14 +80,31 @@ def write_shards(streams, counts_by_stream, stage, out_dir, shard_size, seed, bu
                 sid = next_id.get(fam, 0)
                 next_id[fam] = sid + 1
                 prefix = f"stage{stage}-{fam}"
-                shard = {"name": shard_name(prefix, sid), "family": fam, "members": sorted([*members, "json"]),
-                         "samples": 0, "images": 0, "tokens": 0, "by_task": {}}
+                shard = {
+                    "name": shard_name(prefix, sid),
+                    "family": fam,
+                    "members": sorted([*members, "json"]),
+                    "samples": 0,
+                    "images": 0,
+                    "tokens": 0,
+                    "by_task": {},
+                }
                 open_[fam] = (ShardWriter(out_dir, sid, prefix), shard)
             writer, shard = open_[fam]
             key = f"{book.totals['samples']:09d}"
-            writer.add(key, {**members, "json": obj}, {"key": key, "uid": obj["uid"], "task": obj["task"],
-                                                        "lang": obj["lang"], "source": obj["source"],
-                                                        "images": len(obj["images"]), "tokens": tokens})
+            writer.add(
+                key,
+                {**members, "json": obj},
+                {
+                    "key": key,
+                    "uid": obj["uid"],
+                    "task": obj["task"],
+                    "lang": obj["lang"],
+                    "source": obj["source"],
+                    "images": len(obj["images"]),
+                    "tokens": tokens,
+                },
+            )
             book.add(obj, tokens, shard)
         for fam in sorted(open_):
             close(fam)
@@ -106,30 +128,50 @@ def remove_stale(out_dir, stage: int, keep: set[str]):
 
 def make_index(stage, seed, weights, groups, counts, book, scan_rej, build_rej, seen, counter, inputs, seconds):
     unique = {g: min(counts.get(g, 0), len(groups[g])) for g in groups}  # choose(): full passes first
-    mix = {g: {"weight": None if weights is None else weights.get(g), "available": len(groups[g]),
-               "selected": counts.get(g, 0), "unused": len(groups[g]) - unique[g],
-               "repeats": counts.get(g, 0) - unique[g]} for g in sorted(groups)}
+    mix = {
+        g: {
+            "weight": None if weights is None else weights.get(g),
+            "available": len(groups[g]),
+            "selected": counts.get(g, 0),
+            "unused": len(groups[g]) - unique[g],
+            "repeats": counts.get(g, 0) - unique[g],
+        }
+        for g in sorted(groups)
+    }
     rejected = dict(scan_rej)
     for k, v in build_rej.items():
         rejected[k] = rejected.get(k, 0) + v
     selected = sum(counts.values())
     unused = sum(m["unused"] for m in mix.values())
-    if book.totals["samples"] + sum(build_rej.values()) != selected or \
-            seen != sum(len(r) for r in groups.values()) + sum(scan_rej.values()):
-        raise BadInput(f"stage {stage}: accounting error: {seen} in, {selected} selected, "
-                       f"{book.totals['samples']} written, rejected {rejected}")
+    if book.totals["samples"] + sum(build_rej.values()) != selected or seen != sum(
+        len(r) for r in groups.values()
+    ) + sum(scan_rej.values()):
+        raise BadInput(
+            f"stage {stage}: accounting error: {seen} in, {selected} selected, "
+            f"{book.totals['samples']} written, rejected {rejected}"
+        )
     families: dict[str, dict] = {}
     for s in book.shards:
         fam = families.setdefault(s["family"], {"members": s["members"], "shards": [], "samples": 0})
         fam["shards"].append(s["name"] + ".tar")
         fam["samples"] += s["samples"]
-    return {"schema": "index", "stage": stage, "seed": seed, "group_by": "source" if stage == 1 else "task",
-            "token_counter": {"name": counter.name, "exact": counter.exact},
-            "settings": dict(STAGE_SETTINGS[stage]),
-            "packing": "none: one sample per training sample; the stage-2 loader packs "
-                       f"{STAGE_SETTINGS[2]['seq_len']}-token sequences (settings.seq_len)",
-            "inputs": {"files": inputs, "samples": seen, "usable": seen - sum(scan_rej.values()),
-                       "unused": unused},
-            "mix": mix, "rejected": rejected, "totals": book.totals, "by_task": book.by_task,
-            "by_source": book.by_source, "families": families, "wids_index": "wids-index.json",
-            "shards": book.shards, "seconds": round(seconds, 3)}
+    return {
+        "schema": "index",
+        "stage": stage,
+        "seed": seed,
+        "group_by": "source" if stage == 1 else "task",
+        "token_counter": {"name": counter.name, "exact": counter.exact},
+        "settings": dict(STAGE_SETTINGS[stage]),
+        "packing": "none: one sample per training sample; the stage-2 loader packs "
+        f"{STAGE_SETTINGS[2]['seq_len']}-token sequences (settings.seq_len)",
+        "inputs": {"files": inputs, "samples": seen, "usable": seen - sum(scan_rej.values()), "unused": unused},
+        "mix": mix,
+        "rejected": rejected,
+        "totals": book.totals,
+        "by_task": book.by_task,
+        "by_source": book.by_source,
+        "families": families,
+        "wids_index": "wids-index.json",
+        "shards": book.shards,
+        "seconds": round(seconds, 3),
+    }

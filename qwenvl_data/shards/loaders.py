@@ -11,6 +11,7 @@
 Both files are byte-deterministic (sorted, no timestamps). Every stage that writes shards calls
 `write_loader_index(out_dir)` when it finishes.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,14 @@ from .reader import expected_count, iter_tar_samples, scan
 
 WIDS_INDEX = "wids-index.json"
 CARD = "README.md"
-_DTYPES = {"string": "string", "large_string": "string", "int64": "int64", "double": "float64", "bool": "bool",
-           "null": "null"}
+_DTYPES = {
+    "string": "string",
+    "large_string": "string",
+    "int64": "int64",
+    "double": "float64",
+    "bool": "bool",
+    "null": "null",
+}
 
 
 def write_loader_index(out_dir: str | Path, names: list[str] | None = None) -> Path:
@@ -69,9 +76,11 @@ def dataset_card(out: Path, names: list[str]) -> str:
         if features is not None:
             infos.append({"config_name": fam, "features": features})
     head = yaml.safe_dump({"configs": configs, "dataset_info": infos}, sort_keys=False, allow_unicode=True)
-    return (f"---\n{head}---\n# {out.name}\n\nWebdataset shards written by qwenvl-data, one member set per "
-            f"family (docs/CONTRACTS.md). `load_dataset(\"{out.name}\", \"<family>\")` reads a family with "
-            f"the features below; `wids.ShardListDataset(\"{out.name}/{WIDS_INDEX}\")` reads them all.\n")
+    return (
+        f"---\n{head}---\n# {out.name}\n\nWebdataset shards written by qwenvl-data, one member set per "
+        f'family (docs/CONTRACTS.md). `load_dataset("{out.name}", "<family>")` reads a family with '
+        f'the features below; `wids.ShardListDataset("{out.name}/{WIDS_INDEX}")` reads them all.\n'
+    )
 
 
 def family_features(out: Path, shards: list[str]) -> list | None:
@@ -90,15 +99,26 @@ def family_features(out: Path, shards: list[str]) -> list | None:
                     chunk = []
         if chunk:
             types.append(pa.array(chunk).type)
-        struct = pa.unify_schemas([pa.schema([("json", t)]) for t in types],
-                                  promote_options="permissive").field("json").type if types else None
+        struct = (
+            pa.unify_schemas([pa.schema([("json", t)]) for t in types], promote_options="permissive").field("json").type
+            if types
+            else None
+        )
         features = []
         for m in members:
             if m == "json":
                 features.append({"name": m, **_yaml(struct)})
             else:
-                features.append({"name": m, "dtype": "image" if is_image_ext(m) else
-                                 "string" if m.rsplit(".", 1)[-1] in ("txt", "text") else "binary"})
+                features.append(
+                    {
+                        "name": m,
+                        "dtype": "image"
+                        if is_image_ext(m)
+                        else "string"
+                        if m.rsplit(".", 1)[-1] in ("txt", "text")
+                        else "binary",
+                    }
+                )
         return features + [{"name": "__key__", "dtype": "string"}, {"name": "__url__", "dtype": "string"}]
     except (pa.ArrowException, ValueError, KeyError, RecursionError):
         return None

@@ -9,6 +9,7 @@
   offset in [0, 1)); merging those streams spreads every group evenly through the output, so any
   prefix of the shards holds the configured mix. Streamed with a heap: O(groups) memory.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -43,16 +44,20 @@ def largest_remainder(total: int, share: Mapping[str, float]) -> dict[str, int]:
     return counts
 
 
-def plan_counts(available: Mapping[str, int], weights: Mapping[str, float] | None,
-                total: int | None = None) -> dict[str, int]:
+def plan_counts(
+    available: Mapping[str, int], weights: Mapping[str, float] | None, total: int | None = None
+) -> dict[str, int]:
     present = [g for g, n in available.items() if n > 0]
     if weights is None:
         return {g: int(available[g]) for g in available}
     share = shares(weights, present)
     if total is None:
         # the largest total for which every group's share fits in what it has
-        total = min(int(math.floor(available[g] / p + 1e-9)) for g, p in share.items() if p > 0) \
-            if any(p > 0 for p in share.values()) else 0
+        total = (
+            min(int(math.floor(available[g] / p + 1e-9)) for g, p in share.items() if p > 0)
+            if any(p > 0 for p in share.values())
+            else 0
+        )
         counts = largest_remainder(total, share)
         while any(counts[g] > available[g] for g in counts):  # float edge: shrink until it fits
             total -= 1

@@ -10,6 +10,7 @@
   from ShardWriter, `NAME_stats.json` "successes" from the download writer); `iter_tar_samples` and
   `scan` compare it with what the tar holds.
 """
+
 from __future__ import annotations
 
 import json
@@ -127,7 +128,7 @@ def split_member(name: str):
     """'dir/KEY.img0.jpg' -> ('dir/KEY', 'img0.jpg'): webdataset splits at the basename's first dot."""
     slash = name.rfind("/")
     dot = name.find(".", slash + 1)
-    return (name[:dot], name[dot + 1:]) if dot >= 0 else (None, None)
+    return (name[:dot], name[dot + 1 :]) if dot >= 0 else (None, None)
 
 
 def group(found: list[Member]) -> list[tuple[str, dict[str, tuple[int, int]]]]:
@@ -146,8 +147,7 @@ def group(found: list[Member]) -> list[tuple[str, dict[str, tuple[int, int]]]]:
 def expected_count(path: str | Path) -> int | None:
     """The sample count written in the shard's stats sidecar, or None when it has none."""
     path = Path(path)
-    for side, field in ((path.with_suffix(".json"), "count"), (path.with_name(f"{path.stem}_stats.json"),
-                                                                 "successes")):
+    for side, field in ((path.with_suffix(".json"), "count"), (path.with_name(f"{path.stem}_stats.json"), "successes")):
         try:
             value = json.loads(side.read_text(encoding="utf-8")).get(field)
         except (OSError, ValueError, AttributeError):
@@ -163,8 +163,9 @@ def scan(path: str | Path, check_count: bool = True) -> list[tuple[str, dict[str
     want = expected_count(path) if check_count else None
     if want is not None and want != len(samples):
         last = f" (last sample: {samples[-1][0]!r})" if samples else ""
-        raise BadInput(f"{path}: holds {len(samples)} samples, its stats sidecar says {want}: "
-                       f"truncated or altered shard{last}")
+        raise BadInput(
+            f"{path}: holds {len(samples)} samples, its stats sidecar says {want}: truncated or altered shard{last}"
+        )
     return samples
 
 

@@ -5,6 +5,7 @@ Every `<img>...</img>` counts as `<img>` + 256 visual positions + `</img>` whate
 since the model overwrites the positions between the tags. Stage 1/2 add the `<|endoftext|>` the
 loader appends.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,6 +48,7 @@ def _load(path: Path):
         raise UsageError(f"{path}: no such tokenizer folder (--tokenizer)")
     if (path / "tokenizer.json").exists():
         from tokenizers import Tokenizer
+
         try:
             tok = Tokenizer.from_file(str(path / "tokenizer.json"))
         except Exception as e:
@@ -55,6 +57,7 @@ def _load(path: Path):
         return (lambda t: len(tok.encode(t, add_special_tokens=False).ids)), f"tokenizer: {path}"
     try:
         from transformers import AutoTokenizer
+
         hf_tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         hf_tok.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
     except Exception as e:

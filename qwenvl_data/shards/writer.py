@@ -14,6 +14,7 @@
   renamed last and marks the shard as finished, so a rerun skips finished shards (`shard_done`) and a
   kill never leaves half a shard under its final name.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -87,16 +88,19 @@ def recorded_fingerprint(out_dir: str | Path, name: str) -> str | None:
 class ShardWriter:
     """Write one shard. Use as a context manager; `abort()` (or an exception) removes temp files."""
 
-    def __init__(self, out_dir: str | Path, shard_id: int, prefix: str = "shard",
-                 parquet_schema: pa.Schema | None = None):
+    def __init__(
+        self, out_dir: str | Path, shard_id: int, prefix: str = "shard", parquet_schema: pa.Schema | None = None
+    ):
         # An object-store output (any fsspec URL) is staged in a local temp folder and uploaded on close.
         self.remote = storage.is_remote(out_dir)
         self.out_dir: str | Path = str(out_dir) if self.remote else Path(out_dir)
         stage = Path(tempfile.mkdtemp(prefix="qwenvl-shard-")) if self.remote else Path(out_dir)
         stage.mkdir(parents=True, exist_ok=True)
         self.name = shard_name(prefix, shard_id)
-        self.final: dict[str, Any] = {ext: storage.join(out_dir, f"{self.name}{ext}") if self.remote else
-                                      Path(out_dir) / f"{self.name}{ext}" for ext in (".tar", ".parquet", ".json")}
+        self.final: dict[str, Any] = {
+            ext: storage.join(out_dir, f"{self.name}{ext}") if self.remote else Path(out_dir) / f"{self.name}{ext}"
+            for ext in (".tar", ".parquet", ".json")
+        }
         self.tmp = {ext: stage / f".tmp-{os.getpid()}-{self.name}{ext}" for ext in self.final}
         self._tar = tarfile.open(self.tmp[".tar"], "w", format=tarfile.USTAR_FORMAT)
         self._rows: list[dict] = []
@@ -116,8 +120,10 @@ class ShardWriter:
         if self.members is None:
             self.members = names
         elif names != self.members:
-            raise ValueError(f"sample {key!r} has members {list(names)}, shard {self.name} holds "
-                             f"{list(self.members)}: one member set per shard (write it to its own family)")
+            raise ValueError(
+                f"sample {key!r} has members {list(names)}, shard {self.name} holds "
+                f"{list(self.members)}: one member set per shard (write it to its own family)"
+            )
         self._keys.add(key)
         for ext, payload in files.items():
             if isinstance(payload, dict):
@@ -130,8 +136,11 @@ class ShardWriter:
 
     def close(self, stats: Mapping[str, Any] | None = None) -> Any:  # the .tar: a Path, or a URL on a store
         self._tar.close()
-        table = pa.Table.from_pylist(self._rows, schema=self._schema) if self._rows or self._schema \
+        table = (
+            pa.Table.from_pylist(self._rows, schema=self._schema)
+            if self._rows or self._schema
             else pa.table({"key": pa.array([], pa.string())})
+        )
         pq.write_table(table, self.tmp[".parquet"])
         stats = dict(stats or {})
         stats.setdefault("shard", self.name)
@@ -154,8 +163,13 @@ class ShardWriter:
 
     def _same_as_finished(self) -> bool:
         tar, side = self.final[".tar"], self.final[".parquet"]
-        return (isinstance(tar, Path) and isinstance(side, Path) and tar.exists() and side.exists()
-                and recorded_fingerprint(self.out_dir, self.name) == self.fingerprint)
+        return (
+            isinstance(tar, Path)
+            and isinstance(side, Path)
+            and tar.exists()
+            and side.exists()
+            and recorded_fingerprint(self.out_dir, self.name) == self.fingerprint
+        )
 
     def abort(self):
         try:
@@ -182,8 +196,9 @@ def remove_stale_series(out_dir: str | Path, prefix: str, written: set[str]) -> 
     A family is image extensions or `text`, so `vg` never touches `vg-regions-000000`. Returns the names."""
     fam = "(?:" + "|".join(map(re.escape, (*IMAGE_EXTS, "text"))) + ")"
     pattern = re.compile(rf"{re.escape(prefix)}(?:-{fam}(?:-{fam})*)?-\d{{6}}")
-    stale = sorted(p.stem for p in Path(out_dir).glob(f"{prefix}-*.tar")
-                   if pattern.fullmatch(p.stem) and p.stem not in written)
+    stale = sorted(
+        p.stem for p in Path(out_dir).glob(f"{prefix}-*.tar") if pattern.fullmatch(p.stem) and p.stem not in written
+    )
     for name in stale:
         for ext in (".json", ".parquet", ".tar"):  # the stats json first: the shard stops being "done"
             (Path(out_dir) / f"{name}{ext}").unlink(missing_ok=True)
@@ -195,6 +210,7 @@ def write_sorted_tar(src: str | Path, dst: str | Path) -> int:
     (mtime 0, mode 0644, uid/gid 0, no owner names), so the same samples give the same bytes whatever
     order and clock they were written with (the download writer's tars). Returns the sample count."""
     from .reader import group, members
+
     samples = sorted(group(members(src)), key=lambda s: s[0])
     with open(src, "rb") as f, tarfile.open(dst, "w", format=tarfile.USTAR_FORMAT) as tar:
         for key, found in samples:

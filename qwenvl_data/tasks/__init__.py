@@ -4,6 +4,7 @@ The datasets, their converters and config sections are listed once, in `registry
 converter is `convert(input_dir, dataset, images_dir, cfg)` yielding `common.Sample | common.Reject`;
 modules load only when their dataset is converted.
 """
+
 from __future__ import annotations
 
 from .registry import DATASETS, converter

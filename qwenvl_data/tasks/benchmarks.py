@@ -10,6 +10,7 @@ converters use, so the ids agree with the ones the training samples carry:
 An image file that is missing is not an error (test-split images are often not downloaded): the ids
 still match. A benchmark folder or split file that is missing is reported, and skipped.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -55,8 +56,10 @@ def read_benchmark(name: str, spec: dict, root: Path, skipped: list[str]):
     the splits whose files are not there are added to `skipped` with the reason."""
     dataset = spec.get("dataset") or name
     if dataset not in REF_SETS and dataset not in READERS:
-        raise BadInput(f"decontaminate.benchmarks.{name}: no reader for dataset {dataset!r} "
-                       f"(one of {', '.join(REF_SETS + tuple(READERS))})")
+        raise BadInput(
+            f"decontaminate.benchmarks.{name}: no reader for dataset {dataset!r} "
+            f"(one of {', '.join(REF_SETS + tuple(READERS))})"
+        )
     d = root / (spec.get("path") or dataset)
     images = root / spec["images"] if spec.get("images") else d / "images" if dataset in REF_SETS else d
     read = _refcoco if dataset in REF_SETS else _vqa
@@ -71,8 +74,10 @@ def read_benchmark(name: str, spec: dict, root: Path, skipped: list[str]):
                 raise
             skipped.append(f"{split}: {e}")
         except (KeyError, TypeError, AttributeError, ValueError) as e:
-            raise BadInput(f"benchmark {name} ({dataset}, split {split}) under {d}: unexpected record layout "
-                           f"({type(e).__name__}: {e})") from None
+            raise BadInput(
+                f"benchmark {name} ({dataset}, split {split}) under {d}: unexpected record layout "
+                f"({type(e).__name__}: {e})"
+            ) from None
 
 
 def load_benchmarks(benchmarks: dict, root: Path, method: str, max_distance: int, max_pixels=40_000_000):
@@ -84,8 +89,13 @@ def load_benchmarks(benchmarks: dict, root: Path, method: str, max_distance: int
             continue
         if not isinstance(spec, dict):
             raise BadInput(f"decontaminate.benchmarks.{name}: expected a mapping, got {type(spec).__name__}")
-        info = summary[name] = {"splits": list(spec.get("splits") or []), "eval_questions": 0, "eval_images": 0,
-                                "hashed": 0, "skipped": []}
+        info = summary[name] = {
+            "splits": list(spec.get("splits") or []),
+            "eval_questions": 0,
+            "eval_images": 0,
+            "hashed": 0,
+            "skipped": [],
+        }
         paths: dict[str, Path | None] = {}
         for question, image_id, path in read_benchmark(name, spec, root, info["skipped"]):
             ev.add(name, image_id, question)

@@ -5,6 +5,7 @@
   sample per caption (COCO's five captions per image are five samples, as Table 2 counts them).
 - pairs: DIR/*.tar with KEY.jpg + KEY.json (schema "sample": uid, source, caption, lang).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,13 @@ def convert_coco(input_dir: Path, dataset: str, images_dir: Path, cfg: dict):
             yield Reject(uid, "empty_caption")
             continue
         img = cache.get(f"{folder}/{im.get('file_name')}", uid)
-        yield img if isinstance(img, Reject) else Sample(uid, "caption", formats.caption_prompt("en"),
-                                                         caption, "en", img, {"image_id": f"coco:{im.get('id')}"})
+        yield (
+            img
+            if isinstance(img, Reject)
+            else Sample(
+                uid, "caption", formats.caption_prompt("en"), caption, "en", img, {"image_id": f"coco:{im.get('id')}"}
+            )
+        )
 
 
 def iter_pairs(tar: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS):

@@ -4,6 +4,7 @@ A converter is a generator of `Sample | Reject` over one dataset's files; `sink.
 samples into `{dataset}-{000000}.tar` shards (ShardWriter) and counts every reject by reason, so
 `in == out + sum(rejected)` is checked by the job itself.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,10 +45,10 @@ class Reject:
 @dataclass
 class ImageFile:
     data: bytes
-    ext: str            # jpg | png
+    ext: str  # jpg | png
     width: int
     height: int
-    ref: str            # the dataset-relative path, e.g. VG_100K_2/1.jpg
+    ref: str  # the dataset-relative path, e.g. VG_100K_2/1.jpg
 
 
 class ImageCache:
@@ -93,8 +94,9 @@ def load_image(path: Path, ref: str, uid: str, max_pixels: int | None = DEFAULT_
     return image_from_bytes(data, ref, uid, max_pixels)
 
 
-def image_from_bytes(data: bytes, ref: str, uid: str,
-                     max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageFile | Reject:
+def image_from_bytes(
+    data: bytes, ref: str, uid: str, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> ImageFile | Reject:
     """The stored image after the checks download applies (qwenvl_data/images.py): header and pixel
     limit before decoding, then a full decode (a truncated file fails here, not in training)."""
     try:
@@ -189,10 +191,20 @@ def task_error(obj: dict) -> str | None:
     The same rules as the schema, checked in plain Python (jsonschema costs ~1 ms a sample, more than
     the conversion itself); the schema file stays the contract and the tests hold the two together.
     """
-    ok = (obj.get("schema") in ("task", "ocr") and isinstance(obj.get("uid"), str) and obj["uid"]
-          and isinstance(obj.get("source"), str) and obj["source"] and obj.get("task") in _TASKS
-          and obj.get("lang") in ("en", "zh") and isinstance(obj.get("prompt"), str)
-          and isinstance(obj.get("target"), str) and obj["target"] and "width" in obj and "height" in obj)
+    ok = (
+        obj.get("schema") in ("task", "ocr")
+        and isinstance(obj.get("uid"), str)
+        and obj["uid"]
+        and isinstance(obj.get("source"), str)
+        and obj["source"]
+        and obj.get("task") in _TASKS
+        and obj.get("lang") in ("en", "zh")
+        and isinstance(obj.get("prompt"), str)
+        and isinstance(obj.get("target"), str)
+        and obj["target"]
+        and "width" in obj
+        and "height" in obj
+    )
     if ok:
         if obj["task"] == "text":
             ok = obj["prompt"] == "" and obj["width"] is None and obj["height"] is None
@@ -204,9 +216,17 @@ def task_error(obj: dict) -> str | None:
 
 
 def sample_json(s: Sample, source: str) -> dict:
-    obj = {"schema": "task", "uid": s.uid, "source": source, "task": s.task, "lang": s.lang,
-           "prompt": s.prompt, "target": s.target,
-           "width": s.image.width if s.image else None, "height": s.image.height if s.image else None}
+    obj = {
+        "schema": "task",
+        "uid": s.uid,
+        "source": source,
+        "task": s.task,
+        "lang": s.lang,
+        "prompt": s.prompt,
+        "target": s.target,
+        "width": s.image.width if s.image else None,
+        "height": s.image.height if s.image else None,
+    }
     if s.image:
         obj["image_ref"] = s.image.ref
     obj.update(s.extra)

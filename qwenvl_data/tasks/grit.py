@@ -17,6 +17,7 @@ Nesting: the paper cleans captions whose boxed spans nest with a greedy rule tha
 labels with no nesting. `resolve_nesting` finds that maximum exactly (weighted interval scheduling: a
 plain earliest-end greedy is only optimal when every span carries one box).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -54,8 +55,9 @@ def box_mapping(width: int, height: int, ow, oh, mode: str):
     return f"{ow:g}x{oh:g} -> {width}x{height} does not fit resize_mode {mode}"
 
 
-def span_boxes(spans, caption_len: int, min_conf: float, dropped: dict, shift: int = 0,
-               mapping=(1.0, 0.0, 1.0, 0.0)) -> dict[tuple[int, int], list]:
+def span_boxes(
+    spans, caption_len: int, min_conf: float, dropped: dict, shift: int = 0, mapping=(1.0, 0.0, 1.0, 0.0)
+) -> dict[tuple[int, int], list]:
     """Group confident, valid spans by (start, end) -> unique box bins in order; count what is dropped.
 
     `shift` moves the character spans (the caption lost that many leading characters); `mapping` takes
@@ -125,10 +127,18 @@ def convert_record(uid: str, caption, spans: list, image, min_conf: float, mappi
     if not chosen:
         return Reject(uid, "no_boxes", json.dumps(dropped, sort_keys=True))
     dropped["nested"] = len(grouped) - len(chosen)
-    objects = [{"ref": caption[s:e], "boxes": [list(b) for b in grouped[(s, e)]], "span": [s, e]}
-               for s, e in sorted(chosen)]
-    return Sample(uid, "grounding", formats.GROUNDING_PROMPT, grounded_caption(caption, grouped, chosen),
-                  "en", image, {"objects": objects, "dropped_spans": dropped})
+    objects = [
+        {"ref": caption[s:e], "boxes": [list(b) for b in grouped[(s, e)]], "span": [s, e]} for s, e in sorted(chosen)
+    ]
+    return Sample(
+        uid,
+        "grounding",
+        formats.GROUNDING_PROMPT,
+        grounded_caption(caption, grouped, chosen),
+        "en",
+        image,
+        {"objects": objects, "dropped_spans": dropped},
+    )
 
 
 def _meta(files: dict, row: dict | None) -> dict:

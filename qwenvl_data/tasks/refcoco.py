@@ -10,6 +10,7 @@ Every sentence gives two samples: `<ref>{sent}</ref>` -> `<box>...</box>` and
 `<ref>This</ref><box>...</box> is` -> sent. Only the configured splits are converted (default train:
 val/test are the benchmarks the model is evaluated on).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,8 +30,7 @@ from .common import (
 )
 from .safe_pickle import safe_load
 
-REFS_FILES = {"refcoco": ["refs(unc).p"], "refcoco+": ["refs(unc).p"],
-              "refcocog": ["refs(umd).p", "refs(google).p"]}
+REFS_FILES = {"refcoco": ["refs(unc).p"], "refcoco+": ["refs(unc).p"], "refcocog": ["refs(umd).p", "refs(google).p"]}
 
 
 def find_refs(input_dir: Path, dataset: str) -> Path:
@@ -87,8 +87,11 @@ def _ref_samples(ref, sents, uids, images, anns, cache):
         return
     # COCO boxes live in the annotated image's frame; scale if the stored file differs
     scale = scale_or_reject(img, im.get("width"), im.get("height"), uids[0])
-    bins = scale if isinstance(scale, Reject) else \
-        bins_or_reject(scaled(xywh_to_xyxy(ann.get("bbox")), *scale), img.width, img.height, uids[0])
+    bins = (
+        scale
+        if isinstance(scale, Reject)
+        else bins_or_reject(scaled(xywh_to_xyxy(ann.get("bbox")), *scale), img.width, img.height, uids[0])
+    )
     if isinstance(bins, Reject):
         yield from reject_all(bins.reason, bins.detail)
         return
@@ -100,7 +103,15 @@ def _ref_samples(ref, sents, uids, images, anns, cache):
             continue
         objects = [{"ref": expr, "box": list(bins), "category_id": ref.get("category_id")}]
         extra = {"objects": objects, "image_id": f"coco:{ref.get('image_id')}"}
-        yield Sample(u + ":ref", "ref_grounding", formats.ref_grounding_prompt(expr),
-                     formats.boxes_text([bins]), "en", img, extra)
-        yield Sample(u + ":region", "grounded_caption", formats.region_caption_prompt(bins), expr,
-                     "en", img, dict(extra))
+        yield Sample(
+            u + ":ref",
+            "ref_grounding",
+            formats.ref_grounding_prompt(expr),
+            formats.boxes_text([bins]),
+            "en",
+            img,
+            extra,
+        )
+        yield Sample(
+            u + ":region", "grounded_caption", formats.region_caption_prompt(bins), expr, "en", img, dict(extra)
+        )

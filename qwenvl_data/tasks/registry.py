@@ -4,6 +4,7 @@ The CLI choices (`tasks --dataset`), `tasks --list` (which `make tasks` reads as
 config sections of configs/tasks.yaml all come from `DATASETS`; adding a converter means one entry here,
 its module, and (if it has settings) its section in configs/tasks.yaml.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -12,11 +13,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Dataset:
-    module: str            # qwenvl_data.tasks.<module>
-    function: str          # convert(input_dir, dataset, images_dir, cfg) -> Iterable[Sample | Reject]
-    section: str | None    # the configs/tasks.yaml section its cfg comes from (None: no settings)
-    images: str = ""       # default image root under --input ("" = --input itself)
-    in_make: bool = True   # converted by `make tasks` (listed by `tasks --list`)
+    module: str  # qwenvl_data.tasks.<module>
+    function: str  # convert(input_dir, dataset, images_dir, cfg) -> Iterable[Sample | Reject]
+    section: str | None  # the configs/tasks.yaml section its cfg comes from (None: no settings)
+    images: str = ""  # default image root under --input ("" = --input itself)
+    in_make: bool = True  # converted by `make tasks` (listed by `tasks --list`)
 
 
 def _vqa() -> Dataset:
@@ -31,8 +32,14 @@ DATASETS: dict[str, Dataset] = {
     "vg-regions": Dataset("vg", "convert", None, in_make=False),
     "vg-qa": Dataset("vg", "convert", None, in_make=False),
     "grit": Dataset("grit", "convert", "grit"),
-    "vqav2": _vqa(), "gqa": _vqa(), "textvqa": _vqa(), "docvqa": _vqa(), "chartqa": _vqa(),
-    "ocrvqa": _vqa(), "dvqa": _vqa(), "ai2d": _vqa(),
+    "vqav2": _vqa(),
+    "gqa": _vqa(),
+    "textvqa": _vqa(),
+    "docvqa": _vqa(),
+    "chartqa": _vqa(),
+    "ocrvqa": _vqa(),
+    "dvqa": _vqa(),
+    "ai2d": _vqa(),
     "coco": Dataset("captions", "convert_coco", None),
     "pairs": Dataset("captions", "convert_pairs", None, in_make=False),
     "text": Dataset("text", "convert", "text"),

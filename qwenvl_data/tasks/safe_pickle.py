@@ -5,6 +5,7 @@ INST, OBJ). The refs files hold only lists, dicts, strings and numbers, which pi
 own opcodes and no lookup at all; so `find_class` admits nothing but the two builtin container types
 Python 2 wrote by name, and every other global (os.system, builtins.eval, ...) is refused.
 """
+
 from __future__ import annotations
 
 import io
@@ -12,8 +13,7 @@ import pickle
 
 from ..errors import BadInput
 
-_ALLOWED = {("builtins", "set"), ("builtins", "frozenset"),
-            ("__builtin__", "set"), ("__builtin__", "frozenset")}
+_ALLOWED = {("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"), ("__builtin__", "frozenset")}
 
 
 class RestrictedUnpickler(pickle.Unpickler):

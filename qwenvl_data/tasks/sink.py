@@ -6,6 +6,7 @@ One member set per shard (qwenvl_data/shards/writer.py): a dataset whose images 
 twice is rejected (`duplicate_uid`), never written twice. A rerun writes every shard again and the
 writer keeps a finished shard whose fingerprint matches (counted as `skipped_shards`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -102,15 +103,22 @@ class TaskSink:
         remove_stale_series(self.out_dir, self.prefix, written)  # shards an earlier, longer run left
         n_rej = sum(self.rejected.values())
         if self.seen != self.out + n_rej:
-            raise BadInput(f"{self.dataset}: accounting error: in {self.seen} != out {self.out} + "
-                           f"rejected {n_rej}")
+            raise BadInput(f"{self.dataset}: accounting error: in {self.seen} != out {self.out} + rejected {n_rej}")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         # JSON lines, not parquet: `validate DIR` reads every parquet as pair rows.
         with open(self.out_dir / f"{self.prefix}-rejects.jsonl", "w", encoding="utf-8") as f:
             for r in self._rejects:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        stats = {"stage": "tasks", "dataset": self.dataset, "in": self.seen, "out": self.out,
-                 "rejected": self.rejected, "by_task": self.by_task, "shards": self.shards,
-                 "skipped_shards": self.skipped_shards, "seconds": seconds}
+        stats = {
+            "stage": "tasks",
+            "dataset": self.dataset,
+            "in": self.seen,
+            "out": self.out,
+            "rejected": self.rejected,
+            "by_task": self.by_task,
+            "shards": self.shards,
+            "skipped_shards": self.skipped_shards,
+            "seconds": seconds,
+        }
         (self.out_dir / f"{self.prefix}-stats.json").write_text(json.dumps(stats, indent=1, sort_keys=True))
         return stats

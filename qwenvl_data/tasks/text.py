@@ -2,6 +2,7 @@
 DIR/**/*.jsonl, *.jsonl.gz or *.json.gz (C4's release: en/c4-train.00000-of-01024.json.gz) and/or
 DIR/**/*.parquet (a `text` column, optional `lang`). Task `text`: no image, empty prompt,
 all the text carries loss. Documents longer than `max_chars` are cut at whitespace into pieces."""
+
 from __future__ import annotations
 
 import gzip
@@ -42,7 +43,7 @@ def _name(f: Path, input_dir: Path) -> str:
     rel = str(f.relative_to(input_dir))
     for ext in _JSONL + (".parquet",):
         if rel.endswith(ext):
-            return rel[:-len(ext)]
+            return rel[: -len(ext)]
     return rel
 
 
@@ -74,8 +75,9 @@ def _records(input_dir: Path):
             table = pq.read_table(f)
             if "text" not in table.column_names:
                 raise BadInput(f"{f}: no 'text' column")
-            for i, rec in enumerate(table.select([c for c in ("text", "lang", "id")
-                                                  if c in table.column_names]).to_pylist()):
+            for i, rec in enumerate(
+                table.select([c for c in ("text", "lang", "id") if c in table.column_names]).to_pylist()
+            ):
                 yield f"{name}:{i}", rec
 
 

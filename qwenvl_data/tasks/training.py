@@ -5,6 +5,7 @@ reader seeks past images) into `Record`s, checked and grouped; after the mix is 
 streams the chosen samples' files back in file order and `build_*` turns each into the training
 json + image members (`img0.jpg`, `img1.png`, ...).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,12 +21,12 @@ from .text import guess_lang
 
 @dataclass(slots=True)
 class Record:
-    group: str          # the mixing group: a source (stage 1) or a task (stage 2, 3; "chat" for SFT)
+    group: str  # the mixing group: a source (stage 1) or a task (stage 2, 3; "chat" for SFT)
     source: str
     lang: str
     uid: str
-    origin: Path        # the tar or JSON file it comes from
-    pos: int            # its position there (file order)
+    origin: Path  # the tar or JSON file it comes from
+    pos: int  # its position there (file order)
     key: str = ""
     meta: dict = field(default_factory=dict)
 
@@ -61,8 +62,7 @@ def _bad_size(meta: dict) -> str | None:
         v = meta.get(key)
         if v is None:
             continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or not (1 <= v <= _MAX_SIDE) \
-                or int(v) != v:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or not (1 <= v <= _MAX_SIDE) or int(v) != v:
             return f"{key}={v!r} is not a pixel count in 1..{_MAX_SIDE}"
     return None
 
@@ -101,8 +101,9 @@ def scan_tasks(path: Path):
             yield Reject(uid, "missing_image")
         else:
             # only what the mix needs stays in memory; the json is read again when the sample is written
-            yield Record(meta["task"], str(meta.get("source") or path.stem), meta["lang"], uid, path, pos, key,
-                         {"ext": ext})
+            yield Record(
+                meta["task"], str(meta.get("source") or path.stem), meta["lang"], uid, path, pos, key, {"ext": ext}
+            )
 
 
 def scan_sft(path: Path):
@@ -114,16 +115,23 @@ def scan_sft(path: Path):
     (`no_assistant_turn`; the official code would train on its special tokens alone). An optional
     string `system` per conversation (written by `qwenvl-data export`) overrides the configured one."""
     from .common import read_json
+
     data = read_json(path)
     if not isinstance(data, list):
         from ..errors import BadInput
+
         raise BadInput(f"{path}: fine-tuning JSON must be a list of {{id, conversations}}")
     for pos, conv in enumerate(data):
         uid = f"{path.stem}:{conv.get('id', pos) if isinstance(conv, dict) else pos}"
         turns = conv.get("conversations") if isinstance(conv, dict) else None
-        if not isinstance(turns, list) or not turns or not all(
+        if (
+            not isinstance(turns, list)
+            or not turns
+            or not all(
                 isinstance(t, dict) and t.get("from") in ("user", "assistant") and isinstance(t.get("value"), str)
-                for t in turns):
+                for t in turns
+            )
+        ):
             yield Reject(uid, "bad_conversation", "conversations must be [{from: user|assistant, value}]")
             continue
         if turns[0]["from"] != "user":
@@ -142,9 +150,16 @@ def scan_sft(path: Path):
             yield Reject(uid, "missing_image", missing[0])
             continue
         text = " ".join(t["value"] for t in turns)
-        yield Record("chat", path.stem, guess_lang(text), uid, path, pos, "",
-                     {"turns": [(t["from"], t["value"]) for t in turns], "files": [str(f) for f in files],
-                      "system": system})
+        yield Record(
+            "chat",
+            path.stem,
+            guess_lang(text),
+            uid,
+            path,
+            pos,
+            "",
+            {"turns": [(t["from"], t["value"]) for t in turns], "files": [str(f) for f in files], "system": system},
+        )
 
 
 def read_records(records):
@@ -178,8 +193,16 @@ def _read_run(run: list[Record]):
 
 
 def _train_json(r: Record, stage: int, task: str, lang: str, images: list[str], segments: list[dict]):
-    return {"schema": "train", "uid": r.uid, "stage": stage, "task": task, "lang": lang,
-            "source": r.source, "images": images, "segments": segments}
+    return {
+        "schema": "train",
+        "uid": r.uid,
+        "stage": stage,
+        "task": task,
+        "lang": lang,
+        "source": r.source,
+        "images": images,
+        "segments": segments,
+    }
 
 
 def _member(ext: str, i: int) -> str:
@@ -199,8 +222,7 @@ def build_stage12(r: Record, files: dict, stage: int):
     if m.get("ext"):
         name = _member(m["ext"], 0)
         images, members = [name], {name: files[m["ext"]]}
-    return _train_json(r, stage, task, r.lang, images, formats.train_segments(task, prompt, target, images)), \
-        members
+    return _train_json(r, stage, task, r.lang, images, formats.train_segments(task, prompt, target, images)), members
 
 
 def build_stage3(r: Record, files: dict, system: str, zh_fraction: float, mask: str = "official"):
@@ -217,7 +239,7 @@ def build_stage3(r: Record, files: dict, system: str, zh_fraction: float, mask: 
         turns, used = [], 0
         for role, text in r.meta["turns"]:
             n = len(formats.image_refs(text))
-            text, _ = formats.rename_images(text, names[used:used + n])
+            text, _ = formats.rename_images(text, names[used : used + n])
             used += n
             turns.append((role, text))
         segments = formats.chat_segments(turns, r.meta.get("system") or system, mask)
@@ -233,5 +255,6 @@ def build_stage3(r: Record, files: dict, system: str, zh_fraction: float, mask: 
     name = _member(m["ext"], 0)
     lang = r.lang if m["task"] in ("vqa", "caption") else lang
     turns = [("user", formats.picture_prefix([name]) + question), ("assistant", answer)]
-    return _train_json(r, 3, m["task"], lang, [name], formats.chat_segments(turns, system, mask)), \
-        {name: files[m["ext"]]}
+    return _train_json(r, 3, m["task"], lang, [name], formats.chat_segments(turns, system, mask)), {
+        name: files[m["ext"]]
+    }

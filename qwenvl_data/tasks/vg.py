@@ -11,6 +11,7 @@ file has another size. `--dataset vg` converts regions and QAs; `vg-regions` / `
 Each sample carries `image_id` ("vg:1") and, for the images VG shares with COCO, `coco_id`
 (decontamination matches benchmark images by these).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -60,8 +61,11 @@ def image_ids(meta: dict) -> dict:
 
 
 def convert(input_dir: Path, dataset: str, images_dir: Path, cfg: dict):
-    metas = {_first(m, "image_id", "id"): m
-             for m in read_json(require(input_dir / "image_data.json", "VG image list")) if isinstance(m, dict)}
+    metas = {
+        _first(m, "image_id", "id"): m
+        for m in read_json(require(input_dir / "image_data.json", "VG image list"))
+        if isinstance(m, dict)
+    }
     cache = ImageCache(images_dir, cfg.get("max_pixels"))
     if dataset in ("vg", "vg-regions"):
         regions = read_json(require(input_dir / "region_descriptions.json", "VG regions"))
@@ -87,27 +91,51 @@ def _regions(entry, i, metas, images_dir, cache):
     image_id = _first(entry, "image_id", "id")
     if image_id is None:
         image_id = _first(regions[0], "image_id", "image")
-    uids = [f"vg:region{_first(r, 'region_id', 'id')}" if _first(r, "region_id", "id") is not None
-            else f"vg:image{image_id}:region{j}" for j, r in enumerate(regions)]
+    uids = [
+        f"vg:region{_first(r, 'region_id', 'id')}"
+        if _first(r, "region_id", "id") is not None
+        else f"vg:image{image_id}:region{j}"
+        for j, r in enumerate(regions)
+    ]
     meta, img = _image(image_id, metas, images_dir, cache, uids[0])
     scale = img if isinstance(img, Reject) else scale_or_reject(img, meta.get("width"), meta.get("height"), uids[0])
     for r, u in zip(regions, uids):
-        box = None if isinstance(scale, Reject) else \
-            bins_or_reject(scaled(xywh_to_xyxy([r.get(k) for k in ("x", "y", "width", "height")]), *scale),
-                           img.width, img.height, u)
+        box = (
+            None
+            if isinstance(scale, Reject)
+            else bins_or_reject(
+                scaled(xywh_to_xyxy([r.get(k) for k in ("x", "y", "width", "height")]), *scale),
+                img.width,
+                img.height,
+                u,
+            )
+        )
         phrase = (r.get("phrase") or "").strip() if isinstance(r.get("phrase"), str) else ""
-        reason = scale if isinstance(scale, Reject) else box if isinstance(box, Reject) else \
-            (Reject(u, "no_expression") if not phrase else None)
+        reason = (
+            scale
+            if isinstance(scale, Reject)
+            else box
+            if isinstance(box, Reject)
+            else (Reject(u, "no_expression") if not phrase else None)
+        )
         if reason:
             yield Reject(u + ":ref", reason.reason, reason.detail)
             yield Reject(u + ":region", reason.reason, reason.detail)
             continue
         objects = [{"ref": phrase, "box": list(box)}]
         extra = {"objects": objects, **image_ids(meta)}
-        yield Sample(u + ":ref", "ref_grounding", formats.ref_grounding_prompt(phrase),
-                     formats.boxes_text([box]), "en", img, extra)
-        yield Sample(u + ":region", "grounded_caption", formats.region_caption_prompt(box), phrase,
-                     "en", img, dict(extra))
+        yield Sample(
+            u + ":ref",
+            "ref_grounding",
+            formats.ref_grounding_prompt(phrase),
+            formats.boxes_text([box]),
+            "en",
+            img,
+            extra,
+        )
+        yield Sample(
+            u + ":region", "grounded_caption", formats.region_caption_prompt(box), phrase, "en", img, dict(extra)
+        )
 
 
 def _qas(entry, metas, images_dir, cache):

@@ -21,6 +21,7 @@ default to DIR); `split` (config `{dataset}.split`, default train) picks the fil
   questionId}}}; images/{imageName}, or abc_images/{imageName} (letters drawn) when abcLabel is true;
   ai2d_test_ids.csv lists the test images: split train skips them, split test reads only them.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -67,8 +68,13 @@ def _vqav2(d: Path, split: str):
         a = by_q.get(q["question_id"], {})
         votes = a.get("answers") or []
         answer = most_frequent([v.get("answer") for v in votes], [v.get("answer_confidence") == "yes" for v in votes])
-        yield Row(f"vqav2:{q['question_id']}", f"{folder}/COCO_{folder}_{int(q['image_id']):012d}.jpg",
-                  q.get("question"), answer, f"coco:{int(q['image_id'])}")
+        yield Row(
+            f"vqav2:{q['question_id']}",
+            f"{folder}/COCO_{folder}_{int(q['image_id']):012d}.jpg",
+            q.get("question"),
+            answer,
+            f"coco:{int(q['image_id'])}",
+        )
 
 
 def gqa_image_id(image_id) -> str:
@@ -80,15 +86,21 @@ def gqa_image_id(image_id) -> str:
 def _gqa(d: Path, split: str):
     qs = read_json(require(d / f"{split}_balanced_questions.json", "GQA questions"))
     for qid, q in qs.items():
-        yield Row(f"gqa:{qid}", f"images/{q['imageId']}.jpg", q.get("question"), q.get("answer"),
-                  gqa_image_id(q["imageId"]))
+        yield Row(
+            f"gqa:{qid}", f"images/{q['imageId']}.jpg", q.get("question"), q.get("answer"), gqa_image_id(q["imageId"])
+        )
 
 
 def _textvqa(d: Path, split: str):
     folder = "test_images" if split == "test" else "train_images"
     for q in read_json(require(d / f"TextVQA_0.5.1_{split}.json", "TextVQA")).get("data", []):
-        yield Row(f"textvqa:{q['question_id']}", f"{folder}/{q['image_id']}.jpg", q.get("question"),
-                  most_frequent(q.get("answers") or []), f"openimages:{q['image_id']}")
+        yield Row(
+            f"textvqa:{q['question_id']}",
+            f"{folder}/{q['image_id']}.jpg",
+            q.get("question"),
+            most_frequent(q.get("answers") or []),
+            f"openimages:{q['image_id']}",
+        )
 
 
 def _docvqa(d: Path, split: str):
@@ -105,8 +117,13 @@ def _docvqa(d: Path, split: str):
         ok = isinstance(rel, str) and not Path(rel).is_absolute() and ".." not in Path(rel).parts
         prefix = next((p for p in prefixes if ok and (d / f"{p}{rel}").is_file()), beside)
         answers = q.get("answers") or []
-        yield Row(f"docvqa:{q['questionId']}", f"{prefix}{rel}" if ok else rel, q.get("question"),
-                  answers[0] if answers else None, f"docvqa:{Path(str(rel)).stem}")
+        yield Row(
+            f"docvqa:{q['questionId']}",
+            f"{prefix}{rel}" if ok else rel,
+            q.get("question"),
+            answers[0] if answers else None,
+            f"docvqa:{Path(str(rel)).stem}",
+        )
 
 
 def _chartqa(d: Path, split: str):
@@ -118,8 +135,13 @@ def _chartqa(d: Path, split: str):
     prefix = "" if base == d else f"{split}/"
     for f in files:
         for i, q in enumerate(read_json(f)):
-            yield Row(f"chartqa:{f.stem}:{i}", f"{prefix}png/{q['imgname']}", q.get("query"), q.get("label"),
-                      f"chartqa:{q['imgname']}")
+            yield Row(
+                f"chartqa:{f.stem}:{i}",
+                f"{prefix}png/{q['imgname']}",
+                q.get("query"),
+                q.get("label"),
+                f"chartqa:{q['imgname']}",
+            )
 
 
 _OCRVQA_SPLITS = {"train": 1, "val": 2, "test": 3}
@@ -132,16 +154,18 @@ def _ocrvqa(d: Path, split: str):
         ext = url.rsplit("/", 1)[-1].rsplit(".", 1)[-1].lower() if "." in url.rsplit("/", 1)[-1] else ""
         name = f"images/{bid}.{ext if is_image_ext(ext) else 'jpg'}"
         if not (d / name).exists():  # the download script keeps the URL's extension; find it if it differs
-            name = next((f"images/{p.name}" for p in sorted((d / "images").glob(f"{bid}.*"))
-                         if is_image_ext(p.name)), name)
+            name = next(
+                (f"images/{p.name}" for p in sorted((d / "images").glob(f"{bid}.*")) if is_image_ext(p.name)), name
+            )
         for i, (q, a) in enumerate(zip(rec.get("questions") or [], rec.get("answers") or [])):
             yield Row(f"ocrvqa:{bid}:{i}", name, q, a if rec.get("split") == want else NOT_SPLIT, f"ocrvqa:{bid}")
 
 
 def _dvqa(d: Path, split: str):
     for q in read_json(require(d / f"{split}_qa.json", "DVQA")):
-        yield Row(f"dvqa:{q['question_id']}", f"images/{q['image']}", q.get("question"), q.get("answer"),
-                  f"dvqa:{q['image']}")
+        yield Row(
+            f"dvqa:{q['question_id']}", f"images/{q['image']}", q.get("question"), q.get("answer"), f"dvqa:{q['image']}"
+        )
 
 
 def ai2d_test_ids(d: Path) -> set[str]:
@@ -149,8 +173,11 @@ def ai2d_test_ids(d: Path) -> set[str]:
     path = d / "ai2d_test_ids.csv"
     if not path.exists():
         return set()
-    return {line.strip().split(",")[0].removesuffix(".png") for line in
-            path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()}
+    return {
+        line.strip().split(",")[0].removesuffix(".png")
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if line.strip()
+    }
 
 
 def _ai2d(d: Path, split: str):
@@ -167,14 +194,26 @@ def _ai2d(d: Path, split: str):
             choices, correct = q.get("answerTexts") or [], q.get("correctAnswer")
             ok = isinstance(correct, int) and 0 <= correct < len(choices)
             folder = "abc_images" if q.get("abcLabel") is True else "images"
-            yield Row(f"ai2d:{q.get('questionId', f.stem + ':' + text)}", f"{folder}/{name}",
-                      formats.multiple_choice_question(text, choices),
-                      (choices[correct] if ok else None) if in_split else NOT_SPLIT, f"ai2d:{image_id}")
+            yield Row(
+                f"ai2d:{q.get('questionId', f.stem + ':' + text)}",
+                f"{folder}/{name}",
+                formats.multiple_choice_question(text, choices),
+                (choices[correct] if ok else None) if in_split else NOT_SPLIT,
+                f"ai2d:{image_id}",
+            )
 
 
 NOT_SPLIT = object()  # marks a record of another split (a benchmark's test/val, when converting train)
-READERS = {"vqav2": _vqav2, "gqa": _gqa, "textvqa": _textvqa, "docvqa": _docvqa, "chartqa": _chartqa,
-           "ocrvqa": _ocrvqa, "dvqa": _dvqa, "ai2d": _ai2d}
+READERS = {
+    "vqav2": _vqav2,
+    "gqa": _gqa,
+    "textvqa": _textvqa,
+    "docvqa": _docvqa,
+    "chartqa": _chartqa,
+    "ocrvqa": _ocrvqa,
+    "dvqa": _dvqa,
+    "ai2d": _ai2d,
+}
 
 
 def read_split(dataset: str, input_dir: Path, split: str):
