@@ -234,3 +234,14 @@ def test_backgrounds_from_image_files_and_pair_shards(tmp_path):
         greens += corner[1] > 120 and corner[0] < 80 and corner[2] < 80
         assert sample["lines"]
     assert greens >= 1
+
+
+def test_warp_points_of_an_empty_page():
+    """A page whose fonts leave no line (nothing to warp) is not a crash: OpenCV returns None there."""
+    import numpy as np
+
+    from qwenvl_data.ocr.effects import warp_points
+
+    out = warp_points(np.eye(3), np.zeros((0, 4, 2)))
+    assert out.shape == (0, 4, 2)
+    assert warp_points(np.eye(3), np.array([[1.0, 2.0]])).tolist() == [[1.0, 2.0]]

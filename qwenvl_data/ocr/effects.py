@@ -84,6 +84,8 @@ def camera(
 def warp_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a homography to points of shape (..., 2)."""
     flat = points.reshape(-1, 2).astype(np.float64)
+    if not len(flat):  # a page with no lines: OpenCV returns None for an empty point set
+        return points.astype(np.float64)
     out = cv2.perspectiveTransform(flat[None], matrix.astype(np.float64))[0]
     return out.reshape(points.shape)
 
