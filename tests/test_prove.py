@@ -43,9 +43,12 @@ def test_scenes_split_by_image_and_boxes_survive_the_converter(tmp_path):
     for tar in (tmp_path / "tasks").glob("*.tar"):
         for _, files in iter_tar_samples(tar):
             meta = json.loads(files["json"])
+            ref = meta["objects"][0]["ref"]
+            # a region sample is in its expression's language (the converter once called all of them en)
+            assert meta["lang"] == ("zh" if any("\u4e00" <= c <= "\u9fff" for c in ref) else "en"), meta
             if meta["task"] == "ref_grounding":
                 image_id = int(meta["image_ref"].split("/")[-1].split(".")[0])
-                assert tuple(meta["objects"][0]["box"]) == truth[meta["objects"][0]["ref"], image_id]
+                assert tuple(meta["objects"][0]["box"]) == truth[ref, image_id]
 
 
 def test_grounding_metrics_on_hand_made_answers():

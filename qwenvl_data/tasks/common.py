@@ -35,6 +35,28 @@ class Sample:
     extra: dict = field(default_factory=dict)
 
 
+def ref_and_region(uid: str, phrase: str, bins, image, extra: dict):
+    """The two samples a referred region gives (RefCOCO and Visual Genome alike): `ref_grounding`
+    (`<ref>phrase</ref>` -> `<box>`) and `grounded_caption` (`<ref>This</ref><box>` is -> phrase), in the
+    phrase's own language (a Chinese expression is `zh`)."""
+    from .. import formats
+    from .text import guess_lang  # text imports this module
+
+    lang = guess_lang(phrase)
+    yield Sample(
+        uid + ":ref",
+        "ref_grounding",
+        formats.ref_grounding_prompt(phrase),
+        formats.boxes_text([bins]),
+        lang,
+        image,
+        extra,
+    )
+    yield Sample(
+        uid + ":region", "grounded_caption", formats.region_caption_prompt(bins), phrase, lang, image, dict(extra)
+    )
+
+
 @dataclass
 class Reject:
     uid: str

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import formats
 from ..errors import BadInput
 from .common import (
     ImageCache,
     Reject,
-    Sample,
     bins_or_reject,
     read_json,
+    ref_and_region,
     require,
     scale_or_reject,
     scaled,
@@ -103,15 +102,4 @@ def _ref_samples(ref, sents, uids, images, anns, cache):
             continue
         objects = [{"ref": expr, "box": list(bins), "category_id": ref.get("category_id")}]
         extra = {"objects": objects, "image_id": f"coco:{ref.get('image_id')}"}
-        yield Sample(
-            u + ":ref",
-            "ref_grounding",
-            formats.ref_grounding_prompt(expr),
-            formats.boxes_text([bins]),
-            "en",
-            img,
-            extra,
-        )
-        yield Sample(
-            u + ":region", "grounded_caption", formats.region_caption_prompt(bins), expr, "en", img, dict(extra)
-        )
+        yield from ref_and_region(u, expr, bins, img, extra)

@@ -23,6 +23,7 @@ from .common import (
     Sample,
     bins_or_reject,
     read_json,
+    ref_and_region,
     require,
     scale_or_reject,
     scaled,
@@ -124,18 +125,7 @@ def _regions(entry, i, metas, images_dir, cache):
             continue
         objects = [{"ref": phrase, "box": list(box)}]
         extra = {"objects": objects, **image_ids(meta)}
-        yield Sample(
-            u + ":ref",
-            "ref_grounding",
-            formats.ref_grounding_prompt(phrase),
-            formats.boxes_text([box]),
-            "en",
-            img,
-            extra,
-        )
-        yield Sample(
-            u + ":region", "grounded_caption", formats.region_caption_prompt(box), phrase, "en", img, dict(extra)
-        )
+        yield from ref_and_region(u, phrase, box, img, extra)
 
 
 def _qas(entry, metas, images_dir, cache):
