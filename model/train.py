@@ -366,7 +366,7 @@ def save(model, optimizer, a, out, step, cfg, position, history, rank, world):
         meta = {
             "config": cfg.to_dict(),
             "stage": a.stage,
-            "data": str(a.data),
+            "data": str(getattr(a, "data_url", None) or a.data),
             "data_positions": positions,
             "rng": rngs,
             "args": {k: v for k, v in vars(a).items() if isinstance(v, (int, float, str, bool))},
@@ -389,8 +389,10 @@ def main(argv=None) -> int:
             if int(os.environ.get("RANK", "0")) == 0
             else nullcontext()
         )
-        with owner:
-            train(args)
+        with owner, storage.local_input(args.data) as data:  # s3:// --data: downloaded to a temp folder first
+            train(
+                argparse.Namespace(**{**vars(args), "data": data, "data_url": args.data}) if data != args.data else args
+            )
     except QwenVLDataError as e:
         print(f"qwenvl-train: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -8,7 +8,8 @@ image (same dataset id, or a perceptual hash within the configured Hamming dista
 is an evaluation question (qwenvl_data/decontam.py). Writes `OUT/decontamination.json` (per benchmark:
 training samples removed from which source, how they matched; per source: in, out, removed; hashing
 speed), which `shards` copies into its index.json, and `OUT/decontamination-removed.jsonl` (one line
-per removed sample). Per source: in == out + removed.
+per removed sample). Per source: in == out + removed. --input, --eval-root and --output may be `s3://`
+(any fsspec URL): staged through a local temp folder (qwenvl_data/staging.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.outdir import own_output, refuse_in_progress
 from qwenvl_data.shards import ShardWriter, iter_tar_samples
 from qwenvl_data.shards.loaders import WIDS_INDEX, write_loader_index
+from qwenvl_data.staging import staged_args
 from qwenvl_data.tasks.benchmarks import load_benchmarks
 from qwenvl_data.vocab import is_image_ext
 
@@ -129,6 +131,11 @@ def filter_shard(tar: Path, out_dir: Path, source: str, ev, removed_log, report:
 
 
 def run(args) -> int:
+    with staged_args(args, stage="decontaminate", inputs=("input", "eval_root")) as a:
+        return _run(a)
+
+
+def _run(args) -> int:
     t0 = time.time()
     cfg = load_section("decontaminate", args.config)
     method, dist = cfg["hash"]["method"], cfg["hash"]["max_distance"]

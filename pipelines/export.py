@@ -17,7 +17,8 @@ Stage-3 samples give their ChatML turns back (formats.chat_turns); stage-1/2 sam
 turn (the task's chat instruction, as `shards --stage 3` writes task samples) and the target as the
 answer; pure text has no chat form (`no_chat_form`). Round trip: `shards --stage 3 --input
 OUT/qwenvl.json` writes the same segments as the exported stage-3 shards. One sample is in memory at a
-time: the JSON arrays are written item by item to temporary files, renamed when complete.
+time: the JSON arrays are written item by item to temporary files, renamed when complete. --input and
+--output may be `s3://` (any fsspec URL): staged through a local temp folder (qwenvl_data/staging.py).
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ import os
 import time
 from pathlib import Path
 
-from qwenvl_data import formats
+from qwenvl_data import formats, storage
 from qwenvl_data.config import load_section
 from qwenvl_data.errors import UsageError
 from qwenvl_data.outdir import own_output
 from qwenvl_data.shards import iter_tar_samples
+from qwenvl_data.staging import staged_args
 
 FORMATS = ("qwenvl", "messages")
 
@@ -126,6 +128,13 @@ def sample_chat(meta: dict, files: dict, image_paths: list[str], system: str, zh
 
 
 def run(args) -> int:
+    if args.absolute and storage.is_remote(args.output):
+        raise UsageError("--absolute: image paths on an object store are relative to --output; drop --absolute")
+    with staged_args(args, stage="export") as a:
+        return _run(a)
+
+
+def _run(args) -> int:
     t0 = time.time()
     wanted = [f.strip() for f in args.format.split(",") if f.strip()]
     if not wanted or any(f not in FORMATS for f in wanted):

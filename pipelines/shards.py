@@ -12,6 +12,9 @@
 Writes `OUT/stage{N}-{family}-{000000}.tar` (+ `.parquet`, `.json`; one member set per family, see
 qwenvl_data/shards/build.py), `OUT/index.json` and `OUT/wids-index.json`; checks that every input
 sample is written, rejected with a reason (a repeated uid: `duplicate_uid`), or left unused by the mix.
+--input, --tokenizer and --output may be `s3://` (any fsspec URL; a glob like `s3://b/tasks/*` is
+expanded): staged through a local temp folder (qwenvl_data/staging.py; a rerun into a remote output
+rebuilds every shard, index.json is uploaded last).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from qwenvl_data.shards import clean_stale_temps
 from qwenvl_data.shards.build import make_index, write_shards
 from qwenvl_data.shards.mix import choose, plan_counts
 from qwenvl_data.shards.tokens import TokenCounter
+from qwenvl_data.staging import staged_args
 from qwenvl_data.tasks.common import Reject
 from qwenvl_data.tasks.training import build_stage3, build_stage12, scan_pairs, scan_sft, scan_tasks
 
@@ -149,6 +153,11 @@ def plan_streams(groups: dict, counts: dict, seed: int):
 
 
 def run(args) -> int:
+    with staged_args(args, stage="shards", inputs=("input", "tokenizer")) as a:
+        return _run(a)
+
+
+def _run(args) -> int:
     t0 = time.time()
     cfg = load_section("shards", args.config)
     stage, out = args.stage, Path(args.output)

@@ -5,7 +5,9 @@
 
 Writes `OUT/{dataset}-{000000}.tar` (+ `.parquet`, `.json`), `OUT/{dataset}-stats.json` (in, out,
 rejected by reason, samples by task and language) and `OUT/{dataset}-rejects.jsonl`. A rerun skips the
-shards a previous run finished. The job fails if in != out + rejected.
+shards a previous run finished. The job fails if in != out + rejected. --input, --images and --output
+may be `s3://` (any fsspec URL): staged through a local temp folder (qwenvl_data/staging.py; a rerun
+into a remote output rebuilds it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.outdir import own_output
 from qwenvl_data.shards import clean_stale_temps
 from qwenvl_data.shards.loaders import write_loader_index
+from qwenvl_data.staging import staged_args
 from qwenvl_data.tasks.registry import DATASETS, converter, dataset_config, make_datasets
 from qwenvl_data.tasks.sink import TaskSink
 
@@ -75,8 +78,11 @@ def run(args) -> int:
     if missing:
         raise UsageError(f"{', '.join(missing)} required (or --list)")
     cfg = load_section("tasks", args.config)
-    with own_output(args.output, stage="tasks", inputs=[("--input", args.input), ("--images", args.images)]):
-        stats = convert_dataset(args.dataset, args.input, args.output, args.images, cfg, args.shard_size)
+    with (
+        staged_args(args, stage="tasks", inputs=("input", "images")) as a,
+        own_output(a.output, stage="tasks", inputs=[("--input", a.input), ("--images", a.images)]),
+    ):
+        stats = convert_dataset(args.dataset, a.input, a.output, a.images, cfg, args.shard_size)
     rej = ", ".join(f"{k} {v}" for k, v in sorted(stats["rejected"].items())) or "none"
     tasks = json.dumps(stats["by_task"], sort_keys=True)
     print(f"{args.dataset}: {stats['in']} in, {stats['out']} samples {tasks}, rejected: {rej}")

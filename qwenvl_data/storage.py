@@ -9,6 +9,9 @@ every input, output, resume marker, reject file, funnel, index and checkpoint go
   multi-file results (a shard: tar, parquet, then its stats json) write their marker file last.
 - `open`, `read_bytes`, `read_text`, `read_json`, `exists`, `isdir`, `glob`, `listdir`, `makedirs`,
   `remove`, `join`, `is_remote`, `local_path`: the rest of what stages need, URLs in and URLs out.
+- `local_input(url)` / `staged_output(url)`: staging for stages that work on local folders (tasks,
+  decontaminate, shards, export, the trainer's --data): a remote input is downloaded to a temp folder,
+  a remote output is built in one and uploaded when the run succeeds (qwenvl_data/staging.py).
 Credentials and endpoints come from the usual places (environment, ~/.aws, fsspec config), e.g.
 `AWS_ENDPOINT_URL` / `FSSPEC_S3_ENDPOINT_URL` for an S3-compatible server.
 """
@@ -204,3 +207,72 @@ def local_copy(url) -> Iterator[str]:
         dest = os.path.join(tmp, name(url))
         fs.get_file(path, dest)
         yield dest
+
+
+_NOT_STAGED = (".qwenvl.", ".tmp-")  # a run's lock / in-progress marker and unfinished temporaries never travel
+
+
+def _staged(rel: str) -> bool:
+    return not any(part.startswith(_NOT_STAGED) for part in rel.split("/"))
+
+
+@contextlib.contextmanager
+def local_input(url) -> Iterator[Any]:
+    """A local path holding the file or folder `url` (None stays None): the path itself when local, else a
+    recursive download to `TEMP/<name>` (the name kept: stages read it), removed after the block."""
+    if url is None or not is_remote(url):
+        yield None if url is None else local_path(url)
+        return
+    import tempfile
+
+    from .errors import UsageError
+
+    fs, path = fs_of(url)
+    path = path.rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="qwenvl-in-") as tmp:
+        dest = os.path.join(tmp, name(url))
+        if fs.isdir(path):
+            rel = [f[len(path) + 1 :] for f in sorted(fs.find(path)) if f.startswith(path + "/")]
+            rel = [r for r in rel if _staged(r)]
+            for r in rel:
+                os.makedirs(os.path.dirname(os.path.join(dest, r)), exist_ok=True)
+            os.makedirs(dest, exist_ok=True)
+            if rel:
+                fs.get([f"{path}/{r}" for r in rel], [os.path.join(dest, r) for r in rel])
+        elif fs.exists(path):
+            fs.get_file(path, dest)
+        else:
+            raise UsageError(f"{url}: no such file or folder")
+        yield dest
+
+
+def _upload_order(rel: str) -> tuple:
+    """Data first; then the .json files that mark a finished shard; then the folder's own summaries
+    (stats, wids-index.json, reports); index.json very last: a reader that sees it sees everything."""
+    is_json = rel.endswith(".json")
+    return (is_json, is_json and "/" not in rel, rel == "index.json", rel)
+
+
+@contextlib.contextmanager
+def staged_output(url) -> Iterator[Any]:
+    """A local folder to write `url`'s contents into: the path itself when local, else a temp folder
+    whose files are uploaded under `url` when the block ends without error (data files first, then
+    every .json marker one by one in sorted order, index.json last; see _upload_order). Nothing is
+    uploaded after an error, and nothing already under `url` is removed (a rerun overwrites by name)."""
+    if url is None or not is_remote(url):
+        yield None if url is None else local_path(url)
+        return
+    import tempfile
+
+    fs, path = fs_of(url)
+    path = path.rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="qwenvl-out-") as tmp:
+        yield tmp
+        root = Path(tmp)
+        rel = sorted((p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()), key=_upload_order)
+        rel = [r for r in rel if _staged(r)]
+        data = [r for r in rel if not r.endswith(".json")]
+        if data:  # in bulk (concurrently): none of them marks anything finished
+            fs.put([str(root / r) for r in data], [f"{path}/{r}" for r in data])
+        for r in rel[len(data) :]:
+            fs.put_file(str(root / r), f"{path}/{r}")

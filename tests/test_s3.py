@@ -5,6 +5,7 @@ local folder. No test touches a cloud.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from qwenvl_data import storage
+from qwenvl_data.shards import iter_tar_samples
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -220,3 +222,72 @@ def test_train_checkpoints_on_s3(bucket, tmp_path):
         "1024",
     )
     assert storage.exists(f"{bucket}/train/stage2/model_000001.pt")
+
+
+def test_tasks_shards_and_train_data_on_s3(bucket, tmp_path):
+    """tasks and shards --stage 2 staged through a temp folder (s3 -> s3), the same as on local folders;
+    qwenvl-train reads --data from s3."""
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("make_task_fixtures", root / "scripts" / "make_task_fixtures.py")
+    fx = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fx)
+    fx.coco(tmp_path / "raw" / "coco")
+    fx.text(tmp_path / "raw" / "text")
+    fs = storage.fs_of(bucket)[0]
+    fs.put(str(tmp_path / "raw") + "/", "qwenvl-test/taskraw/", recursive=True)
+    local = tmp_path / "local"
+    for r, raw in ((bucket, f"{bucket}/taskraw"), (str(local), str(tmp_path / "raw"))):
+        for d in ("coco", "text"):
+            cli("tasks", "--dataset", d, "--input", f"{raw}/{d}", "--output", f"{r}/tasks/{d}", "--shard-size", "2")
+    inputs = [f"{bucket}/tasks/*"]  # a remote glob is expanded
+    cli("shards", "--stage", "2", "--input", *inputs, "--output", f"{bucket}/shards2", "--shard-size", "2")
+    cli(
+        "shards",
+        "--stage",
+        "2",
+        "--input",
+        local / "tasks/coco",
+        local / "tasks/text",
+        "--output",
+        local / "shards2",
+        "--shard-size",
+        "2",
+    )
+    assert not storage.exists(f"{bucket}/shards2/.qwenvl.in-progress")
+    assert not [p for p in storage.glob(f"{bucket}/shards2/*") if storage.name(p).startswith((".tmp-", ".qwenvl"))]
+    for d in ("coco", "text"):
+        names = {storage.name(p) for p in storage.glob(f"{bucket}/tasks/{d}/*")}
+        assert {f"{d}-stats.json", "wids-index.json"} <= names and any(n.endswith(".tar") for n in names), names
+        a, b = (storage.read_json(f"{r}/tasks/{d}/{d}-stats.json") for r in (local, bucket))
+        assert (a["in"], a["out"], a["rejected"]) == (b["in"], b["out"], b["rejected"]) and a["out"] > 0
+
+    def uids(r: str) -> list:
+        out = []
+        for t in storage.glob(f"{r}/shards2/*.tar"):
+            with storage.local_input(t) as f:
+                out += [json.loads(m["json"])["uid"] for _, m in iter_tar_samples(Path(f))]
+        return sorted(out)
+
+    assert uids(str(local)) == uids(bucket) and uids(bucket)
+    ia, ib = storage.read_json(f"{local}/shards2/index.json"), storage.read_json(f"{bucket}/shards2/index.json")
+    assert ia["totals"] == ib["totals"] and ia["rejected"] == ib["rejected"]
+    assert storage.exists(f"{bucket}/shards2/wids-index.json")
+
+    subprocess.run(
+        [sys.executable, "scripts/make_tokenizer.py", "--out", str(tmp_path / "tok")],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
+    out = tmp_path / "train2"
+    r = subprocess.run(
+        [sys.executable, "-m", "qwenvl_data.model.train", "--stage", "2", "--data", f"{bucket}/shards2"]
+        + ["--out", str(out), "--tokenizer", str(tmp_path / "tok"), "--config", "tiny", "--steps", "2"]
+        + ["--seq-len", "1024", "--workers", "0", "--batch-size", "2", "--warmup", "1", "--save-every", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    meta = json.loads((out / "meta_000002.json").read_text())
+    assert meta["step"] == 2 and meta["data"] == f"{bucket}/shards2"
