@@ -221,7 +221,8 @@ def _run(args) -> int:
         index["bad_files"] = bad_files
         if stage == 3:
             index["loss_mask"] = mask  # official (finetune.py preprocess) or answers
-        index.update(reports_for(args.input))  # decontaminate's per-benchmark table, when the inputs are its output
+        # decontaminate's per-benchmark table, when the inputs (as given, URLs too) are its output
+        index.update(reports_for(getattr(args, "staged_from", {}).get("input") or args.input))
         (out / "index.json").write_text(json.dumps(index, ensure_ascii=False, indent=1, sort_keys=True))
         t = index["totals"]
         print(

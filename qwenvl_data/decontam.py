@@ -198,15 +198,19 @@ class EvalSet:
 def reports_for(inputs) -> dict:
     """{"decontamination": report} when the input folders (or the folder above them) hold the
     `decontamination.json` of `qwenvl-data decontaminate`, for `shards` to copy into index.json; else {}."""
+    from . import storage  # inputs may be URLs (s3://...)
+
     found: dict[str, dict] = {}
     for raw in inputs:
-        p = Path(raw)
-        for cand in (p / "decontamination.json", p.parent / "decontamination.json"):
-            key = str(cand.resolve())
-            if key not in found and cand.is_file():
-                try:
-                    found[key] = json.loads(cand.read_text(encoding="utf-8"))
-                except (OSError, ValueError):
-                    continue
+        for cand in (
+            storage.join(raw, "decontamination.json"),
+            storage.join(storage.parent(raw), "decontamination.json"),
+        ):
+            key = cand if storage.is_remote(cand) else str(Path(cand).resolve())
+            try:
+                if key not in found and storage.exists(cand) and not storage.isdir(cand):
+                    found[key] = json.loads(storage.read_bytes(cand))
+            except (OSError, ValueError):
+                continue
     docs = list(found.values())
     return {"decontamination": docs[0] if len(docs) == 1 else docs} if docs else {}

@@ -45,7 +45,7 @@ def staged_args(
     args: argparse.Namespace, *, stage: str, inputs: tuple[str, ...] = ("input",), output: str | None = "output"
 ) -> Iterator[argparse.Namespace]:
     """A copy of `args` whose remote `inputs` (attribute names; a value may be a list) and remote
-    `output` are local temp paths; `args` itself when nothing is remote."""
+    `output` are local temp paths (the values as given in `staged_from`); `args` itself when nothing is remote."""
     values = {k: getattr(args, k, None) for k in inputs}
     values = {k: _expand(v) if isinstance(v, list) else v for k, v in values.items()}
     flat = [
@@ -55,7 +55,7 @@ def staged_args(
     if not any(v is not None and storage.is_remote(v) for _, v in flat + [("", out)]):
         yield args
         return
-    new = argparse.Namespace(**vars(args))
+    new = argparse.Namespace(**vars(args), staged_from=values)
     with contextlib.ExitStack() as stack:
         if out is not None and storage.is_remote(out):
             stack.enter_context(own_output(out, stage=stage, inputs=flat))
