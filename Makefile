@@ -33,7 +33,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 # The demo runs every stage end to end on data the project makes itself; no network.
-DEMO_STEPS := demo-filter demo-download demo-clip demo-synth demo-tasks demo-shards demo-train
+DEMO_STEPS := demo-filter demo-download demo-clip demo-synth demo-tasks demo-shards demo-export demo-train
 demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(MAKE) --no-print-directory $(DEMO_STEPS)

@@ -1,4 +1,4 @@
-# export (issue 10): training shards -> the official Qwen-VL fine-tuning JSON (qwenvl.json) and the
+# export: training shards -> the official Qwen-VL fine-tuning JSON (qwenvl.json) and the
 # LLaMA-Factory / ms-swift multimodal chat JSON (messages.json) with an image folder, so another trainer
 # can take our data. EXPORT_INPUT: stage-3 (and stage-2) training shards; pure text has no chat form.
 EXPORT_INPUT ?= $(wildcard $(OUT)/shards/stage3 $(OUT)/shards/stage2)

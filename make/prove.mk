@@ -1,4 +1,4 @@
-# prove (issue 12): train the bundled model on shards the project makes itself and measure that it
+# prove: train the bundled model on shards the project makes itself and measure that it
 # learns to point and to read, against a shuffled-shards control and the best constant answer.
 #   make prove [OUT=out] [PROVE_ARGS="--stage2-steps 400"]   -> $(OUT)/prove/prove.{md,json,png}
 PROVE_ARGS ?=
