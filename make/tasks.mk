@@ -21,13 +21,17 @@ tasks: $(STAMP)
 DC_TASKS = $$(for d in $(1)/*/; do case $$(basename $$d) in clip|ocr) ;; *) echo $$d;; esac; done)
 
 shards: $(STAMP)
-	$(QD) decontaminate --input $(wildcard $(OUT)/tasks/*) $(wildcard $(OUT)/ocr $(OUT)/clip) --output $(OUT)/decontam \
-	  --eval-root $(EVAL_DATA)
-	@if [ -d $(OUT)/decontam/clip ]; then $(QD) shards --stage 1 --input $(OUT)/decontam/clip --output $(OUT)/shards/stage1 $(SHARDS_ARGS); \
+	@srcs="$(strip $(wildcard $(OUT)/tasks/*) $(wildcard $(OUT)/ocr $(OUT)/clip))"; \
+	if [ -z "$$srcs" ]; then echo "make shards: no training source under $(OUT)/ (tasks/*, ocr, clip): run make tasks, make synth-ocr or make clip-score first" >&2; exit 1; fi; \
+	set -x; $(QD) decontaminate --input $$srcs --output $(OUT)/decontam --eval-root $(EVAL_DATA)
+	@if [ -d $(OUT)/decontam/clip ]; then set -x; $(QD) shards --stage 1 --input $(OUT)/decontam/clip --output $(OUT)/shards/stage1 $(SHARDS_ARGS); \
 	  else echo "shards: $(OUT)/clip not found, stage 1 skipped"; fi
-	$(QD) shards --stage 2 --input $(call DC_TASKS,$(OUT)/decontam) $(if $(wildcard $(OUT)/ocr),$(OUT)/decontam/ocr) \
-	  --output $(OUT)/shards/stage2 $(SHARDS_ARGS)
-	$(QD) shards --stage 3 --input $(wildcard $(SFT_JSON)) $(call DC_TASKS,$(OUT)/decontam) --output $(OUT)/shards/stage3 $(SHARDS_ARGS)
+	@tasks="$(call DC_TASKS,$(OUT)/decontam)"; ocr="$(if $(wildcard $(OUT)/ocr),$(OUT)/decontam/ocr)"; \
+	if [ -n "$$tasks$$ocr" ]; then set -x; $(QD) shards --stage 2 --input $$tasks $$ocr --output $(OUT)/shards/stage2 $(SHARDS_ARGS); \
+	  else echo "shards: no task or OCR samples, stage 2 skipped"; fi
+	@tasks="$(call DC_TASKS,$(OUT)/decontam)"; sft="$(wildcard $(SFT_JSON))"; \
+	if [ -n "$$tasks$$sft" ]; then set -x; $(QD) shards --stage 3 --input $$sft $$tasks --output $(OUT)/shards/stage3 $(SHARDS_ARGS); \
+	  else echo "shards: no task samples or $(SFT_JSON), stage 3 skipped"; fi
 
 # Tiny fixtures of every dataset in its real layout -> $(DEMO)/tasks/<dataset>/.
 demo-tasks: $(STAMP)

@@ -150,3 +150,18 @@ def test_production_targets(user_data, tmp_path):
         ckpt = out / "train" / f"stage{stage}"
         assert list(ckpt.glob("model_*.pt")), sorted(p.name for p in ckpt.iterdir())
         assert (ckpt / "tokenizer.json").exists() or list(ckpt.glob("tokenizer*/tokenizer.json"))
+
+
+def test_shards_without_any_source_is_one_line(tmp_path):
+    """`make shards` on an OUT with no tasks, OCR or clip output says what to run first, instead of
+    handing decontaminate an empty --input."""
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-o", ".venv/.installed", "shards", f"OUT={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "make shards: no training source under" in proc.stderr and "make tasks" in proc.stderr
+    assert "usage:" not in proc.stderr and "Traceback" not in proc.stderr
