@@ -23,14 +23,14 @@ time: the JSON arrays are written item by item to temporary files, renamed when 
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import time
 from pathlib import Path
 
 from qwenvl_data import formats, storage
 from qwenvl_data.config import load_section
-from qwenvl_data.errors import UsageError
+from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.outdir import own_output
 from qwenvl_data.shards import iter_tar_samples
 from qwenvl_data.staging import staged_args
@@ -61,21 +61,19 @@ def add_arguments(p):
 
 
 class JsonArray:
-    """A JSON array written one item at a time to a temporary file, renamed over `path` on close."""
+    """A JSON array written one item at a time into an open text file (storage.atomic_write: the file
+    appears under its name only when the export finishes)."""
 
-    def __init__(self, path: Path):
-        self.path, self.tmp = path, path.with_name(f".tmp-{path.name}")
-        self.f, self.n = open(self.tmp, "w", encoding="utf-8"), 0
+    def __init__(self, f):
+        self.f, self.n = f, 0
         self.f.write("[")
 
     def add(self, item: dict):
         self.f.write(("," if self.n else "") + "\n" + json.dumps(item, ensure_ascii=False))
         self.n += 1
 
-    def close(self):
+    def finish(self):
         self.f.write("\n]\n")
-        self.f.close()
-        os.replace(self.tmp, self.path)
 
 
 def shard_files(inputs) -> list[Path]:
@@ -148,12 +146,10 @@ def _run(args) -> int:
         return _export(args, out, files, wanted, default_system, zh_fraction, t0)
 
 
-def _export(args, out: Path, files, wanted, default_system: str, zh_fraction: float, t0: float) -> int:
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    writers = {f: JsonArray(out / f"{f}.json") for f in wanted}
-    root = f"{out.resolve()}/" if args.absolute else ""
-    stats = {"in": 0, "exported": 0, "images": 0, "rejected": {}, "by_stage": {}}
-    rejects = open(out / "rejects.jsonl", "w", encoding="utf-8")
+def _write_samples(
+    files, out: Path, root: str, writers: dict, rejects, stats: dict, default_system: str, zh_fraction: float
+):
+    """Every sample of every shard: its images into out/images/, its chat into each JSON, or a reject."""
     for shard in files:
         for key, members in iter_tar_samples(shard):
             stats["in"] += 1
@@ -187,12 +183,24 @@ def _export(args, out: Path, files, wanted, default_system: str, zh_fraction: fl
             stats["images"] += len(paths)
             stage = str(meta.get("stage"))
             stats["by_stage"][stage] = stats["by_stage"].get(stage, 0) + 1
-    for w in writers.values():
-        w.close()
-    rejects.close()
-    assert stats["in"] == stats["exported"] + sum(stats["rejected"].values())
+
+
+def _export(args, out: Path, files, wanted, default_system: str, zh_fraction: float, t0: float) -> int:
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    root = f"{out.resolve()}/" if args.absolute else ""
+    stats = {"in": 0, "exported": 0, "images": 0, "rejected": {}, "by_stage": {}}
+    with contextlib.ExitStack() as files_open:
+        writers = {f: JsonArray(files_open.enter_context(storage.atomic_write(out / f"{f}.json", "w"))) for f in wanted}
+        rejects = files_open.enter_context(storage.atomic_write(out / "rejects.jsonl", "w"))
+        _write_samples(files, out, root, writers, rejects, stats, default_system, zh_fraction)
+        for w in writers.values():
+            w.finish()
+    if stats["in"] != stats["exported"] + sum(stats["rejected"].values()):
+        raise BadInput(
+            f"export: accounting error: {stats['in']} in, {stats['exported']} exported, rejected {stats['rejected']}"
+        )
     stats.update(formats=wanted, inputs=[str(f) for f in files], seconds=round(time.time() - t0, 3))
-    (out / "export.json").write_text(json.dumps(stats, ensure_ascii=False, indent=1, sort_keys=True))
+    storage.write_json(out / "export.json", stats, indent=1, sort_keys=True)
     print(
         f"export: {stats['exported']} of {stats['in']} samples, {stats['images']} images -> "
         f"{', '.join(str(out / f'{f}.json') for f in wanted)}; rejected {stats['rejected'] or 'none'}"

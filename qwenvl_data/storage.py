@@ -122,7 +122,7 @@ def atomic_write(url, mode: str = "wb") -> Iterator[Any]:
     """Open `url` for writing; it appears under its name only once the block ends without error."""
     if is_remote(url):
         fs, path = fs_of(url)
-        f = fs.open(path, mode)
+        f = fs.open(path, mode, encoding=None if "b" in mode else "utf-8")
         try:
             yield f
         except BaseException:
@@ -136,7 +136,7 @@ def atomic_write(url, mode: str = "wb") -> Iterator[Any]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{final.name}")
     try:
-        with tmp.open(mode) as f:
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
             yield f
         os.replace(tmp, final)
     finally:

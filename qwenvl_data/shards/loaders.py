@@ -15,12 +15,12 @@ Both files are byte-deterministic (sorted, no timestamps). Every stage that writ
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pyarrow as pa
 import yaml
 
+from .. import storage
 from ..vocab import is_image_ext
 from .reader import expected_count, iter_tar_samples, scan
 
@@ -53,9 +53,7 @@ def write_loader_index(out_dir: str | Path, names: list[str] | None = None) -> P
 
 
 def _write(path: Path, text: str):
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    storage.write_text(path, text)
 
 
 def _family(name: str) -> str:
