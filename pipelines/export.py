@@ -163,7 +163,8 @@ def _write_samples(
                 meta, names = None, []  # sample_chat calls it bad_json
             folder = f"images/{n // 1000:06d}"
             paths = [f"{folder}/{n:08d}-{i}.{name.rsplit('.', 1)[-1]}" for i, name in enumerate(names)]
-            chat = sample_chat(meta, members, [f"{root}{p}" for p in paths], default_system, zh_fraction)
+            written = [f"{root}{p}" for p in paths]  # as the JSON names them (absolute with --absolute)
+            chat = sample_chat(meta, members, written, default_system, zh_fraction)
             if isinstance(chat, str):
                 stats["rejected"][chat] = stats["rejected"].get(chat, 0) + 1
                 rejects.write(json.dumps({"shard": str(shard), "key": key, "reason": chat}) + "\n")
@@ -177,7 +178,7 @@ def _write_samples(
                 str(meta.get("uid") or f"{shard.name}:{key}"),
                 *chat,
                 default_system,
-                [f"{root}{p}" for p in paths],
+                written,
             )
             stats["exported"] += 1
             stats["images"] += len(paths)
