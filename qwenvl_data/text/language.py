@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import langid
-from .script import CJK_IDEOGRAPH, HAN, LATIN, OTHER_LETTER
+from .script import CJK_IDEOGRAPH, HAN, LATIN, OTHER_LETTER, charset_only_class
 from .words import Words
 
 _LATIN_WORD = f"[{LATIN}]+"
@@ -47,7 +47,44 @@ def _extra_words(name: str) -> list[str]:
         return _faker_words()
     from ..errors import UsageError
 
-    raise UsageError(f"filter.language.lexicon_extra: unknown word list {name!r} (known: faker:en_US)")
+    kind, _, arg = name.partition(":")
+    if kind == "wordfreq":
+        lang, _, zipf = arg.partition(":")
+        try:
+            min_zipf = float(zipf)
+        except ValueError:
+            min_zipf = float("nan")
+        if lang and min_zipf == min_zipf:
+            return _wordfreq_words(lang, min_zipf)
+    raise UsageError(
+        f"filter.language.lexicon_extra: unknown word list {name!r} (known: faker:en_US, wordfreq:LANG:MIN_ZIPF)"
+    )
+
+
+def _wordfreq_words(lang: str, min_zipf: float) -> list[str]:
+    """The words of wordfreq's 'small' list for `lang` at Zipf frequency >= min_zipf (Zipf 3 = once per million
+    words, the list's floor), read from the data file the package ships (msgpack, buckets of words per
+    centibel: bucket i holds words of frequency 10^(-i/100), Zipf 9 - i/100) without importing wordfreq."""
+    import gzip
+    import importlib.util
+
+    import msgpack
+
+    from ..errors import UsageError
+
+    spec = importlib.util.find_spec("wordfreq")
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError("filter.language.lexicon_extra: wordfreq is not installed (make setup)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / f"small_{lang}.msgpack.gz"
+    try:
+        with gzip.open(path) as f:
+            data = msgpack.load(f, raw=False)
+    except OSError as e:
+        raise UsageError(f"filter.language.lexicon_extra: wordfreq has no word list for {lang!r} ({e})") from None
+    if not data or not isinstance(data[0], dict) or data[0].get("format") != "cB":
+        raise UsageError(f"{path}: not a wordfreq cB word list")
+    last = int(round((9 - min_zipf) * 100))  # buckets 0..last (inclusive) have Zipf >= min_zipf
+    return [str(w) for bucket in data[1 : last + 2] for w in bucket]
 
 
 def _faker_words() -> list[str]:
@@ -115,11 +152,16 @@ class LanguageDecision:
     lexicon_min_share: float = 0.5
     short_max_words: int = 4
     short_min_score_alone: float = 0.7
+    short_min_lexicon_share: float = 0.0
+    english_share: float | None = None
+    english_share_min_words: int = 2
     lowercase: str = "mostly_upper"  # mostly_upper | always | never
     han_labels: tuple = ("zh", "ja", "wuu", "yue", "ko")
     han_only_is_zh: bool = True
     mixed_min_han: int = 2
     mixed_min_han_share: float = 0.25
+    japanese_kanji: tuple | None = ("shift_jis", "gb2312", "big5hkscs")
+    japanese_kanji_min: int = 1
     english_words: tuple = ()
     foreign_words: tuple = ()
 
@@ -144,7 +186,16 @@ class LanguageDecision:
             han[rest] = pc.fill_null(pc.match_substring_regex(s.take(pa.array(rest)), CJK_IDEOGRAPH), False).to_numpy(
                 zero_copy_only=False
             )
-        model_rows = np.flatnonzero(~han)  # Latin (or Greek, ...) captions
+        decided = np.zeros(n, dtype=bool)
+        if self.japanese_kanji and han.any():
+            # kanji only Japanese writes: Japanese without kana (大阪城公園桜満開), not Chinese
+            hrows = np.flatnonzero(han)
+            cls = charset_only_class(self.japanese_kanji[0], tuple(self.japanese_kanji[1:]))
+            n_ja = pc.count_substring_regex(s.take(pa.array(hrows)), f"[{cls}]").to_numpy(zero_copy_only=False)
+            ja = hrows[n_ja >= self.japanese_kanji_min]
+            lang[ja], score[ja] = "ja", 1.0
+            han[ja], decided[ja] = False, True
+        model_rows = np.flatnonzero(~han & ~decided)  # Latin (or Greek, ...) captions
         model_text = s.take(pa.array(model_rows)) if len(model_rows) else pa.array([], pa.string())
         n_no_han = len(model_rows)  # model_text rows before this index hold no ideographs
         hidx = np.flatnonzero(han)
@@ -194,6 +245,20 @@ class LanguageDecision:
             rows, t, han_text = rows[keep], t.filter(pa.array(keep)), han_text[keep]
             plain = plain[keep]
             ev = {k: v[keep] for k, v in ev.items()}
+        if self.english_share is not None:
+            # a plain caption made of common English words (product titles, names: "Queen Size Duvet Cover
+            # Grey Linen"), which lid.176 scatters over fi/fr/it: English without fastText
+            mostly = (
+                plain
+                & ~han_text
+                & (ev["latin3"] >= self.english_share_min_words)
+                & (ev["lexicon"] >= self.english_share * ev["latin3"])
+            )
+            lang[rows[mostly]], score[rows[mostly]] = "en", 1.0
+            keep = ~mostly
+            rows, t, han_text = rows[keep], t.filter(pa.array(keep)), han_text[keep]
+            plain = plain[keep]
+            ev = {k: v[keep] for k, v in ev.items()}
         if not len(rows):
             return
         if self.lowercase == "always":
@@ -204,16 +269,19 @@ class LanguageDecision:
         zh = han_text & (p_han >= self.min_score)
         hits, words = ev["lexicon"], ev["words"]
         share = np.where(ev["latin"] > 0, hits / np.maximum(ev["latin"], 1), 0.0) * (hits >= 2)
+        # a short plain caption needs some of its words in the lexicon ("Zapatillas running mujer" has one of
+        # three): at least one, and short_min_lexicon_share of its words of 3+ letters
+        lexical = (hits > 0) & ((words > self.short_max_words) | (hits >= self.short_min_lexicon_share * ev["latin3"]))
         top_en = best == "en"
         en = ~zh & (
             (
                 top_en
                 & (p_best >= self.min_score)
-                & (~plain | (words > self.short_max_words) | (hits > 0) | (p_best >= self.short_min_score_alone))
+                & (~plain | (words > self.short_max_words) | lexical | (p_best >= self.short_min_score_alone))
             )
             | (
                 plain
-                & (hits > 0)
+                & lexical
                 & (
                     (top_en & (p_best >= self.plain_min_score))
                     | ((p_best < self.min_score) & (p_en >= self.plain_min_score_listed))
@@ -265,5 +333,6 @@ class LanguageDecision:
             "accented": w.count(pc.match_substring_regex(v, _NON_ASCII_LETTER)),
             "lexicon": w.count(pc.is_in(v, value_set=lex)),
             "latin": w.count(pc.match_substring_regex(v, r"^[a-z'][a-z']+$")),
+            "latin3": w.count(pc.match_substring_regex(v, r"^[a-z'][a-z']{2,}$")),
             "words": w.count(),
         }

@@ -42,6 +42,37 @@ UNIT = f"[{HAN}]|[^\\s{HAN}]+"
 _RANGE = re.compile(r"^U\+([0-9A-Fa-f]{4,6})(?:-U\+([0-9A-Fa-f]{4,6}))?$")
 
 
+@functools.lru_cache(maxsize=4)
+def charset_only_class(charset: str, not_in: tuple) -> str:
+    """The CJK Unified ideographs (U+4E00-U+9FFF) that `charset` encodes and none of `not_in` does, as the
+    body of an RE2 character class (runs of code points as ranges). With shift_jis and the Chinese standard
+    sets (gb2312, big5hkscs): the kanji only Japanese writes (桜 満 産 歩 黒), which tell a caption
+    without kana from Chinese."""
+    import codecs
+
+    def encodes(ch: str, enc: str) -> bool:
+        try:
+            ch.encode(enc)
+            return True
+        except UnicodeEncodeError:
+            return False
+
+    for enc in (charset, *not_in):
+        try:
+            codecs.lookup(enc)
+        except LookupError:
+            raise UsageError(f"unknown character set {enc!r}") from None
+    cps = [c for c in range(0x4E00, 0xA000) if encodes(chr(c), charset) and not any(encodes(chr(c), e) for e in not_in)]
+    parts, start = [], None
+    for i, c in enumerate(cps):
+        if start is None:
+            start = c
+        if i + 1 == len(cps) or cps[i + 1] != c + 1:
+            parts.append(rf"\x{{{start:04X}}}" + (rf"-\x{{{c:04X}}}" if c != start else ""))
+            start = None
+    return "".join(parts)
+
+
 def allowed_class(ranges: dict) -> str:
     """{name: "U+XXXX-U+YYYY" or [..]} from the config -> the body of an RE2 character class."""
     parts = []
