@@ -1,7 +1,10 @@
 """Junk alt text (`placeholder_text`): placeholder captions and keyword-stuffed SEO lists, English and Chinese.
 
 - Placeholders: the whole cleaned caption is one of the configured phrases (`Image not found`,
-  `点击查看大图`, `暂无图片`, ...), give or take case, punctuation, spaces and a trailing number.
+  `点击查看大图`, `暂无图片`, ...), give or take case, punctuation, spaces and a trailing number; or it is
+  made only of words about the picture as an object on a page (`page_words`: click, enlarge, of, loading,
+  商品, 上传中, ...), numbers and punctuation, with at least one word for a picture (`picture_words`:
+  image, screenshot, 图片, 主图, ...): `Image 1 of 5`, `Screenshot 2023-05-12 at 10.41.33`, `产品主图`.
 - Keyword lists: at least `min_items` items split by commas, pipes, slashes, Chinese enumeration commas or
   spaces (Chinese), and either (a) the items repeat words: one word (a Han bigram for Chinese) occurs in
   at least `max_repeat_share` of the items; or (b) the caption is only a tag list: `min_tag_items`+
@@ -41,6 +44,8 @@ def _han_bigrams(item: str) -> set[str]:
 @dataclass(frozen=True)
 class JunkRule:
     placeholders: tuple = ()
+    picture_words: tuple = ()
+    page_words: tuple = ()
     min_items: int = 5
     max_repeat_share: float = 0.5
     min_tag_items: int = 8
@@ -51,6 +56,8 @@ class JunkRule:
     @classmethod
     def from_config(cls, cfg: dict) -> JunkRule:
         phrases = tuple(str(p) for p in (cfg.get("placeholders") or ()))
+        pictures = tuple(str(p) for p in (cfg.get("picture_words") or ()))
+        page = tuple(str(p) for p in (cfg.get("page_words") or ()))
         kw = {
             k: cfg[k]
             for k in (
@@ -63,16 +70,27 @@ class JunkRule:
             )
             if k in cfg
         }
-        return cls(placeholders=phrases, **kw)
+        return cls(placeholders=phrases, picture_words=pictures, page_words=page, **kw)
+
+    def placeholder_regex(self) -> str | None:
+        """One RE2 pattern for both placeholder tests: a configured phrase, or page words around a picture word."""
+        alts = [f"(?:{p})" for p in self.placeholders]
+        if self.picture_words:
+            pic = "|".join(self.picture_words)
+            any_ = "|".join(self.picture_words + self.page_words)
+            sep = r"[\p{P}\s\d]*"
+            alts.append(f"(?:(?:{any_}){sep})*(?:{pic})(?:{sep}(?:{any_}))*")
+        if not alts:
+            return None
+        return rf"(?i)^[\p{{P}}\s]*(?:{'|'.join(alts)})[\p{{P}}\s\d]*$"
 
     def __call__(self, s: pa.Array, words: Words | None = None, spaces: np.ndarray | None = None) -> np.ndarray:
         """True for each junk caption of `s`; `words`, `spaces`: its Words and " " counts, when a caller
         has them already."""
         n = len(s)
         junk = np.zeros(n, dtype=bool)
-        if self.placeholders:
-            body = "|".join(f"(?:{p})" for p in self.placeholders)
-            regex = rf"(?i)^[\p{{P}}\s]*(?:{body})[\p{{P}}\s\d]*$"
+        regex = self.placeholder_regex()
+        if regex:
             junk |= pc.fill_null(pc.match_substring_regex(s, regex), False).to_numpy(zero_copy_only=False)
         if not self.min_items:
             return junk
