@@ -138,6 +138,14 @@ def lexicon_words(name: str, extra: tuple = (), exclude: tuple = ()) -> pa.Array
     return pa.array(sorted(w for w in words if len(w) >= 3 and w not in drop), pa.string())
 
 
+@functools.lru_cache(maxsize=8)
+def neutral_words(name: str) -> pa.Array:
+    """The lexicon file's '-word' lines: words as common in other languages (cognates), no evidence either way."""
+    path = resources.files("qwenvl_data.text").joinpath(name)
+    lines = [w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines()]
+    return pa.array(sorted({w[1:] for w in lines if w.startswith("-") and len(w) > 1}), pa.string())
+
+
 @dataclass(frozen=True)
 class LanguageDecision:
     languages: tuple = ("en", "zh")
@@ -333,6 +341,16 @@ class LanguageDecision:
             "accented": w.count(pc.match_substring_regex(v, _NON_ASCII_LETTER)),
             "lexicon": w.count(pc.is_in(v, value_set=lex)),
             "latin": w.count(pc.match_substring_regex(v, r"^[a-z'][a-z']+$")),
-            "latin3": w.count(pc.match_substring_regex(v, r"^[a-z'][a-z']{2,}$")),
+            # words of 3+ letters that can be evidence (cognates left out): what the lexicon share is of
+            "latin3": w.count(
+                pc.and_(
+                    pc.match_substring_regex(v, r"^[a-z'][a-z']{2,}$"),
+                    pc.invert(
+                        pc.is_in(
+                            v, value_set=neutral_words(self.lexicon) if self.lexicon else pa.array([], pa.string())
+                        )
+                    ),
+                )
+            ),
             "words": w.count(),
         }
