@@ -3,6 +3,8 @@
 A caption reaching this rule has passed the script rule, so it is written in Latin and/or Han (plus
 symbols, and possibly Greek). Each caption takes one path (all settings: configs/filter.yaml `language:`):
 
+- **Japanese kanji** (`japanese_kanji`): a caption holding a kanji that only Japanese writes (in shift_jis,
+  in neither gb2312 nor big5hkscs: 桜 満 産) is Japanese without kana, score 1.0, not Chinese.
 - **Han only** (ideographs, no letters of another script): Chinese, decided by the script, score 1.0.
   lid.176 scatters short Chinese over zh/ja/wuu/yue; after the script rule removed every caption with
   kana there is nothing left for it to tell.
@@ -11,6 +13,9 @@ symbols, and possibly Greek). Each caption takes one path (all settings: configs
   the Latin part alone is judged as below (an English sentence quoting one character stays English).
 - **Latin, clear English**: ASCII letters, at least one English function word (`english_words`) and none
   of the common function words of other Latin-script languages (`foreign_words`): English, score 1.0.
+- **Latin, mostly common English words**: a plain caption (below) with at least `english_share_min_words`
+  words of 3+ letters, `english_share` of them in the lexicon (cognates, the file's '-' words, counted for
+  neither side): English, score 1.0, without fastText (product titles lid.176 scatters over fi/fr/it).
 - **Latin, the rest**: fastText lid.176, every label down to `min_label_score`, on the text lower-cased
   when it is mostly upper case (ALL-CAPS titles otherwise come out as zh/ja/it). Labels lid.176 gives Han text are
   ignored (the caption has none). English is accepted with p >= `min_score` on top. A *plain* caption
@@ -18,7 +23,8 @@ symbols, and possibly Greek). Each caption takes one path (all settings: configs
   holds a word of the English caption lexicon (`lexicon` + `lexicon_extra`) needs less: English on top
   at p >= `plain_min_score`, or among the labels at p >= `plain_min_score_listed` while no label
   reaches `min_score`, or among the labels at all when `lexicon_min_share` of its words are in the
-  lexicon. A plain caption of at most `short_max_words` words without such a word needs
+  lexicon. A plain caption of at most `short_max_words` words without such words (at least one, and
+  `short_min_lexicon_share` of its words of 3+ letters) needs
   `short_min_score_alone` (lid.176 calls short Italian or Turkish titles English at 0.5). Otherwise the
   top label is the caption's language (dropped unless listed).
 """
