@@ -60,6 +60,36 @@ class Resampler(nn.Module):
         self.attn = nn.MultiheadAttention(out_width, cfg.heads, batch_first=True)
         self.ln_post = nn.LayerNorm(out_width, eps=1e-6)
         self.proj = nn.Parameter(out_width**-0.5 * torch.randn(out_width, out_width))
+        if cfg.init == "local":
+            self.init_local(cfg.heads, cfg.local_scale)
+        elif cfg.init != "random":
+            raise ValueError(f"adapter init must be 'random' or 'local', got {cfg.init!r}")
+
+    @torch.no_grad()
+    def init_local(self, heads: int, scale: float):
+        """Start every query as an average pool over its own grid cell.
+
+        With random weights the cross-attention of a model trained from scratch is close to uniform
+        (the keys of a plain background are all alike), every query returns the mean of the image, and
+        training settles there: the LLM never learns where anything is. Here the query and key
+        projections start as a scaled copy of the 2D sin-cos channels, regrouped so that every head
+        compares sin and cos of both axes (the kernel of the grid distance), and the query's learned
+        part and the keys' content start muted (their LayerNorm gains at 0 and 0.1) so position decides
+        the first attention pattern. Everything stays trainable; `scale` sets how sharp the pool is.
+        """
+        d = self.query.shape[1]
+        if d % (4 * heads):
+            raise ValueError(f"adapter init 'local' needs a width divisible by 4 x heads, got {d} and {heads}")
+        quarter = d // 4  # sincos_2d's layout: [y sin | y cos | x sin | x cos]
+        order = [part * quarter + f for h in range(heads) for part in range(4) for f in range(h, quarter, heads)]
+        regroup = torch.zeros(d, d)
+        regroup[torch.arange(d), torch.tensor(order)] = scale
+        self.attn.in_proj_weight[:d] = regroup
+        self.attn.in_proj_weight[d : 2 * d] = regroup
+        if self.attn.in_proj_bias is not None:
+            self.attn.in_proj_bias[: 2 * d] = 0
+        self.ln_q.weight.zero_()
+        self.ln_kv.weight.fill_(0.1)
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """(N, grid*grid, vision_width) -> (N, num_queries, out_width)."""

@@ -25,6 +25,9 @@ class VisionConfig:
     mlp_ratio: float = 4.9231  # ViT-bigG's MLP width 8192 / 1664
     patch_size: int = 14  # 224 px -> 16x16 grid, 448 px -> 32x32
     pretrained: str | None = None  # local open_clip checkpoint (.pt / .safetensors), never downloaded
+    # "random": open_clip's initialisation. "sincos": patch position embeddings start as a 2D sin-cos
+    # code (MAE's), so every patch token carries where it is; a small model trained from scratch needs it.
+    pos_init: str = "random"
 
 
 @dataclass
@@ -32,6 +35,10 @@ class AdapterConfig:
     num_queries: int = 256  # visual tokens per image handed to the LLM
     heads: int = 32  # cross-attention heads (paper: 32)
     query_grid: int = 16  # queries' 2D sin-cos grid: 16x16 = 256
+    # "random": Qwen-VL's initialisation. "local": each query starts as an average pool over its own
+    # grid cell (see model/adapter.py); a small model trained from scratch needs it to see where things are.
+    init: str = "random"
+    local_scale: float = 5.0  # "local" only: sharpness of the starting pool (5 ~ a 3x3 neighbourhood)
 
 
 @dataclass

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 from open_clip.model import _build_vision_tower, resize_pos_embed
@@ -23,13 +24,29 @@ from .config import VisionConfig
 def build_vision_tower(cfg: VisionConfig, image_size: int) -> nn.Module:
     if image_size % cfg.patch_size:
         raise UsageError(f"image size {image_size} is not a multiple of the patch size {cfg.patch_size}")
-    vision_cfg = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "pretrained"}
+    vision_cfg = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("pretrained", "pos_init")}
     vision_cfg.update(image_size=image_size, output_tokens=True, pool_type="tok")
     tower = _build_vision_tower(embed_dim=cfg.width, vision_cfg=vision_cfg)
     tower.proj = None  # CLIP's contrastive projection: unused here, so neither trained nor saved
+    if cfg.pos_init == "sincos":
+        init_sincos_positions(tower)
+    elif cfg.pos_init != "random":
+        raise UsageError(f"vision pos_init must be 'random' or 'sincos', got {cfg.pos_init!r}")
     if cfg.pretrained:
         load_open_clip_visual(tower, cfg.pretrained)
     return tower
+
+
+@torch.no_grad()
+def init_sincos_positions(tower: nn.Module):
+    """Patch rows of the learned position embedding start as MAE's 2D sin-cos code (still trained); the
+    class token's row keeps its random start. open_clip's default start is noise of std width**-0.5,
+    which a model trained from scratch on few samples never turns into a usable sense of place."""
+    from .adapter import sincos_2d
+
+    pe = tower.positional_embedding
+    grid = int(math.isqrt(pe.shape[0] - 1))
+    pe[1:] = torch.from_numpy(sincos_2d(pe.shape[1], grid)).to(pe.dtype)
 
 
 def patch_tokens(tower: nn.Module, images: torch.Tensor) -> torch.Tensor:

@@ -184,6 +184,70 @@ def test_adapter_and_position_resize():
     assert torch.equal(m448.llm.model.embed_tokens.weight, m224.llm.model.embed_tokens.weight)
 
 
+def _attention(adapter: Resampler, patches: torch.Tensor) -> torch.Tensor:
+    """(N, heads, queries, keys) cross-attention weights of the adapter on these patch tokens."""
+    import math
+
+    from qwenvl_data.model.adapter import resize_grid
+
+    kv = adapter.ln_kv(adapter.kv_proj(patches))
+    k = kv + resize_grid(adapter.pos_embed, int(math.isqrt(patches.shape[1])))
+    q = (adapter.ln_q(adapter.query) + adapter.pos_embed).unsqueeze(0).expand(len(patches), -1, -1)
+    return adapter.attn(q, k, kv, need_weights=True, average_attn_weights=False)[1]
+
+
+def test_local_adapter_init_pools_each_querys_own_cell():
+    torch.manual_seed(0)
+    patches = torch.randn(1, 1, 48).expand(2, 64, 48) + 0.3 * torch.randn(2, 64, 48)  # a plain background
+    random = Resampler(AdapterConfig(num_queries=36, heads=4, query_grid=6), 48, 128)
+    local = Resampler(AdapterConfig(num_queries=36, heads=4, query_grid=6, init="local"), 48, 128)
+    with torch.no_grad():
+        w_random, w_local = _attention(random, patches), _attention(local, patches)
+
+    def entropy(w):
+        return float(-(w * w.clamp_min(1e-12).log()).sum(-1).mean())
+
+    assert entropy(w_random) > 0.95 * np.log(64)  # Qwen-VL's start: close to uniform, every query the same
+    assert entropy(w_local) < 0.65 * np.log(64)
+    # every query's strongest key lies in its own cell of the 6x6 grid mapped onto the 8x8 patch grid
+    best = w_local.mean(1)[0].argmax(-1)
+    for qi in range(36):
+        qy, qx = divmod(qi, 6)
+        ky, kx = divmod(int(best[qi]), 8)
+        assert abs((ky + 0.5) * 6 / 8 - (qy + 0.5)) <= 1.0 and abs((kx + 0.5) * 6 / 8 - (qx + 0.5)) <= 1.0, qi
+    out = local(patches)
+    assert out.shape == (2, 36, 128) and out[0].std(0).mean() > 3 * random(patches)[0].std(0).mean()
+    with pytest.raises(ValueError, match="adapter init"):
+        Resampler(AdapterConfig(num_queries=36, heads=4, query_grid=6, init="lcoal"), 48, 128)
+    with pytest.raises(ValueError, match="divisible by 4 x heads"):
+        Resampler(AdapterConfig(num_queries=36, heads=6, query_grid=6, init="local"), 48, 132)
+
+
+def test_sincos_vit_positions():
+    from qwenvl_data.errors import UsageError
+    from qwenvl_data.model.config import VisionConfig
+    from qwenvl_data.model.vision import build_vision_tower
+
+    torch.manual_seed(0)
+    cfg = VisionConfig(width=64, layers=1, head_width=16, mlp_ratio=2.0, patch_size=14)
+    plain = build_vision_tower(cfg, 112)
+    sincos = build_vision_tower(VisionConfig(**{**cfg.__dict__, "pos_init": "sincos"}), 112)
+    pe = sincos.positional_embedding.detach()
+    assert torch.allclose(pe[1:], torch.from_numpy(sincos_2d(64, 8)))
+    assert not torch.allclose(plain.positional_embedding.detach()[1:], pe[1:])
+    assert sincos.positional_embedding.requires_grad  # a start, still trained
+    with pytest.raises(UsageError, match="pos_init"):
+        build_vision_tower(VisionConfig(**{**cfg.__dict__, "pos_init": "learned"}), 112)
+
+
+def test_fixture_tokenizer_splits_digits(encoder):
+    # Qwen's tokenizer splits numbers into single digits; the fixture BPE must too, or a box coordinate
+    # becomes 1-3 tokens depending on which digit pairs happened to merge
+    pieces = encoder.tok.tokenize("(205,535),(544,875) 1998 2024")
+    digits = [p for p in pieces if any(c.isdigit() for c in p)]
+    assert digits and all(len(p.strip("Ġ")) == 1 for p in digits), pieces
+
+
 def test_paper_config_sizes():
     with torch.device("meta"):
         m = QwenVL(load_config("qwenvl-7b"), 448, 151_851, 0)
