@@ -82,13 +82,17 @@ def caption(objs: list[Obj], lang: str) -> str:
     return (", ".join(parts[:-1]) + " and " + parts[-1]) if len(parts) > 1 else parts[0]
 
 
-def make_scene(seed: int, index: int, side: int = 224) -> tuple[bytes, list[Obj]]:
-    """(JPEG bytes, objects) of scene `index` of `seed`."""
+def make_scene(
+    seed: int, index: int, side: int = 224, twins: float = 0.25, counts: tuple = (2, 3, 3)
+) -> tuple[bytes, list[Obj]]:
+    """(JPEG bytes, objects) of scene `index` of `seed`; `twins`: the chance that an object after the first
+    copies an earlier one's colour and shape (then its size or side must be read to tell them apart);
+    `counts`: the object count is drawn from it."""
     rng = random.Random(seed * 1_000_003 + index)
-    n = rng.choice((2, 3, 3))
+    n = rng.choice(tuple(counts))
     objs: list[Obj] = []
     while len(objs) < n:
-        if objs and rng.random() < 0.25:  # a twin of an earlier object: size or side must be read
+        if objs and rng.random() < twins:  # a twin of an earlier object: size or side must be read
             src = rng.choice(objs)
             colour, shape = src.colour, src.shape
         else:
@@ -116,7 +120,15 @@ def make_scene(seed: int, index: int, side: int = 224) -> tuple[bytes, list[Obj]
     return buf.getvalue(), objs
 
 
-def write_vg(out_dir: str | Path, seed: int, count: int, side: int = 224, first_id: int = 1) -> dict:
+def write_vg(
+    out_dir: str | Path,
+    seed: int,
+    count: int,
+    side: int = 224,
+    first_id: int = 1,
+    twins: float = 0.25,
+    counts: tuple = (2, 3, 3),
+) -> dict:
     """Scenes as a Visual Genome download: the region list holds an English and a Chinese region per
     object. Returns {'images': n, 'regions': n}."""
     out = Path(out_dir)
@@ -124,7 +136,7 @@ def write_vg(out_dir: str | Path, seed: int, count: int, side: int = 224, first_
     images, regions, region_id = [], [], 1
     for i in range(count):
         image_id = first_id + i
-        jpg, objs = make_scene(seed, i, side)
+        jpg, objs = make_scene(seed, i, side, twins, counts)
         (out / "VG_100K" / f"{image_id}.jpg").write_bytes(jpg)
         images.append(
             {
@@ -159,7 +171,14 @@ def write_vg(out_dir: str | Path, seed: int, count: int, side: int = 224, first_
 
 
 def write_caption_pairs(
-    out_dir: str | Path, seed: int, count: int, side: int = 224, shard_size: int = 1000, source: str = "scenes"
+    out_dir: str | Path,
+    seed: int,
+    count: int,
+    side: int = 224,
+    shard_size: int = 1000,
+    source: str = "scenes",
+    twins: float = 0.25,
+    counts: tuple = (2, 3, 3),
 ) -> int:
     """Scene captions as download-stage pair shards (KEY.jpg + KEY.txt + KEY.json, schema 'sample'):
     one sample per scene, the language alternating, so stage 1 sees both. Returns samples written."""
@@ -167,7 +186,7 @@ def write_caption_pairs(
     for shard in range(-(-count // shard_size)):
         with ShardWriter(out_dir, shard, prefix="") as w:
             for i in range(shard * shard_size, min(count, (shard + 1) * shard_size)):
-                jpg, objs = make_scene(seed, i, side)
+                jpg, objs = make_scene(seed, i, side, twins, counts)
                 lang = ("en", "zh")[i % 2]
                 key = f"{shard:05d}{i % shard_size:04d}"
                 text = caption(objs, lang)
