@@ -62,6 +62,7 @@ PLACEHOLDER = {
     "placeholders": ((list, tuple, None), None, None),
     "picture_words": ((list, tuple, None), None, None),
     "page_words": ((list, tuple, None), None, None),
+    "status_words": ((list, tuple, None), None, None),
     "min_items": ((int,), 0, None),
     "max_repeat_share": (NUM, 0, 1),
     "min_tag_items": ((int,), 1, None),
@@ -184,8 +185,8 @@ class FilterSettings:
         )
         for p in junk.placeholders if junk else ():
             check_re2(p, "filter.placeholder_text.placeholders")
-        for p in (junk.picture_words + junk.page_words) if junk else ():
-            check_re2(p, "filter.placeholder_text.picture_words/page_words")
+        for p in (junk.picture_words + junk.status_words + junk.page_words) if junk else ():
+            check_re2(p, "filter.placeholder_text.picture_words/status_words/page_words")
         lang_cfg = check_section(cfg.get("language") or {}, LANGUAGE, "filter.language")
         if lang_cfg.get("lowercase", "mostly_upper") not in ("mostly_upper", "always", "never"):
             raise UsageError(

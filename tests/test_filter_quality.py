@@ -324,3 +324,34 @@ def test_eval_sets_the_rules_were_tuned_on_stay_at_target(folder, en_recall):
         assert s["languages"][lang]["precision"] >= 0.98 and s["languages"][lang]["recall"] >= recall, s
     assert s["other_kept"]["kept"] <= 0.01 * s["other_kept"]["of"], s["leaks"]
     assert s["junk_kept"]["kept"] <= 0.10 * s["junk_kept"]["of"], s["leaks"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "加载失败",
+        "图片加载失败",
+        "正在加载，请稍候",
+        "暂无数据",
+        "网络错误请重试",
+        "Failed to load image",
+        "Error loading image",
+    ],
+)
+def test_loading_status_alt_text_is_a_placeholder(text):
+    (row,) = judge([text])
+    assert row["reason"] == "placeholder_text", row
+
+
+@pytest.mark.parametrize(
+    "text,lang",
+    [
+        ("码头工人正在加载货物", "zh"),  # loading cargo: a sentence with other words
+        ("加载货物的卡车停在港口", "zh"),
+        ("Trucks loading at the warehouse", "en"),
+        ("Error message on a laptop screen", "en"),
+    ],
+)
+def test_sentences_with_a_status_word_are_not_placeholders(text, lang):
+    (row,) = judge([text])
+    assert (row["reason"], row["lang"]) == (None, lang), row

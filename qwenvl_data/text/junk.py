@@ -4,7 +4,9 @@
   `点击查看大图`, `暂无图片`, ...), give or take case, punctuation, spaces and a trailing number; or it is
   made only of words about the picture as an object on a page (`page_words`: click, enlarge, of, loading,
   商品, 上传中, ...), numbers and punctuation, with at least one word for a picture (`picture_words`:
-  image, screenshot, 图片, 主图, ...): `Image 1 of 5`, `Screenshot 2023-05-12 at 10.41.33`, `产品主图`.
+  image, screenshot, 图片, 主图, ...) or a word of a loading status (`status_words`: loading, failed, error,
+  加载, 失败, 暂无, ...): `Image 1 of 5`, `Screenshot 2023-05-12 at 10.41.33`, `产品主图`, `Failed to load`,
+  `加载失败`, `正在加载，请稍候`. A sentence that merely holds such a word (`码头正在加载货物`) has other words.
 - Keyword lists: at least `min_items` items split by commas, pipes, slashes, Chinese enumeration commas or
   spaces (Chinese), and either (a) the items repeat words: one word (a Han bigram for Chinese) occurs in
   at least `max_repeat_share` of the items; or (b) the caption is only a tag list: `min_tag_items`+
@@ -46,6 +48,7 @@ class JunkRule:
     placeholders: tuple = ()
     picture_words: tuple = ()
     page_words: tuple = ()
+    status_words: tuple = ()
     min_items: int = 5
     max_repeat_share: float = 0.5
     min_tag_items: int = 8
@@ -58,6 +61,7 @@ class JunkRule:
         phrases = tuple(str(p) for p in (cfg.get("placeholders") or ()))
         pictures = tuple(str(p) for p in (cfg.get("picture_words") or ()))
         page = tuple(str(p) for p in (cfg.get("page_words") or ()))
+        status = tuple(str(p) for p in (cfg.get("status_words") or ()))
         kw = {
             k: cfg[k]
             for k in (
@@ -70,14 +74,15 @@ class JunkRule:
             )
             if k in cfg
         }
-        return cls(placeholders=phrases, picture_words=pictures, page_words=page, **kw)
+        return cls(placeholders=phrases, picture_words=pictures, page_words=page, status_words=status, **kw)
 
     def placeholder_regex(self) -> str | None:
-        """One RE2 pattern for both placeholder tests: a configured phrase, or page words around a picture word."""
+        """One RE2 pattern for both placeholder tests: a configured phrase, or page words around a picture word
+        or a status word."""
         alts = [f"(?:{p})" for p in self.placeholders]
-        if self.picture_words:
-            pic = "|".join(self.picture_words)
-            any_ = "|".join(self.picture_words + self.page_words)
+        if self.picture_words or self.status_words:
+            pic = "|".join(self.picture_words + self.status_words)
+            any_ = "|".join(self.picture_words + self.status_words + self.page_words)
             sep = r"[\p{P}\s\d]*"
             alts.append(f"(?:(?:{any_}){sep})*(?:{pic})(?:{sep}(?:{any_}))*")
         if not alts:
