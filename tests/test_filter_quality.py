@@ -2,6 +2,8 @@
 cleaning that keeps text, the script rule for Chinese as written, the EN+ZH language decision, the
 placeholder_text junk rule, and the labelled evaluation set scored by `make eval-filter`."""
 
+import copy
+
 import pyarrow as pa
 import pytest
 
@@ -313,9 +315,9 @@ def test_captions_about_something_else_are_not_placeholders(text):
 
 
 # The issue's targets: EN/ZH recall >= 0.95 and precision >= 0.98, other languages kept <= 1%, junk kept <= 10%.
-# The holdout set's English recall is 55/58 (0.948: two brand-name titles and one with a French article).
+# The holdout set's English recall is 56/58 (0.966: a brand-name title and one with a French article).
 @pytest.mark.parametrize(
-    "folder,en_recall", [("filter_eval", 0.95), ("filter_eval_holdout", 0.94), ("filter_eval_fresh", 0.95)]
+    "folder,en_recall", [("filter_eval", 0.95), ("filter_eval_holdout", 0.95), ("filter_eval_fresh", 0.95)]
 )
 def test_eval_sets_the_rules_were_tuned_on_stay_at_target(folder, en_recall):
     rows = eval_filter.read_set(eval_filter.DEFAULT_SET.parent / folder)
@@ -355,3 +357,62 @@ def test_loading_status_alt_text_is_a_placeholder(text):
 def test_sentences_with_a_status_word_are_not_placeholders(text, lang):
     (row,) = judge([text])
     assert (row["reason"], row["lang"]) == (None, lang), row
+
+
+def _rules_without(**off):
+    cfg = copy.deepcopy(CFG["filter"])
+    cfg["language"].update(off)
+    return PairRules.from_config(cfg)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Camisa social masculina slim",  # two Portuguese words, two loanwords/cognates: lid.176 says en at 0.28
+        "Blusa social feminina slim",
+        "Camisa polo masculina premium",
+        "Bolsa tote feminina grande",
+    ],
+)
+def test_foreign_titles_with_english_loanwords_are_not_english(text):
+    (row,) = judge([text])
+    assert row["reason"] == "language" and row["lang"] != "en", row
+    (before,) = judge([text], _rules_without(foreign_lexicon=None))
+    assert (before["reason"], before["lang"]) == (None, "en"), before  # the class this guards against
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Chicken Salsa Verde Recipe",  # English titles holding Spanish words stay English
+        "Hola Amigo Funny Shirt",
+        "Paella Pan Large",
+        "Fresh churros at the street market",
+        "Yoga Mat Non Slip",
+    ],
+)
+def test_english_titles_with_a_foreign_word_stay_english(text):
+    (row,) = judge([text])
+    assert (row["reason"], row["lang"]) == (None, "en"), row
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Barbie\u2122 Dreamhouse Playset",
+        "Kindle Paperwhite Ereader",
+        "Nerf\u2122 Blaster Toyset",
+        "Raincoat Toddler Waterproof",
+    ],
+)
+def test_brand_titles_of_compound_english_words_are_english(text):
+    (row,) = judge([text])
+    assert (row["reason"], row["lang"]) == (None, "en"), row
+    (before,) = judge([text], _rules_without(compound_min_part=None))
+    assert before["reason"] == "language", before  # the class this guards against
+
+
+@pytest.mark.parametrize("text", ["Wandlamp zwart industrieel", "Herren Schuhe Leder", "Giacca uomo invernale"])
+def test_compounds_do_not_make_foreign_titles_english(text):
+    (row,) = judge([text])
+    assert row["reason"] == "language", row

@@ -16,6 +16,11 @@ symbols, and possibly Greek). Each caption takes one path (all settings: configs
 - **Latin, mostly common English words**: a plain caption (below) with at least `english_share_min_words`
   words of 3+ letters, `english_share` of them in the lexicon (cognates, the file's '-' words, counted for
   neither side): English, score 1.0, without fastText (product titles lid.176 scatters over fi/fr/it).
+  A closed compound of two lexicon words (`compound_min_part`: Dreamhouse, Paperwhite) counts as a lexicon
+  word. A plain caption whose words are mostly another language's (`foreign_lexicon`: words outside the
+  lexicon that wordfreq lists of other languages hold, more of them than lexicon words English writes more
+  often: "Camisa social masculina slim") is a *foreign title*: not this path, and English below only on top
+  at `short_min_score_alone`.
 - **Latin, the rest**: fastText lid.176, every label down to `min_label_score`, on the text lower-cased
   when it is mostly upper case (ALL-CAPS titles otherwise come out as zh/ja/it). Labels lid.176 gives Han text are
   ignored (the caption has none). English is accepted with p >= `min_score` on top. A *plain* caption
@@ -69,8 +74,14 @@ def _extra_words(name: str) -> list[str]:
 
 def _wordfreq_words(lang: str, min_zipf: float) -> list[str]:
     """The words of wordfreq's 'small' list for `lang` at Zipf frequency >= min_zipf (Zipf 3 = once per million
-    words, the list's floor), read from the data file the package ships (msgpack, buckets of words per
-    centibel: bucket i holds words of frequency 10^(-i/100), Zipf 9 - i/100) without importing wordfreq."""
+    words, the list's floor; buckets of words per centibel: bucket i holds words of Zipf 9 - i/100)."""
+    last = int(round((9 - min_zipf) * 100))  # buckets 0..last (inclusive) have Zipf >= min_zipf
+    return [str(w) for bucket in _wordfreq_buckets(lang)[: last + 1] for w in bucket]
+
+
+def _wordfreq_buckets(lang: str) -> list:
+    """wordfreq's 'small' list for `lang` as its buckets (bucket i: the words of Zipf 9 - i/100), read from the
+    data file the package ships without importing wordfreq."""
     import gzip
     import importlib.util
 
@@ -80,17 +91,62 @@ def _wordfreq_words(lang: str, min_zipf: float) -> list[str]:
 
     spec = importlib.util.find_spec("wordfreq")
     if spec is None or not spec.submodule_search_locations:
-        raise UsageError("filter.language.lexicon_extra: wordfreq is not installed (make setup)")
+        raise UsageError("filter.language: wordfreq is not installed (make setup)")
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / f"small_{lang}.msgpack.gz"
     try:
         with gzip.open(path) as f:
             data = msgpack.load(f, raw=False)
     except OSError as e:
-        raise UsageError(f"filter.language.lexicon_extra: wordfreq has no word list for {lang!r} ({e})") from None
+        raise UsageError(f"filter.language: wordfreq has no word list for {lang!r} ({e})") from None
     if not data or not isinstance(data[0], dict) or data[0].get("format") != "cB":
         raise UsageError(f"{path}: not a wordfreq cB word list")
-    last = int(round((9 - min_zipf) * 100))  # buckets 0..last (inclusive) have Zipf >= min_zipf
-    return [str(w) for bucket in data[1 : last + 2] for w in bucket]
+    return data[1:]
+
+
+@functools.lru_cache(maxsize=4)
+def zipf_table(langs: tuple, min_zipf: float) -> dict[str, float]:
+    """word -> its highest Zipf frequency over the wordfreq lists of `langs`, for words at >= min_zipf."""
+    out: dict[str, float] = {}
+    last = int(round((9 - min_zipf) * 100))
+    for lang in langs:
+        for i, bucket in enumerate(_wordfreq_buckets(lang)[: last + 1]):
+            z = 9 - i / 100
+            for w in bucket:
+                if out.get(w, 0.0) < z:
+                    out[w] = z
+    return out
+
+
+_FOREIGN, _ENGLISH, _KNOWN, _COMPOUND = 1, 2, 4, 8
+
+
+@functools.lru_cache(maxsize=4)
+def origin_table(lex: frozenset, langs: tuple, min_zipf: float, margin: float) -> dict[str, int]:
+    """word -> bits: _FOREIGN (outside the lexicon, in a list of `langs` at Zipf >= min_zipf and `margin`
+    above its English Zipf), _ENGLISH (a lexicon word English writes more often than any of `langs`),
+    _KNOWN (in a list of `langs`: never read as a compound)."""
+    en = zipf_table(("en",), 3.0)
+    fo = zipf_table(langs, min_zipf)
+    out = {}
+    for word, fz in fo.items():
+        ez = en.get(word, 0.0)
+        out[word] = _KNOWN | (
+            _FOREIGN
+            if len(word) >= 3 and word not in lex and fz >= ez + margin
+            else _ENGLISH
+            if word in lex and fz < ez
+            else 0
+        )
+    for word in lex:
+        if word not in fo:
+            out[word] = _ENGLISH
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def lexicon_sets(name: str, extra: tuple = (), exclude: tuple = ()) -> tuple[frozenset, frozenset]:
+    """lexicon_words and neutral_words as Python sets (words are looked up one by one)."""
+    return frozenset(lexicon_words(name, extra, exclude).to_pylist()), frozenset(neutral_words(name).to_pylist())
 
 
 def _faker_words() -> list[str]:
@@ -178,12 +234,20 @@ class LanguageDecision:
     japanese_kanji_min: int = 1
     english_words: tuple = ()
     foreign_words: tuple = ()
+    foreign_lexicon: tuple | None = None
+    foreign_min_zipf: float = 3.5
+    foreign_margin: float = 1.0
+    foreign_min_words: int = 2
+    compound_min_part: int | None = None
 
     def warm(self) -> None:
         """Load the model and the lexicon now (a process pool forked after this shares them)."""
         langid.load_model(self.model)
         if self.lexicon:
-            lexicon_words(self.lexicon, tuple(self.lexicon_extra), tuple(x.lower() for x in self.foreign_words))
+            lexicon_sets(self.lexicon, tuple(self.lexicon_extra), tuple(x.lower() for x in self.foreign_words))
+        if self.foreign_lexicon and self.lexicon:
+            lex, _ = lexicon_sets(self.lexicon, tuple(self.lexicon_extra), tuple(x.lower() for x in self.foreign_words))
+            origin_table(lex, tuple(self.foreign_lexicon), self.foreign_min_zipf, self.foreign_margin)
 
     def decide(self, s: pa.Array, words: Words | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(lang, score, accepted) for each caption of `s` (cleaned, non-null); `words`: its Words, when a
@@ -241,13 +305,20 @@ class LanguageDecision:
                 model_text = pa.concat_arrays([model_text, part, whole])
         if len(model_rows):
             han_text = np.arange(len(model_rows)) >= n_no_han
-            ev = self._evidence((words or Words.of(s)).take(model_rows))
-            self._model(model_text, model_rows, han_text, ev, lang, score)
+            w = (words or Words.of(s)).take(model_rows)
+            self._model(model_text, model_rows, han_text, self._evidence(w), w, lang, score)
         accepted = np.isin(lang, list(self.languages))
         return lang, score, accepted
 
     def _model(
-        self, t: pa.Array, rows: np.ndarray, han_text: np.ndarray, ev: dict, lang: np.ndarray, score: np.ndarray
+        self,
+        t: pa.Array,
+        rows: np.ndarray,
+        han_text: np.ndarray,
+        ev: dict,
+        w: Words,
+        lang: np.ndarray,
+        score: np.ndarray,
     ):
         """Shortcut for clear English, else fastText. `han_text`: rows whose text holds ideographs (only
         when the Han shortcut is off): their Han labels are summed into zh instead of ignored."""
@@ -259,11 +330,30 @@ class LanguageDecision:
             rows, t, han_text = rows[keep], t.filter(pa.array(keep)), han_text[keep]
             plain = plain[keep]
             ev = {k: v[keep] for k, v in ev.items()}
+            w = w.take(np.flatnonzero(keep))
+        if self.foreign_lexicon or self.compound_min_part:
+            # closed compounds of lexicon words (Dreamhouse, Paperwhite) count as lexicon words; a plain caption
+            # whose words are mostly another language's (Camisa social masculina slim) is a foreign title
+            # (not needed where the share of lexicon words decides already: the few other words cannot be most)
+            decided_by_share = (
+                (ev["latin3"] >= self.english_share_min_words) & (ev["lexicon"] >= self.english_share * ev["latin3"])
+                if self.english_share is not None
+                else np.zeros(len(rows), dtype=bool)
+            )
+            origin = self._word_origin(w, plain & ~han_text & ~decided_by_share)
+            ev["lexicon"] = ev["lexicon"] + origin["compound"]
+            foreign = origin["foreign"]
+            ev["foreign_title"] = (
+                (foreign >= self.foreign_min_words) & (foreign > origin["english"]) & (2 * foreign >= ev["latin3"])
+            )
+        else:
+            ev["foreign_title"] = np.zeros(len(rows), dtype=bool)
         if self.english_share is not None:
             # a plain caption made of common English words (product titles, names: "Queen Size Duvet Cover
             # Grey Linen"), which lid.176 scatters over fi/fr/it: English without fastText
             mostly = (
                 plain
+                & ~ev["foreign_title"]
                 & ~han_text
                 & (ev["latin3"] >= self.english_share_min_words)
                 & (ev["lexicon"] >= self.english_share * ev["latin3"])
@@ -287,19 +377,26 @@ class LanguageDecision:
         # three): at least one, and short_min_lexicon_share of its words of 3+ letters
         lexical = (hits > 0) & ((words > self.short_max_words) | (hits >= self.short_min_lexicon_share * ev["latin3"]))
         top_en = best == "en"
-        en = ~zh & (
-            (
-                top_en
-                & (p_best >= self.min_score)
-                & (~plain | (words > self.short_max_words) | lexical | (p_best >= self.short_min_score_alone))
-            )
-            | (
-                plain
-                & lexical
-                & (
-                    (top_en & (p_best >= self.plain_min_score))
-                    | ((p_best < self.min_score) & (p_en >= self.plain_min_score_listed))
-                    | ((share >= self.lexicon_min_share) & (p_en > 0))
+        # a foreign title: English only when lid.176 is as sure as for a short caption without lexicon words
+        ft = ev["foreign_title"]
+        en = ~zh & ft & top_en & (p_best >= self.short_min_score_alone)
+        en |= (
+            ~zh
+            & ~ft
+            & (
+                (
+                    top_en
+                    & (p_best >= self.min_score)
+                    & (~plain | (words > self.short_max_words) | lexical | (p_best >= self.short_min_score_alone))
+                )
+                | (
+                    plain
+                    & lexical
+                    & (
+                        (top_en & (p_best >= self.plain_min_score))
+                        | ((p_best < self.min_score) & (p_en >= self.plain_min_score_listed))
+                        | ((share >= self.lexicon_min_share) & (p_en > 0))
+                    )
                 )
             )
         )
@@ -331,6 +428,44 @@ class LanguageDecision:
         p_best = np.zeros(n)
         best[found], p_best[found] = flat[best_pos[found]], p[best_pos[found]]
         return best, p_best, p_en, p_han
+
+    def _word_origin(self, w: Words, mask: np.ndarray) -> dict[str, np.ndarray]:
+        """Per caption of `mask` (zero elsewhere), from its words (each distinct word looked up once):
+        `foreign`: words outside the lexicon that another language writes (in `foreign_lexicon`'s wordfreq
+        lists at Zipf >= `foreign_min_zipf`, `foreign_margin` above their English Zipf); `english`: lexicon
+        words English writes more often than any of those languages, and compounds; `compound`: a word of
+        two lexicon (or cognate) words of `compound_min_part`+ letters each, itself in no list (Dreamhouse)."""
+        zero = np.zeros(w.n, dtype=np.int64)
+        codes = np.unique(w.code[mask[w.row]]) if len(w.row) else np.zeros(0, dtype=np.int64)
+        if not len(codes):
+            return {"foreign": zero, "english": zero, "compound": zero}
+        lex, neutral = (
+            lexicon_sets(self.lexicon, tuple(self.lexicon_extra), tuple(x.lower() for x in self.foreign_words))
+            if self.lexicon
+            else (frozenset(), frozenset())
+        )
+        table = (
+            origin_table(lex, tuple(self.foreign_lexicon), self.foreign_min_zipf, self.foreign_margin)
+            if self.foreign_lexicon
+            else {}
+        )
+        words = w.vocab.take(pa.array(codes)).to_pylist()
+        flags = np.fromiter((table.get(x, 0) for x in words), dtype=np.int8, count=len(words))
+        part = self.compound_min_part or 0
+        if part:
+            known = lex | neutral
+            for i in np.flatnonzero(flags == 0):
+                x = words[i]
+                if len(x) >= 2 * part and x not in known and x.isascii() and x.isalpha():
+                    if any(x[:k] in known and x[k:] in known for k in range(part, len(x) - part + 1)):
+                        flags[i] = _COMPOUND | _ENGLISH
+        nv = len(w.vocab)
+        out = {}
+        for name, bit in (("foreign", _FOREIGN), ("english", _ENGLISH), ("compound", _COMPOUND)):
+            m = np.zeros(nv, dtype=bool)
+            m[codes] = (flags & bit) > 0
+            out[name] = w.count(m)
+        return out
 
     def _evidence(self, w: Words) -> dict[str, np.ndarray]:
         """Per caption, from its words: English function words, foreign function words, words with
