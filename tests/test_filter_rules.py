@@ -225,3 +225,43 @@ def test_unit_count_by_length_agrees_with_the_unit_pattern():
         assert count_units(arr).to_pylist() == pc.fill_null(pc.count_substring_regex(arr, UNIT), 0).to_pylist()
 
     check()
+
+
+def test_word_origin_table_cache(tmp_path, monkeypatch):
+    """The word-origin table is cached as Arrow under $QWENVL_CACHE, read back equal, and a cache file
+    that is corrupt or has the wrong columns is rebuilt, never trusted; an unwritable cache dir still works."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    from qwenvl_data.text import language as L
+
+    lex = frozenset({"shirt", "social", "slim", "house", "play", "set", "dream"})
+    args = (lex, ("es",), 3.5, 1.0)
+    built = L._build_origin_table(*args)
+    assert built["camisa"] & L._FOREIGN and built["shirt"] == L._ENGLISH
+
+    monkeypatch.setenv("QWENVL_CACHE", str(tmp_path / "cache"))
+    L.origin_table.cache_clear()
+    assert L.origin_table(*args) == built
+    (cached,) = list((tmp_path / "cache").glob("word-origin-*.arrow"))
+    L.origin_table.cache_clear()
+    assert L.origin_table(*args) == built  # read back from the file
+
+    cached.write_bytes(b"not arrow")  # corrupt: rebuilt and rewritten
+    L.origin_table.cache_clear()
+    assert L.origin_table(*args) == built
+    with ipc.open_file(str(cached)) as f:
+        assert f.read_all().num_rows == len(built)
+
+    wrong = pa.table({"word": ["camisa"], "flags": pa.array([0], pa.int8())})  # wrong columns: rebuilt
+    with ipc.new_file(str(cached), wrong.schema) as w:
+        w.write_table(wrong)
+    L.origin_table.cache_clear()
+    assert L.origin_table(*args) == built
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("QWENVL_CACHE", str(blocker / "sub"))  # cannot be created: computed, not cached
+    L.origin_table.cache_clear()
+    assert L.origin_table(*args) == built
+    L.origin_table.cache_clear()
