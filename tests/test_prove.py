@@ -241,3 +241,16 @@ def test_prove_plumbing_end_to_end(tmp_path):
 
 def test_prove_rejects_bad_runs(tmp_path):
     assert cli_main(["prove", "--output", str(tmp_path), "--runs", "bogus"]) == 2
+
+
+def test_report_names_the_scenes_and_steps_it_learnt_from():
+    from qwenvl_data.prove import evaluate, experiment, report
+
+    empty = evaluate.score([], [], [], [])
+    results = {run: empty for run in ("real", "shuffled", "constant")}
+    plan = experiment.Plan(objects=(3, 2, 3), train_scenes=10).to_dict()
+    meta = {"command": "qwenvl-data prove", "seconds": 1.0, "timings": {}, "plan": plan, "targets": {}}
+    text = report.markdown(results, meta)
+    assert f"Plan: 10 training scenes of 2-3 object(s) each, {plan['ocr_train_pages']} OCR pages" in text
+    assert f"stage 2: {plan['stage2']['steps']} steps" in text and "stage 1:" not in text  # CPU plan: no stage 1
+    assert "Plan:" not in report.markdown(results, dict(meta, plan=None))

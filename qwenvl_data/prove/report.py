@@ -33,12 +33,29 @@ def targets(results: dict) -> dict:
     }
 
 
+def _span(values: list) -> str:
+    return "?" if not values else str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
+
+
 def markdown(results: dict, meta: dict) -> str:
     lines = [
         "# make prove: does a model trained on our shards learn to point and to read?",
         "",
         f"Held-out images only. Command: `{meta['command']}`. Wall time {meta['seconds']:.0f} s.",
         "",
+    ]
+    plan = meta.get("plan")
+    if plan:  # what was learnt from: a reader must see the scene sizes and the training length at a glance
+        counts = sorted(set(plan.get("objects", ())))
+        steps = {s: plan[f"stage{s}"].get("steps", 0) for s in (1, 2) if isinstance(plan.get(f"stage{s}"), dict)}
+        lines += [
+            f"Plan: {plan.get('train_scenes')} training scenes of {_span(counts)} object(s) "
+            f"each, {plan.get('ocr_train_pages')} OCR pages, {plan.get('image_size')}-px images, "
+            + ", ".join(f"stage {s}: {n} steps" for s, n in steps.items() if n)
+            + f", model `{plan.get('model', {}).get('name', '?')}`.",
+            "",
+        ]
+    lines += [
         "| run | lang | grounding acc (IoU≥0.5) | mean IoU | box parsed | OCR char acc | OCR word acc "
         "| OCR line box IoU | line box acc | n ground / OCR |",
         "|" + "---|" * 10,
