@@ -66,7 +66,7 @@ class Plan:
     )
     stage2: dict = field(
         default_factory=lambda: {
-            "steps": 4000,
+            "steps": 7000,  # 4,000 measured: held-out grounding 0.331; 7,000: 0.812 (~16 min in all)
             "batch-size": 2,
             "lr": 1e-3,  # 3e-3 measured: the image path never starts to matter
             "min-lr": 5e-5,
