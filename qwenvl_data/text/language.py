@@ -37,7 +37,6 @@ symbols, and possibly Greek). Each caption takes one path (all settings: configs
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -121,56 +120,11 @@ def zipf_table(langs: tuple, min_zipf: float) -> dict[str, float]:
 _FOREIGN, _ENGLISH, _KNOWN, _COMPOUND = 1, 2, 4, 8
 
 
-def _cache_dir() -> Path:
-    """Where derived tables are kept between runs: $QWENVL_CACHE, else ~/.cache/qwenvl-data."""
-    return Path(os.environ.get("QWENVL_CACHE") or Path.home() / ".cache" / "qwenvl-data")
-
-
 @functools.lru_cache(maxsize=4)
 def origin_table(lex: frozenset, langs: tuple, min_zipf: float, margin: float) -> dict[str, int]:
     """word -> bits: _FOREIGN (outside the lexicon, in a list of `langs` at Zipf >= min_zipf and `margin`
     above its English Zipf), _ENGLISH (a lexicon word English writes more often than any of `langs`),
-    _KNOWN (in a list of `langs`: never read as a compound).
-
-    Building it reads and merges ~360k words of 24 wordfreq lists (~0.5 s, a fixed start-up cost of every
-    filter job), so the result is kept as an Arrow file under _cache_dir(), named by a hash of everything
-    it depends on (the lexicon, the settings, the installed wordfreq version); a cache that cannot be read
-    or written is rebuilt or skipped, never trusted blindly (a file whose columns are wrong is rebuilt)."""
-    import hashlib
-    import importlib.metadata
-    import json
-
-    import pyarrow.ipc as ipc
-
-    try:
-        version = importlib.metadata.version("wordfreq")
-    except importlib.metadata.PackageNotFoundError:
-        version = "?"
-    key = hashlib.sha256(
-        json.dumps([sorted(lex), list(langs), min_zipf, margin, version, 1], ensure_ascii=False).encode()
-    ).hexdigest()[:20]
-    path = _cache_dir() / f"word-origin-{key}.arrow"
-    try:
-        with ipc.open_file(str(path)) as f:
-            t = f.read_all()
-        if t.schema.names == ["word", "bits"] and t.num_rows:
-            return dict(zip(t["word"].to_pylist(), t["bits"].to_pylist()))
-    except (OSError, pa.ArrowInvalid):
-        pass
-    out = _build_origin_table(lex, langs, min_zipf, margin)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        table = pa.table({"word": pa.array(list(out), pa.string()), "bits": pa.array(list(out.values()), pa.int8())})
-        with ipc.new_file(str(tmp), table.schema) as w:
-            w.write_table(table)
-        tmp.replace(path)
-    except OSError:
-        pass
-    return out
-
-
-def _build_origin_table(lex: frozenset, langs: tuple, min_zipf: float, margin: float) -> dict[str, int]:
+    _KNOWN (in a list of `langs`: never read as a compound)."""
     en = zipf_table(("en",), 3.0)
     fo = zipf_table(langs, min_zipf)
     out = {}
