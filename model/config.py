@@ -79,6 +79,24 @@ class ModelConfig:
         except TypeError as e:  # an unknown key in a config file
             raise UsageError(f"model config {d.get('name', '?')}: {e}") from None
 
+    def __post_init__(self):
+        """The choices a config file makes that the towers would otherwise reject with a traceback."""
+        a, v = self.adapter, self.vision
+        problems = []
+        if v.pos_init not in ("random", "sincos"):
+            problems.append(f"vision.pos_init must be 'random' or 'sincos', got {v.pos_init!r}")
+        if a.init not in ("random", "local"):
+            problems.append(f"adapter.init must be 'random' or 'local', got {a.init!r}")
+        if a.query_grid**2 != a.num_queries:
+            problems.append(f"adapter.num_queries {a.num_queries} must be query_grid**2 ({a.query_grid}**2)")
+        width = self.llm.hidden_size if not self.llm.pretrained else None  # a pretrained LLM sets its own
+        if width and a.heads and width % a.heads:
+            problems.append(f"adapter.heads {a.heads} must divide the LLM width {width}")
+        if width and a.init == "local" and a.heads and width % (4 * a.heads):
+            problems.append(f"adapter.init local needs the LLM width {width} divisible by 4 x adapter.heads {a.heads}")
+        if problems:
+            raise UsageError(f"model config {self.name}: " + "; ".join(problems))
+
 
 def config_names() -> list[str]:
     files = resources.files("qwenvl_data.model.configs")

@@ -3,6 +3,7 @@ stage-2 rows, the adapter and the 224 -> 448 position-embedding resize, bad samp
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -293,3 +294,24 @@ def test_loss_on_labelled_positions_equals_the_full_causal_lm_loss():
     ours = model(ids, images, labels)
     full = model.llm(inputs_embeds=model.embed(ids, images), labels=labels, use_cache=False).loss
     assert torch.allclose(ours, full, atol=1e-5), (ours.item(), full.item())
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"adapter": {"init": "lcoal"}}, "adapter.init must be 'random' or 'local', got 'lcoal'"),
+        ({"vision": {"pos_init": "learned"}}, "vision.pos_init must be 'random' or 'sincos'"),
+        ({"adapter": {"heads": 3}}, "adapter.heads 3 must divide the LLM width 64"),
+        ({"adapter": {"num_queries": 60}}, "adapter.num_queries 60 must be query_grid**2"),
+        ({"adapter": {"heads": 32, "init": "local"}}, "divisible by 4 x adapter.heads 32"),
+    ],
+)
+def test_bad_model_config_is_one_usage_error(change, message):
+    from qwenvl_data.errors import UsageError
+    from qwenvl_data.model.config import ModelConfig
+
+    d = load_config("tiny").to_dict()
+    for part, fields in change.items():
+        d[part].update(fields)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        ModelConfig.from_dict(d)

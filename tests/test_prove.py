@@ -254,3 +254,21 @@ def test_report_names_the_scenes_and_steps_it_learnt_from():
     assert f"Plan: 10 training scenes of 2-3 object(s) each, {plan['ocr_train_pages']} OCR pages" in text
     assert f"stage 2: {plan['stage2']['steps']} steps" in text and "stage 1:" not in text  # CPU plan: no stage 1
     assert "Plan:" not in report.markdown(results, dict(meta, plan=None))
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"objects": []}, "objects must be a non-empty list"),
+        ({"objects": [0, 2]}, "objects must be a non-empty list"),
+        ({"objects": "3"}, "objects must be a non-empty list"),
+        ({"twins": 1.5}, "twins is a chance from 0 to 1"),
+    ],
+)
+def test_bad_plan_is_one_line(tmp_path, capsys, fields, message):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(fields))
+    assert cli_main(["prove", "--output", str(tmp_path / "out"), "--preset", "smoke", "--plan", str(plan)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out" / "raw").exists()  # refused before any data is made

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from qwenvl_data.errors import BadInput
+from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.shards import iter_tar_samples
 
 from . import control, pages, scenes
@@ -84,6 +84,15 @@ class Plan:
     twins: float = 0.25  # chance that an object after the first repeats an earlier one's colour and shape
     seed: int = 0
     threads: int = 1  # torch threads per step: on a busy 2-core box one thread is ~10x faster
+
+    def __post_init__(self):
+        """Scene settings a --plan file may get wrong: one line, not a traceback from inside the data step."""
+        objects = list(self.objects) if isinstance(self.objects, (list, tuple)) else []
+        if not objects or not all(isinstance(n, int) and 1 <= n <= 4 for n in objects):
+            raise UsageError(f"plan: objects must be a non-empty list of counts from 1 to 4, got {self.objects!r}")
+        if not isinstance(self.twins, (int, float)) or not 0 <= self.twins <= 1:
+            raise UsageError(f"plan: twins is a chance from 0 to 1, got {self.twins!r}")
+        self.objects = tuple(objects)
 
     def to_dict(self) -> dict:
         return asdict(self)
