@@ -180,73 +180,44 @@ def _task_shard(tmp, doc: bytes, name="t-000000.tar"):
     return tar_of(tmp / "tasks" / name, {"k0.jpg": jpeg(), "k0.json": doc})
 
 
+def filter_with_config(t, config_text: str, rows=(1, 2)) -> list:
+    """argv: `qwenvl-data filter` on a small good LAION file with this YAML as --config."""
+    return QD + [
+        "filter",
+        "--input",
+        str(laion(t / "in/a.parquet", list(rows))),
+        "--output",
+        str(t / "o"),
+        "--source",
+        "laion",
+        "--config",
+        yaml(t, config_text),
+    ]
+
+
 # (id, argv builder(tmp, w) -> list, expected exit code (a set when either is right), words the error names)
 CASES = [
     (
         "filter-config-wrong-type",
-        lambda t, w: QD
-        + [
-            "filter",
-            "--input",
-            str(laion(t / "in/a.parquet", [1, 2])),
-            "--output",
-            str(t / "o"),
-            "--source",
-            "laion",
-            "--config",
-            yaml(t, "filter: {min_units: '3'}"),
-        ],
+        lambda t, w: filter_with_config(t, "filter: {min_units: '3'}"),
         2,
         "min_units",
     ),
     (
         "filter-languages-string",
-        lambda t, w: QD
-        + [
-            "filter",
-            "--input",
-            str(laion(t / "in/a.parquet", [1, 2])),
-            "--output",
-            str(t / "o"),
-            "--source",
-            "laion",
-            "--config",
-            yaml(t, "filter: {languages: en}"),
-        ],
+        lambda t, w: filter_with_config(t, "filter: {languages: en}"),
         2,
         "languages",
     ),
     (
         "filter-misspelled-key",
-        lambda t, w: QD
-        + [
-            "filter",
-            "--input",
-            str(laion(t / "in/a.parquet", [1])),
-            "--output",
-            str(t / "o"),
-            "--source",
-            "laion",
-            "--config",
-            yaml(t, "filter: {min_unit: 3}"),
-        ],
+        lambda t, w: filter_with_config(t, "filter: {min_unit: 3}", rows=[1]),
         2,
         "min_units",
     ),
     (
         "filter-negative-threshold",
-        lambda t, w: QD
-        + [
-            "filter",
-            "--input",
-            str(laion(t / "in/a.parquet", [1])),
-            "--output",
-            str(t / "o"),
-            "--source",
-            "laion",
-            "--config",
-            yaml(t, "filter: {min_image_side: -5}"),
-        ],
+        lambda t, w: filter_with_config(t, "filter: {min_image_side: -5}", rows=[1]),
         2,
         "min_image_side",
     ),
