@@ -188,7 +188,7 @@ def own_output(
         with _own_url(text, info, marker):
             yield text
         return
-    folder = Path(text)
+    folder = Path(storage.local_path(text))  # file:///x is the local folder /x, not ./file:/x
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{text}: the output exists and is not a folder")
     try:

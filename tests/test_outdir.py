@@ -58,6 +58,20 @@ def test_marker_written_first_removed_last_and_lock_released(tmp_path):
     assert not (out / outdir.MARKER).exists() and not (out / outdir.LOCK).exists()
 
 
+def test_file_url_output_is_held_in_its_own_folder(tmp_path, monkeypatch):
+    """file:///x is the local folder /x: its lock and marker go there (not into ./file:/x under the
+    working directory), so a second run on the same file:// output is refused."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "o"
+    with outdir.own_output(f"file://{out}", stage="t"):
+        assert (out / outdir.MARKER).exists() and (out / outdir.LOCK).exists()
+        with pytest.raises(UsageError, match="in use"):
+            with outdir.own_output(str(out), stage="t"):
+                pass
+    assert not (tmp_path / "file:").exists()
+    assert not (out / outdir.MARKER).exists() and not (out / outdir.LOCK).exists()
+
+
 def test_failed_run_leaves_marker_and_validate_refuses(tmp_path):
     out = tmp_path / "o"
     with pytest.raises(RuntimeError):
