@@ -90,11 +90,13 @@ def run(args) -> int:
     grounding = evaluate.grounding_set(out / "heldout" / "tasks", plan.eval_per_lang)
     ocr = evaluate.ocr_set(out / "heldout" / "ocr", max(2, plan.eval_per_lang // 2))
     answers, results = {}, {}
+    # an OCR line with its quad is ~45 tokens of the fixture tokenizer (one per digit): room for every line
+    ocr_budget = 48 * max((len(q["true"]) for q in ocr), default=1) + 16
     for r in runs:
         ckpt = experiment.last_stage(out, r)
         answers[r] = (
             evaluate.predict(ckpt, grounding, 24, plan.threads),
-            evaluate.predict(ckpt, ocr, 80, plan.threads),
+            evaluate.predict(ckpt, ocr, ocr_budget, plan.threads),
         )
         results[r] = evaluate.score(grounding, ocr, *answers[r])
     answers["constant"] = evaluate.constant_answers(out / "train", grounding, ocr)

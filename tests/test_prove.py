@@ -263,6 +263,7 @@ def test_report_names_the_scenes_and_steps_it_learnt_from():
         ({"objects": [0, 2]}, "objects must be a non-empty list"),
         ({"objects": "3"}, "objects must be a non-empty list"),
         ({"twins": 1.5}, "twins is a chance from 0 to 1"),
+        ({"ocr_pages": [1, 2]}, "ocr_pages is a mapping of synth_ocr settings"),
     ],
 )
 def test_bad_plan_is_one_line(tmp_path, capsys, fields, message):

@@ -59,6 +59,7 @@ class Plan:
     model: dict = field(default_factory=lambda: json.loads(json.dumps(TINY)))
     vocab: int = 512
     ocr_font_sizes: tuple = (32, 40)  # pixels on the 224-px page: 16-20 px once resized to 112
+    ocr_pages: dict = field(default_factory=dict)  # more `synth_ocr:` settings over pages.SYNTH_SETTINGS
     # Stage 1 trains the adapter and ViT under a frozen LLM; a randomly initialised frozen LLM cannot
     # be steered that way (its loss stays at ln(vocab)), so the CPU plan starts at stage 2.
     stage1: dict = field(
@@ -93,6 +94,8 @@ class Plan:
         if not isinstance(self.twins, (int, float)) or not 0 <= self.twins <= 1:
             raise UsageError(f"plan: twins is a chance from 0 to 1, got {self.twins!r}")
         self.objects = tuple(objects)
+        if not isinstance(self.ocr_pages, dict):
+            raise UsageError(f"plan: ocr_pages is a mapping of synth_ocr settings, got {self.ocr_pages!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,7 +139,9 @@ def make_data(out: Path, plan: Plan, timings: dict):
         counts=tuple(plan.objects),
     )
     corpus, synth_cfg = pages.write_inputs(
-        raw / "ocr_inputs", plan.seed, {"long_side": plan.side, "font_sizes": list(plan.ocr_font_sizes)}
+        raw / "ocr_inputs",
+        plan.seed,
+        {"long_side": plan.side, "font_sizes": list(plan.ocr_font_sizes), **plan.ocr_pages},
     )
     timings["scenes"] = round(time.time() - t0, 1)
     logs = out / "logs"
