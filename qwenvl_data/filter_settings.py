@@ -52,6 +52,7 @@ LANGUAGE = {
     "foreign_min_zipf": (NUM, 3, 9),
     "foreign_margin": (NUM, 0, 9),
     "foreign_min_words": ((int,), 1, None),
+    "foreign_unknown": ((bool, None), None, None),
     "compound_min_part": ((int, None), 1, None),
     "lowercase": ((str,), None, None),
     "han_labels": ((list, tuple), None, None),

@@ -416,3 +416,109 @@ def test_brand_titles_of_compound_english_words_are_english(text):
 def test_compounds_do_not_make_foreign_titles_english(text):
     (row,) = judge([text])
     assert row["reason"] == "language", row
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Funda iPhone 14 Pro antigolpe",  # one Spanish word, one word in no list, brand names
+        "Custodia Samsung Galaxy antiurto",
+    ],
+)
+def test_foreign_titles_of_brand_names_and_unlisted_words_are_not_english(text):
+    (row,) = judge([text])
+    assert row["reason"] == "language" and row["lang"] != "en", row
+    (before,) = judge([text], _rules_without(foreign_unknown=None))
+    assert (before["reason"], before["lang"]) == (None, "en"), before  # the class this guards against
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Prosecco Rosé Bottle",  # rosé is accented, prosecco in a foreign list below foreign_min_zipf
+        "Paella Pan Large",
+        "Casa Bonita Restaurant",  # one foreign word, no unlisted one
+        "Bella Vita Pizzeria",
+        "Cafe Mocha Latte",
+        "Taco Bell Chalupa Supreme",  # an unlisted word, no foreign one
+        "Quesadilla Maker Nostalgia",
+    ],
+)
+def test_english_titles_with_loanwords_and_unlisted_words_stay_english(text):
+    (row,) = judge([text])
+    assert (row["reason"], row["lang"]) == (None, "en"), row
+
+
+def _rules_without_placeholders(marker):
+    cfg = copy.deepcopy(CFG["filter"])
+    ph = cfg["placeholder_text"]
+    ph["placeholders"] = [p for p in ph["placeholders"] if marker not in p]
+    return PairRules.from_config(cfg)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "WhatsApp Image 2020-03-14 at 8.05.33 AM",
+        "Telegram Photo 2022-02-02 10:11:12",
+        "微信图片_20191223152426",
+        "微信截图 20210618 101500",
+    ],
+)
+def test_device_date_time_names_are_placeholders(text):
+    (row,) = judge([text])
+    assert row["reason"] == "placeholder_text", row
+    (before,) = judge([text], _rules_without_placeholders(r"\d{4}[-_.]?"))
+    assert before["reason"] is None, before  # the class this guards against
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "新华社记者 摄",
+        "本报记者 王芳 摄",
+        "（新华社发 陈刚 摄）",
+        "李华 摄",
+        "摄影：周明",
+        "图片来源：视觉中国",
+        "Photo by Jane Doe on Unsplash",
+        "Image courtesy of the artist",
+        "(AP Photo/John Doe)",
+        "Photo credit: Getty Images",
+        "Courtesy of NASA",
+    ],
+)
+def test_credit_lines_alone_are_placeholders(text):
+    (row,) = judge([text])
+    assert row["reason"] == "placeholder_text", row
+    (before,) = judge([text], PairRules.from_config(_credits_off()))
+    assert before["reason"] is None, before  # the class this guards against
+
+
+def _credits_off():
+    cfg = copy.deepcopy(CFG["filter"])
+    ph = cfg["placeholder_text"]
+    ph["placeholders"] = [p for p in ph["placeholders"] if not any(m in p for m in ("摄", "courtesy", "credit"))]
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "text,lang",
+    [
+        ("Family dinner on 2021-07-09 at 7 pm", "en"),  # a date without a clock time to the second
+        ("Apollo 11 launch, July 16, 1969 at 13:32 UTC", "en"),
+        ("Beach sunset 2021-07-09", "en"),
+        ("2024年3月15日 10:30 北京天安门广场升旗仪式", "zh"),
+        ("记者在现场拍摄", "zh"),  # a sentence ending in 拍摄, not a name before 摄
+        ("3月15日，市民在公园内赏花。新华社记者 李明 摄", "zh"),  # a caption with its credit
+        ("图：北京故宫雪景", "zh"),
+        ("婚纱摄影", "zh"),
+        ("Photo by the lake", "en"),  # by + lower-case words: not a name
+        ("Photo: Eiffel Tower", "en"),
+        ("Image by Eiffel Tower at night", "en"),
+        ("A photographer takes a picture of a bird", "en"),
+    ],
+)
+def test_captions_with_dates_or_credit_words_are_not_placeholders(text, lang):
+    (row,) = judge([text])
+    assert (row["reason"], row["lang"]) == (None, lang), row

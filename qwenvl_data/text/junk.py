@@ -7,6 +7,8 @@
   image, screenshot, 图片, 主图, ...) or a word of a loading status (`status_words`: loading, failed, error,
   加载, 失败, 暂无, ...): `Image 1 of 5`, `Screenshot 2023-05-12 at 10.41.33`, `产品主图`, `Failed to load`,
   `加载失败`, `正在加载，请稍候`. A sentence that merely holds such a word (`码头正在加载货物`) has other words.
+  The configured phrases also cover a device's date-time name (`WhatsApp Image 2021-07-09 at 21.44.10`) and
+  a credit line alone (`新华社记者 摄`, `Photo by Jane Doe`).
 - Keyword lists: at least `min_items` items split by commas, pipes, slashes, Chinese enumeration commas or
   spaces (Chinese), and either (a) the items repeat words: one word (a Han bigram for Chinese) occurs in
   at least `max_repeat_share` of the items; or (b) the caption is only a tag list: `min_tag_items`+

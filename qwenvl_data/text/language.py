@@ -20,7 +20,8 @@ symbols, and possibly Greek). Each caption takes one path (all settings: configs
   word. A plain caption whose words are mostly another language's (`foreign_lexicon`: words outside the
   lexicon that wordfreq lists of other languages hold, more of them than lexicon words English writes more
   often: "Camisa social masculina slim") is a *foreign title*: not this path, and English below only on top
-  at `short_min_score_alone`.
+  at `short_min_score_alone`. With `foreign_unknown`, where a caption holds such a word, its ASCII words in no
+  list at all count with them ("Funda iPhone 14 Pro antigolpe").
 - **Latin, the rest**: fastText lid.176, every label down to `min_label_score`, on the text lower-cased
   when it is mostly upper case (ALL-CAPS titles otherwise come out as zh/ja/it). Labels lid.176 gives Han text are
   ignored (the caption has none). English is accepted with p >= `min_score` on top. A *plain* caption
@@ -37,6 +38,7 @@ symbols, and possibly Greek). Each caption takes one path (all settings: configs
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -106,15 +108,24 @@ def _wordfreq_buckets(lang: str) -> list:
 @functools.lru_cache(maxsize=4)
 def zipf_table(langs: tuple, min_zipf: float) -> dict[str, float]:
     """word -> its highest Zipf frequency over the wordfreq lists of `langs`, for words at >= min_zipf."""
+    return _zipf_and_rest(langs, min_zipf)[0]
+
+
+@functools.lru_cache(maxsize=4)
+def _zipf_and_rest(langs: tuple, min_zipf: float) -> tuple[dict[str, float], frozenset]:
+    """zipf_table, and the words of those lists below min_zipf (each list read once)."""
     out: dict[str, float] = {}
+    rest: list = []
     last = int(round((9 - min_zipf) * 100))
     for lang in langs:
-        for i, bucket in enumerate(_wordfreq_buckets(lang)[: last + 1]):
+        buckets = _wordfreq_buckets(lang)
+        for i, bucket in enumerate(buckets[: last + 1]):
             z = 9 - i / 100
             for w in bucket:
                 if out.get(w, 0.0) < z:
                     out[w] = z
-    return out
+        rest.extend(buckets[last + 1 :])
+    return out, frozenset(itertools.chain.from_iterable(rest))
 
 
 _FOREIGN, _ENGLISH, _KNOWN, _COMPOUND = 1, 2, 4, 8
@@ -238,6 +249,7 @@ class LanguageDecision:
     foreign_min_zipf: float = 3.5
     foreign_margin: float = 1.0
     foreign_min_words: int = 2
+    foreign_unknown: bool | None = False
     compound_min_part: int | None = None
 
     def warm(self) -> None:
@@ -343,6 +355,9 @@ class LanguageDecision:
             origin = self._word_origin(w, plain & ~han_text & ~decided_by_share)
             ev["lexicon"] = ev["lexicon"] + origin["compound"]
             foreign = origin["foreign"]
+            if self.foreign_unknown:
+                # words in no list (antichoc) count with another language's words, where there is one of those
+                foreign = foreign + np.where(foreign > 0, origin["unknown"], 0)
             ev["foreign_title"] = (
                 (foreign >= self.foreign_min_words) & (foreign > origin["english"]) & (2 * foreign >= ev["latin3"])
             )
@@ -434,11 +449,12 @@ class LanguageDecision:
         `foreign`: words outside the lexicon that another language writes (in `foreign_lexicon`'s wordfreq
         lists at Zipf >= `foreign_min_zipf`, `foreign_margin` above their English Zipf); `english`: lexicon
         words English writes more often than any of those languages, and compounds; `compound`: a word of
-        two lexicon (or cognate) words of `compound_min_part`+ letters each, itself in no list (Dreamhouse)."""
+        two lexicon (or cognate) words of `compound_min_part`+ letters each, itself in no list (Dreamhouse);
+        `unknown` (with `foreign_unknown`): other words of 3+ letters in no list (antichoc)."""
         zero = np.zeros(w.n, dtype=np.int64)
         codes = np.unique(w.code[mask[w.row]]) if len(w.row) else np.zeros(0, dtype=np.int64)
         if not len(codes):
-            return {"foreign": zero, "english": zero, "compound": zero}
+            return {"foreign": zero, "english": zero, "compound": zero, "unknown": zero}
         lex, neutral = (
             lexicon_sets(self.lexicon, tuple(self.lexicon_extra), tuple(x.lower() for x in self.foreign_words))
             if self.lexicon
@@ -465,6 +481,15 @@ class LanguageDecision:
             m = np.zeros(nv, dtype=bool)
             m[codes] = (flags & bit) > 0
             out[name] = w.count(m)
+        m = np.zeros(nv, dtype=bool)
+        if self.foreign_unknown and self.foreign_lexicon:
+            # ASCII words of 3+ letters in no list at all (nor below foreign_min_zipf), cognates left out
+            rare = _zipf_and_rest(tuple(self.foreign_lexicon), self.foreign_min_zipf)[1]
+            m[codes] = [
+                f == 0 and len(x) >= 3 and x.isascii() and x.isalpha() and x not in neutral and x not in rare
+                for f, x in zip(flags, words)
+            ]
+        out["unknown"] = w.count(m)
         return out
 
     def _evidence(self, w: Words) -> dict[str, np.ndarray]:
