@@ -486,6 +486,7 @@ def test_device_date_time_names_are_placeholders(text):
         "(AP Photo/John Doe)",
         "Photo credit: Getty Images",
         "Courtesy of NASA",
+        "Photo by Jane Doe via Flickr",
     ],
 )
 def test_credit_lines_alone_are_placeholders(text):
@@ -516,6 +517,7 @@ def _credits_off():
         ("Photo by the lake", "en"),  # by + lower-case words: not a name
         ("Photo: Eiffel Tower", "en"),
         ("Image by Eiffel Tower at night", "en"),
+        ("Photograph by Ansel Adams of Half Dome", "en"),  # a credit and what the picture shows
         ("A photographer takes a picture of a bird", "en"),
     ],
 )
