@@ -53,6 +53,8 @@ LANGUAGE = {
     "foreign_margin": (NUM, 0, 9),
     "foreign_min_words": ((int,), 1, None),
     "foreign_unknown": ((bool, None), None, None),
+    "loan_margin": (NUM + (None,), 0, 9),
+    "names_neutral": ((bool, None), None, None),
     "compound_min_part": ((int, None), 1, None),
     "lowercase": ((str,), None, None),
     "han_labels": ((list, tuple), None, None),

@@ -408,7 +408,8 @@ def test_english_titles_with_a_foreign_word_stay_english(text):
 def test_brand_titles_of_compound_english_words_are_english(text):
     (row,) = judge([text])
     assert (row["reason"], row["lang"]) == (None, "en"), row
-    (before,) = judge([text], _rules_without(compound_min_part=None))
+    # names_neutral off too: with it, an unlisted capitalised compound (Raincoat) is a name, no evidence either way
+    (before,) = judge([text], _rules_without(compound_min_part=None, names_neutral=False))
     assert before["reason"] == "language", before  # the class this guards against
 
 
@@ -524,3 +525,57 @@ def _credits_off():
 def test_captions_with_dates_or_credit_words_are_not_placeholders(text, lang):
     (row,) = judge([text])
     assert (row["reason"], row["lang"]) == (None, lang), row
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hilfiger Denim Jacket Blue",  # a capitalised brand name in no list: no evidence either way
+        "Balenciaga Speed Trainer Black",
+    ],
+)
+def test_english_titles_of_brand_names_stay_english(text):
+    (row,) = judge([text])
+    assert (row["reason"], row["lang"]) == (None, "en"), row
+    (before,) = judge([text], _rules_without(names_neutral=False))
+    assert before["reason"] == "language", before  # the class this guards against
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Vespa Primavera Scooter Helmet",  # vespa, primavera: Italian words English writes too (loans)
+        "Pesto Genovese Pasta Recipe",
+    ],
+)
+def test_english_titles_with_loanwords_english_writes_stay_english(text):
+    (row,) = judge([text])
+    assert (row["reason"], row["lang"]) == (None, "en"), row
+    (before,) = judge([text], _rules_without(loan_margin=None))
+    assert before["reason"] == "language", before  # the class this guards against
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Chemise Hilfiger homme manches longues",  # brand names with the product words of another language
+        "Maglia Ferragamo uomo cotone",
+        "Vestido Zara rojo largo",
+        "Kinderwagen Bugaboo zwart tweedehands",
+        "Bolsa Prada feminina preta",
+        "Kinderfiets 16 inch met zijwieltjes",  # a lower-case unlisted word is no name
+        "Tapis salon moderne",  # moderne: English writes it, but far less often than French (no loan)
+        "Pull homme col roulé",
+    ],
+)
+def test_foreign_titles_with_brand_names_are_still_dropped(text):
+    (row,) = judge([text])
+    assert row["reason"] == "language" and row["lang"] != "en", row
+
+
+def test_a_wide_loan_margin_would_keep_a_title_case_foreign_title():
+    text = "Sac Femme Cuir Noir"  # sac, femme, noir: French words English writes, far less often than French
+    (row,) = judge([text])
+    assert row["reason"] == "language" and row["lang"] != "en", row
+    (wide,) = judge([text], _rules_without(loan_margin=3.5))  # they would be loans, then names
+    assert (wide["reason"], wide["lang"]) == (None, "en"), wide

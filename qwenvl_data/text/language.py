@@ -21,7 +21,10 @@ symbols, and possibly Greek). Each caption takes one path (all settings: configs
   lexicon that wordfreq lists of other languages hold, more of them than lexicon words English writes more
   often: "Camisa social masculina slim") is a *foreign title*: not this path, and English below only on top
   at `short_min_score_alone`. With `foreign_unknown`, where a caption holds such a word, its ASCII words in no
-  list at all count with them ("Funda iPhone 14 Pro antigolpe").
+  list at all count with them ("Funda iPhone 14 Pro antigolpe"). Such a word that English writes too, at most
+  `loan_margin` less often (paella, kimono, pesto), is a loan, not another language's. With `names_neutral`,
+  capitalised words outside the lexicon that no list makes foreign or English (loans, brand and model names:
+  Hilfiger, Taycan) are left out of the words both shares are of ("Tommy Hilfiger Polo Shirt" is English).
 - **Latin, the rest**: fastText lid.176, every label down to `min_label_score`, on the text lower-cased
   when it is mostly upper case (ALL-CAPS titles otherwise come out as zh/ja/it). Labels lid.176 gives Han text are
   ignored (the caption has none). English is accepted with p >= `min_score` on top. A *plain* caption
@@ -49,7 +52,7 @@ import pyarrow.compute as pc
 
 from . import langid
 from .script import CJK_IDEOGRAPH, HAN, LATIN, OTHER_LETTER, charset_only_class
-from .words import Words
+from .words import TRIM, Words
 
 _LATIN_WORD = f"[{LATIN}]+"
 _NON_ASCII_LETTER = r"[\x{00C0}-\x{00D6}\x{00D8}-\x{00F6}\x{00F8}-\x{024F}]"
@@ -81,9 +84,9 @@ def _wordfreq_words(lang: str, min_zipf: float) -> list[str]:
     return [str(w) for bucket in _wordfreq_buckets(lang)[: last + 1] for w in bucket]
 
 
-def _wordfreq_buckets(lang: str) -> list:
-    """wordfreq's 'small' list for `lang` as its buckets (bucket i: the words of Zipf 9 - i/100), read from the
-    data file the package ships without importing wordfreq."""
+def _wordfreq_buckets(lang: str, size: str = "small") -> list:
+    """wordfreq's `size` ('small' or 'large') list for `lang` as its buckets (bucket i: the words of Zipf 9 - i/100),
+    read from the data file the package ships without importing wordfreq."""
     import gzip
     import importlib.util
 
@@ -94,7 +97,7 @@ def _wordfreq_buckets(lang: str) -> list:
     spec = importlib.util.find_spec("wordfreq")
     if spec is None or not spec.submodule_search_locations:
         raise UsageError("filter.language: wordfreq is not installed (make setup)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / f"small_{lang}.msgpack.gz"
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / f"{size}_{lang}.msgpack.gz"
     try:
         with gzip.open(path) as f:
             data = msgpack.load(f, raw=False)
@@ -128,14 +131,28 @@ def _zipf_and_rest(langs: tuple, min_zipf: float) -> tuple[dict[str, float], fro
     return out, frozenset(itertools.chain.from_iterable(rest))
 
 
-_FOREIGN, _ENGLISH, _KNOWN, _COMPOUND = 1, 2, 4, 8
+_FOREIGN, _ENGLISH, _KNOWN, _COMPOUND, _LOAN = 1, 2, 4, 8, 16
+
+
+def _large_en_zipf(words: frozenset) -> dict[str, float]:
+    """English Zipf frequency of `words` in wordfreq's large English list (down to Zipf 1), 0 where absent."""
+    out: dict[str, float] = {}
+    for i, bucket in enumerate(_wordfreq_buckets("en", "large")):
+        z = 9 - i / 100
+        for w in bucket:
+            if w in words and w not in out:
+                out[w] = z
+    return out
 
 
 @functools.lru_cache(maxsize=4)
-def origin_table(lex: frozenset, langs: tuple, min_zipf: float, margin: float) -> dict[str, int]:
+def origin_table(
+    lex: frozenset, langs: tuple, min_zipf: float, margin: float, loan_margin: float | None = None
+) -> dict[str, int]:
     """word -> bits: _FOREIGN (outside the lexicon, in a list of `langs` at Zipf >= min_zipf and `margin`
-    above its English Zipf), _ENGLISH (a lexicon word English writes more often than any of `langs`),
-    _KNOWN (in a list of `langs`: never read as a compound)."""
+    above its English Zipf), _LOAN (such a word that English writes too: in the large English list at most
+    `loan_margin` below its Zipf in `langs`, in place of _FOREIGN), _ENGLISH (a lexicon word English writes more
+    often than any of `langs`), _KNOWN (in a list of `langs`: never read as a compound)."""
     en = zipf_table(("en",), 3.0)
     fo = zipf_table(langs, min_zipf)
     out = {}
@@ -151,6 +168,11 @@ def origin_table(lex: frozenset, langs: tuple, min_zipf: float, margin: float) -
     for word in lex:
         if word not in fo:
             out[word] = _ENGLISH
+    if loan_margin is not None:
+        cand = frozenset(w for w, f in out.items() if f & _FOREIGN)
+        for word, z in _large_en_zipf(cand).items():
+            if z >= fo[word] - loan_margin:
+                out[word] = _KNOWN | _LOAN
     return out
 
 
@@ -250,6 +272,8 @@ class LanguageDecision:
     foreign_margin: float = 1.0
     foreign_min_words: int = 2
     foreign_unknown: bool | None = False
+    loan_margin: float | None = None
+    names_neutral: bool | None = False
     compound_min_part: int | None = None
 
     def warm(self) -> None:
@@ -259,7 +283,7 @@ class LanguageDecision:
             lexicon_sets(self.lexicon, tuple(self.lexicon_extra), tuple(x.lower() for x in self.foreign_words))
         if self.foreign_lexicon and self.lexicon:
             lex, _ = lexicon_sets(self.lexicon, tuple(self.lexicon_extra), tuple(x.lower() for x in self.foreign_words))
-            origin_table(lex, tuple(self.foreign_lexicon), self.foreign_min_zipf, self.foreign_margin)
+            origin_table(lex, tuple(self.foreign_lexicon), self.foreign_min_zipf, self.foreign_margin, self.loan_margin)
 
     def decide(self, s: pa.Array, words: Words | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(lang, score, accepted) for each caption of `s` (cleaned, non-null); `words`: its Words, when a
@@ -355,14 +379,27 @@ class LanguageDecision:
             origin = self._word_origin(w, plain & ~han_text & ~decided_by_share)
             ev["lexicon"] = ev["lexicon"] + origin["compound"]
             foreign = origin["foreign"]
+            has_foreign = foreign > 0
             if self.foreign_unknown:
                 # words in no list (antichoc) count with another language's words, where there is one of those
-                foreign = foreign + np.where(foreign > 0, origin["unknown"], 0)
+                foreign = foreign + np.where(has_foreign, origin["unknown"], 0)
+            share_of = ev["latin3"]
+            if self.names_neutral:
+                # names and loans written capitalised (Tommy Hilfiger, Paella, Taycan) are no evidence either way:
+                # left out of the words both shares are of (unlisted words only where no other language's word
+                # made them foreign)
+                drop = origin["unknown_word"] if self.foreign_unknown else np.zeros(len(w.vocab), dtype=bool)
+                share_of = share_of - self._names(t, w, plain & ~han_text & ~decided_by_share, origin["name_word"])
+                share_of = share_of + np.where(
+                    has_foreign, self._names(t, w, has_foreign, origin["name_word"] & drop), 0
+                )
+            ev["share_of"] = share_of
             ev["foreign_title"] = (
-                (foreign >= self.foreign_min_words) & (foreign > origin["english"]) & (2 * foreign >= ev["latin3"])
+                (foreign >= self.foreign_min_words) & (foreign > origin["english"]) & (2 * foreign >= share_of)
             )
         else:
             ev["foreign_title"] = np.zeros(len(rows), dtype=bool)
+            ev["share_of"] = ev["latin3"]
         if self.english_share is not None:
             # a plain caption made of common English words (product titles, names: "Queen Size Duvet Cover
             # Grey Linen"), which lid.176 scatters over fi/fr/it: English without fastText
@@ -370,8 +407,8 @@ class LanguageDecision:
                 plain
                 & ~ev["foreign_title"]
                 & ~han_text
-                & (ev["latin3"] >= self.english_share_min_words)
-                & (ev["lexicon"] >= self.english_share * ev["latin3"])
+                & (ev["share_of"] >= self.english_share_min_words)
+                & (ev["lexicon"] >= self.english_share * ev["share_of"])
             )
             lang[rows[mostly]], score[rows[mostly]] = "en", 1.0
             keep = ~mostly
@@ -444,6 +481,26 @@ class LanguageDecision:
         best[found], p_best[found] = flat[best_pos[found]], p[best_pos[found]]
         return best, p_best, p_en, p_han
 
+    @staticmethod
+    def _names(t: pa.Array, w: Words, mask: np.ndarray, name_word: np.ndarray) -> np.ndarray:
+        """Per caption of `mask` (zero elsewhere): its words of `name_word` written capitalised in `t` (the
+        captions of `w`, not lower-cased): Hilfiger, Taycan; a lower-case unlisted word (zijwieltjes) is no name."""
+        out = np.zeros(w.n, dtype=np.int64)
+        rows = np.flatnonzero(mask)
+        if not len(rows) or not name_word.any():
+            return out
+        sub = w.take(rows)
+        parts = pc.split_pattern(t.take(pa.array(rows)), " ")
+        flat = pc.utf8_trim(pc.list_flatten(parts), TRIM)
+        keep = pc.greater(pc.utf8_length(flat), 0)
+        cap = pc.fill_null(pc.match_substring_regex(flat.filter(keep), r"^\p{Lu}"), False).to_numpy(
+            zero_copy_only=False
+        )
+        if len(cap) != len(sub.code):  # the words did not split alike: no names
+            return out
+        out[rows] = np.bincount(sub.row[cap & name_word[sub.code]], minlength=len(rows))
+        return out
+
     def _word_origin(self, w: Words, mask: np.ndarray) -> dict[str, np.ndarray]:
         """Per caption of `mask` (zero elsewhere), from its words (each distinct word looked up once):
         `foreign`: words outside the lexicon that another language writes (in `foreign_lexicon`'s wordfreq
@@ -454,14 +511,22 @@ class LanguageDecision:
         zero = np.zeros(w.n, dtype=np.int64)
         codes = np.unique(w.code[mask[w.row]]) if len(w.row) else np.zeros(0, dtype=np.int64)
         if not len(codes):
-            return {"foreign": zero, "english": zero, "compound": zero, "unknown": zero}
+            none = np.zeros(len(w.vocab), dtype=bool)
+            return {
+                "foreign": zero,
+                "english": zero,
+                "compound": zero,
+                "unknown": zero,
+                "unknown_word": none,
+                "name_word": none,
+            }
         lex, neutral = (
             lexicon_sets(self.lexicon, tuple(self.lexicon_extra), tuple(x.lower() for x in self.foreign_words))
             if self.lexicon
             else (frozenset(), frozenset())
         )
         table = (
-            origin_table(lex, tuple(self.foreign_lexicon), self.foreign_min_zipf, self.foreign_margin)
+            origin_table(lex, tuple(self.foreign_lexicon), self.foreign_min_zipf, self.foreign_margin, self.loan_margin)
             if self.foreign_lexicon
             else {}
         )
@@ -490,6 +555,21 @@ class LanguageDecision:
                 for f, x in zip(flags, words)
             ]
         out["unknown"] = w.count(m)
+        out["unknown_word"] = m
+        m = np.zeros(nv, dtype=bool)
+        if self.names_neutral:
+            # name candidates: ASCII words of 3+ letters outside the lexicon that are neither another language's
+            # words nor English's (loans, words English writes about as often, rare or unlisted words)
+            m[codes] = [
+                (f & (_FOREIGN | _ENGLISH)) == 0
+                and len(x) >= 3
+                and x.isascii()
+                and x.isalpha()
+                and x not in lex
+                and x not in neutral
+                for f, x in zip(flags, words)
+            ]
+        out["name_word"] = m
         return out
 
     def _evidence(self, w: Words) -> dict[str, np.ndarray]:
