@@ -264,6 +264,7 @@ def test_report_names_the_scenes_and_steps_it_learnt_from():
         ({"objects": "3"}, "objects must be a non-empty list"),
         ({"twins": 1.5}, "twins is a chance from 0 to 1"),
         ({"ocr_pages": [1, 2]}, "ocr_pages is a mapping of synth_ocr settings"),
+        ({"ocr_fonts": "DejaVuSans.ttf"}, "ocr_fonts is a list of font file names"),
     ],
 )
 def test_bad_plan_is_one_line(tmp_path, capsys, fields, message):
@@ -273,3 +274,14 @@ def test_bad_plan_is_one_line(tmp_path, capsys, fields, message):
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "out" / "raw").exists()  # refused before any data is made
+
+
+def test_plan_fonts_folder_links_shipped_fonts_and_refuses_unknown(tmp_path):
+    from qwenvl_data.errors import UsageError
+    from qwenvl_data.prove import pages
+
+    folder = pages.font_folder(tmp_path / "fonts", ["DejaVuSans.ttf", "wqy-microhei.ttc"])
+    assert sorted(p.name for p in folder.iterdir()) == ["DejaVuSans.ttf", "wqy-microhei.ttc"]
+    assert all(p.resolve().is_file() for p in folder.iterdir())
+    with pytest.raises(UsageError, match="not among the shipped fonts"):
+        pages.font_folder(tmp_path / "f2", ["NoSuchFont.ttf"])

@@ -60,6 +60,9 @@ class Plan:
     vocab: int = 512
     ocr_font_sizes: tuple = (32, 40)  # pixels on the 224-px page: 16-20 px once resized to 112
     ocr_pages: dict = field(default_factory=dict)  # more `synth_ocr:` settings over pages.SYNTH_SETTINGS
+    # File names among the fonts synth-ocr ships with (`synth-ocr --fonts` gets a folder of just these);
+    # empty: all of them (seven DejaVu faces incl. serif, bold, italic, mono; WenQuanYi Micro Hei)
+    ocr_fonts: tuple = ()
     # Stage 1 trains the adapter and ViT under a frozen LLM; a randomly initialised frozen LLM cannot
     # be steered that way (its loss stays at ln(vocab)), so the CPU plan starts at stage 2.
     stage1: dict = field(
@@ -96,6 +99,9 @@ class Plan:
         self.objects = tuple(objects)
         if not isinstance(self.ocr_pages, dict):
             raise UsageError(f"plan: ocr_pages is a mapping of synth_ocr settings, got {self.ocr_pages!r}")
+        if isinstance(self.ocr_fonts, str) or not all(isinstance(f, str) for f in self.ocr_fonts):
+            raise UsageError(f"plan: ocr_fonts is a list of font file names, got {self.ocr_fonts!r}")
+        self.ocr_fonts = tuple(self.ocr_fonts)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,6 +149,7 @@ def make_data(out: Path, plan: Plan, timings: dict):
         plan.seed,
         {"long_side": plan.side, "font_sizes": list(plan.ocr_font_sizes), **plan.ocr_pages},
     )
+    fonts = pages.font_folder(raw / "fonts", plan.ocr_fonts) if plan.ocr_fonts else None
     timings["scenes"] = round(time.time() - t0, 1)
     logs = out / "logs"
     for split, seed, n in (
@@ -165,6 +172,7 @@ def make_data(out: Path, plan: Plan, timings: dict):
                 synth_cfg,
                 "--workers",
                 2,
+                *(["--fonts", fonts] if fonts else []),
             ),
             logs,
             timings,

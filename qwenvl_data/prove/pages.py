@@ -15,6 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from qwenvl_data.errors import UsageError
+from qwenvl_data.ocr.fonts import default_font_files
+
 EN_WORDS = (
     "cat",
     "dog",
@@ -78,3 +81,18 @@ def write_inputs(out_dir: str | Path, seed: int = 0, settings: dict | None = Non
     config = out / "synth_ocr.yaml"
     config.write_text(yaml.safe_dump({"synth_ocr": {**SYNTH_SETTINGS, **(settings or {})}}, sort_keys=True))
     return corpus, config
+
+
+def font_folder(out_dir: str | Path, names) -> Path:
+    """A folder of links to the named shipped fonts (`synth-ocr --fonts`); an unknown name is a UsageError."""
+    shipped = {p.name: p for p in default_font_files()}
+    unknown = [n for n in names if n not in shipped]
+    if unknown:
+        raise UsageError(f"plan: ocr_fonts {unknown} not among the shipped fonts {sorted(shipped)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        link = out / n
+        if not link.exists():
+            link.symlink_to(shipped[n])
+    return out
