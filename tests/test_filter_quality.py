@@ -579,3 +579,15 @@ def test_a_wide_loan_margin_would_keep_a_title_case_foreign_title():
     assert row["reason"] == "language" and row["lang"] != "en", row
     (wide,) = judge([text], _rules_without(loan_margin=3.5))  # they would be loans, then names
     assert (wide["reason"], wide["lang"]) == (None, "en"), wide
+
+
+def test_names_are_judged_the_same_whatever_else_the_batch_holds():
+    """A caption's decision must not depend on its batch (the engines batch differently): a caption mixing a
+    Han word into Latin words (its Latin part is judged with the Han taken out) sits in the batch with the
+    brand title."""
+    title = "Hilfiger Denim Jacket Blue"
+    (alone,) = judge([title])
+    batch = judge(["Bolsa Prada 女 feminina preta", title, "Nike 运动鞋 Air Max 90 男款", "Pull homme col roulé"])
+    assert (alone["reason"], alone["lang"]) == (None, "en"), alone
+    assert (batch[1]["reason"], batch[1]["lang"]) == (None, "en"), batch[1]
+    assert batch[3]["reason"] == "language", batch[3]

@@ -52,7 +52,7 @@ import pyarrow.compute as pc
 
 from . import langid
 from .script import CJK_IDEOGRAPH, HAN, LATIN, OTHER_LETTER, charset_only_class
-from .words import TRIM, Words
+from .words import Words
 
 _LATIN_WORD = f"[{LATIN}]+"
 _NON_ASCII_LETTER = r"[\x{00C0}-\x{00D6}\x{00D8}-\x{00F6}\x{00F8}-\x{024F}]"
@@ -342,13 +342,16 @@ class LanguageDecision:
         if len(model_rows):
             han_text = np.arange(len(model_rows)) >= n_no_han
             w = (words or Words.of(s)).take(model_rows)
-            self._model(model_text, model_rows, han_text, self._evidence(w), w, lang, score)
+            self._model(
+                model_text, s.take(pa.array(model_rows)), model_rows, han_text, self._evidence(w), w, lang, score
+            )
         accepted = np.isin(lang, list(self.languages))
         return lang, score, accepted
 
     def _model(
         self,
         t: pa.Array,
+        captions: pa.Array,
         rows: np.ndarray,
         han_text: np.ndarray,
         ev: dict,
@@ -356,14 +359,16 @@ class LanguageDecision:
         lang: np.ndarray,
         score: np.ndarray,
     ):
-        """Shortcut for clear English, else fastText. `han_text`: rows whose text holds ideographs (only
-        when the Han shortcut is off): their Han labels are summed into zh instead of ignored."""
+        """Shortcut for clear English, else fastText. `t`: the text fastText reads; `captions`: the cleaned
+        captions `w` was split from. `han_text`: rows whose text holds ideographs (only when the Han shortcut
+        is off): their Han labels are summed into zh instead of ignored."""
         plain = (ev["accented"] <= 1) & (ev["foreign"] == 0)  # one loanword (café, Pokémon) keeps it plain
         if self.english_words:
             clear = (ev["english"] > 0) & (ev["foreign"] == 0) & (ev["accented"] == 0) & ~han_text
             lang[rows[clear]], score[rows[clear]] = "en", 1.0
             keep = ~clear
             rows, t, han_text = rows[keep], t.filter(pa.array(keep)), han_text[keep]
+            captions = captions.filter(pa.array(keep))
             plain = plain[keep]
             ev = {k: v[keep] for k, v in ev.items()}
             w = w.take(np.flatnonzero(keep))
@@ -388,11 +393,8 @@ class LanguageDecision:
                 # names and loans written capitalised (Tommy Hilfiger, Paella, Taycan) are no evidence either way:
                 # left out of the words both shares are of (unlisted words only where no other language's word
                 # made them foreign)
-                drop = origin["unknown_word"] if self.foreign_unknown else np.zeros(len(w.vocab), dtype=bool)
-                share_of = share_of - self._names(t, w, plain & ~han_text & ~decided_by_share, origin["name_word"])
-                share_of = share_of + np.where(
-                    has_foreign, self._names(t, w, has_foreign, origin["name_word"] & drop), 0
-                )
+                names, unlisted = self._names(captions, w, plain & ~han_text & ~decided_by_share, origin)
+                share_of = share_of - names + (np.where(has_foreign, unlisted, 0) if self.foreign_unknown else 0)
             ev["share_of"] = share_of
             ev["foreign_title"] = (
                 (foreign >= self.foreign_min_words) & (foreign > origin["english"]) & (2 * foreign >= share_of)
@@ -413,6 +415,7 @@ class LanguageDecision:
             lang[rows[mostly]], score[rows[mostly]] = "en", 1.0
             keep = ~mostly
             rows, t, han_text = rows[keep], t.filter(pa.array(keep)), han_text[keep]
+            captions = captions.filter(pa.array(keep))
             plain = plain[keep]
             ev = {k: v[keep] for k, v in ev.items()}
         if not len(rows):
@@ -482,24 +485,23 @@ class LanguageDecision:
         return best, p_best, p_en, p_han
 
     @staticmethod
-    def _names(t: pa.Array, w: Words, mask: np.ndarray, name_word: np.ndarray) -> np.ndarray:
-        """Per caption of `mask` (zero elsewhere): its words of `name_word` written capitalised in `t` (the
-        captions of `w`, not lower-cased): Hilfiger, Taycan; a lower-case unlisted word (zijwieltjes) is no name."""
-        out = np.zeros(w.n, dtype=np.int64)
+    def _names(captions: pa.Array, w: Words, mask: np.ndarray, origin: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Per caption of `mask` (zero elsewhere), its words of `origin['name_word']` written capitalised in
+        `captions` (what `w` was split from): (all of them, those also in `origin['unknown_word']`). Hilfiger,
+        Taycan; a lower-case unlisted word (zijwieltjes) is no name."""
+        names, unlisted = np.zeros(w.n, dtype=np.int64), np.zeros(w.n, dtype=np.int64)
         rows = np.flatnonzero(mask)
-        if not len(rows) or not name_word.any():
-            return out
+        if not len(rows) or not origin["name_word"].any():
+            return names, unlisted
         sub = w.take(rows)
-        parts = pc.split_pattern(t.take(pa.array(rows)), " ")
-        flat = pc.utf8_trim(pc.list_flatten(parts), TRIM)
-        keep = pc.greater(pc.utf8_length(flat), 0)
-        cap = pc.fill_null(pc.match_substring_regex(flat.filter(keep), r"^\p{Lu}"), False).to_numpy(
-            zero_copy_only=False
-        )
-        if len(cap) != len(sub.code):  # the words did not split alike: no names
-            return out
-        out[rows] = np.bincount(sub.row[cap & name_word[sub.code]], minlength=len(rows))
-        return out
+        # `sub` keeps its words in the order of the batch the Words were split from (model rows are not in that
+        # order: mixed Han captions come last); within a caption the order is the split order
+        cap = np.empty(len(sub.code), dtype=bool)
+        cap[np.argsort(sub.row, kind="stable")] = Words.capitalised(captions.take(pa.array(rows)))
+        named = cap & origin["name_word"][sub.code]
+        names[rows] = np.bincount(sub.row[named], minlength=len(rows))
+        unlisted[rows] = np.bincount(sub.row[named & origin["unknown_word"][sub.code]], minlength=len(rows))
+        return names, unlisted
 
     def _word_origin(self, w: Words, mask: np.ndarray) -> dict[str, np.ndarray]:
         """Per caption of `mask` (zero elsewhere), from its words (each distinct word looked up once):

@@ -23,14 +23,27 @@ class Words:
     row: np.ndarray  # per word occurrence: its caption
     n: int  # captions
 
-    @classmethod
-    def of(cls, s: pa.Array) -> Words:
-        words = pc.split_pattern(pc.utf8_lower(pc.fill_null(s, "")), " ")
+    @staticmethod
+    def _split(s: pa.Array, lower: bool = True) -> tuple[pa.Array, np.ndarray]:
+        """(word occurrences, their captions): split at spaces, outer punctuation trimmed, empty ones left out."""
+        s = pc.fill_null(s, "")
+        words = pc.split_pattern(pc.utf8_lower(s) if lower else s, " ")
         flat = pc.utf8_trim(pc.list_flatten(words), TRIM)
         row = pc.list_parent_indices(words).to_numpy(zero_copy_only=False).astype(np.int64)
         keep = pc.greater(pc.utf8_length(flat), 0).to_numpy(zero_copy_only=False)
-        codes = pc.dictionary_encode(flat.filter(pa.array(keep)))
-        return cls(codes.dictionary, codes.indices.to_numpy(zero_copy_only=False).astype(np.int64), row[keep], len(s))
+        return flat.filter(pa.array(keep)), row[keep]
+
+    @classmethod
+    def of(cls, s: pa.Array) -> Words:
+        flat, row = cls._split(s)
+        codes = pc.dictionary_encode(flat)
+        return cls(codes.dictionary, codes.indices.to_numpy(zero_copy_only=False).astype(np.int64), row, len(s))
+
+    @staticmethod
+    def capitalised(s: pa.Array) -> np.ndarray:
+        """Per word occurrence of `Words.of(s)`, in its order: written with a capital first letter in `s`."""
+        flat, _ = Words._split(s, lower=False)
+        return pc.fill_null(pc.match_substring_regex(flat, r"^\p{Lu}"), False).to_numpy(zero_copy_only=False)
 
     def take(self, rows: np.ndarray) -> Words:
         """The words of captions `rows` (indices, in that order)."""
