@@ -365,6 +365,22 @@ def _rules_without(**off):
     return PairRules.from_config(cfg)
 
 
+def assert_english_only_with_setting(text, **off):
+    """Kept as English with the shipped settings; dropped by `language` with `off` (the class it guards)."""
+    (row,) = judge([text])
+    assert (row["reason"], row["lang"]) == (None, "en"), row
+    (before,) = judge([text], _rules_without(**off))
+    assert before["reason"] == "language", before
+
+
+def assert_foreign_only_with_setting(text, **off):
+    """Dropped by `language` as another language with the shipped settings; kept as English with `off`."""
+    (row,) = judge([text])
+    assert row["reason"] == "language" and row["lang"] != "en", row
+    (before,) = judge([text], _rules_without(**off))
+    assert (before["reason"], before["lang"]) == (None, "en"), before
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -375,10 +391,7 @@ def _rules_without(**off):
     ],
 )
 def test_foreign_titles_with_english_loanwords_are_not_english(text):
-    (row,) = judge([text])
-    assert row["reason"] == "language" and row["lang"] != "en", row
-    (before,) = judge([text], _rules_without(foreign_lexicon=None))
-    assert (before["reason"], before["lang"]) == (None, "en"), before  # the class this guards against
+    assert_foreign_only_with_setting(text, foreign_lexicon=None)
 
 
 @pytest.mark.parametrize(
@@ -406,11 +419,8 @@ def test_english_titles_with_a_foreign_word_stay_english(text):
     ],
 )
 def test_brand_titles_of_compound_english_words_are_english(text):
-    (row,) = judge([text])
-    assert (row["reason"], row["lang"]) == (None, "en"), row
     # names_neutral off too: with it, an unlisted capitalised compound (Raincoat) is a name, no evidence either way
-    (before,) = judge([text], _rules_without(compound_min_part=None, names_neutral=False))
-    assert before["reason"] == "language", before  # the class this guards against
+    assert_english_only_with_setting(text, compound_min_part=None, names_neutral=False)
 
 
 @pytest.mark.parametrize("text", ["Wandlamp zwart industrieel", "Herren Schuhe Leder", "Giacca uomo invernale"])
@@ -427,10 +437,7 @@ def test_compounds_do_not_make_foreign_titles_english(text):
     ],
 )
 def test_foreign_titles_of_brand_names_and_unlisted_words_are_not_english(text):
-    (row,) = judge([text])
-    assert row["reason"] == "language" and row["lang"] != "en", row
-    (before,) = judge([text], _rules_without(foreign_unknown=None))
-    assert (before["reason"], before["lang"]) == (None, "en"), before  # the class this guards against
+    assert_foreign_only_with_setting(text, foreign_unknown=None)
 
 
 @pytest.mark.parametrize(
@@ -535,10 +542,7 @@ def test_captions_with_dates_or_credit_words_are_not_placeholders(text, lang):
     ],
 )
 def test_english_titles_of_brand_names_stay_english(text):
-    (row,) = judge([text])
-    assert (row["reason"], row["lang"]) == (None, "en"), row
-    (before,) = judge([text], _rules_without(names_neutral=False))
-    assert before["reason"] == "language", before  # the class this guards against
+    assert_english_only_with_setting(text, names_neutral=False)
 
 
 @pytest.mark.parametrize(
@@ -549,10 +553,7 @@ def test_english_titles_of_brand_names_stay_english(text):
     ],
 )
 def test_english_titles_with_loanwords_english_writes_stay_english(text):
-    (row,) = judge([text])
-    assert (row["reason"], row["lang"]) == (None, "en"), row
-    (before,) = judge([text], _rules_without(loan_margin=None))
-    assert before["reason"] == "language", before  # the class this guards against
+    assert_english_only_with_setting(text, loan_margin=None)
 
 
 @pytest.mark.parametrize(
