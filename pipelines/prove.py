@@ -90,8 +90,7 @@ def run(args) -> int:
     grounding = evaluate.grounding_set(out / "heldout" / "tasks", plan.eval_per_lang)
     ocr = evaluate.ocr_set(out / "heldout" / "ocr", max(2, plan.eval_per_lang // 2))
     answers, results = {}, {}
-    # an OCR line with its quad is ~45 tokens of the fixture tokenizer (one per digit): room for every line
-    ocr_budget = 48 * max((len(q["true"]) for q in ocr), default=1) + 16
+    ocr_budget = evaluate.answer_budget(ocr)  # every line of the longest page (a two-line page is ~81 tokens)
     for r in runs:
         ckpt = experiment.last_stage(out, r)
         answers[r] = (

@@ -224,6 +224,11 @@ def test_prove_plumbing_end_to_end(tmp_path):
     grounding = evaluate.grounding_set(out / "heldout" / "tasks", 2)
     ocr = evaluate.ocr_set(out / "heldout" / "ocr", 1)
     assert [q["lang"] for q in grounding].count("zh") == 2 and {q["lang"] for q in ocr} == {"en", "zh"}
+    from qwenvl_data.model.chat import load_model
+
+    encoder = load_model(ckpt)[1]
+    longest = max(len(encoder.encode([{"loss": True, "text": q["target"]}], append_eot=False)[0]) for q in ocr)
+    assert longest + 1 <= evaluate.answer_budget(ocr) <= 4 * longest  # every line and the end token, not unbounded
     results = {
         "real": evaluate.score(grounding, ocr, evaluate.predict(ckpt, grounding, 4), evaluate.predict(ckpt, ocr, 4))
     }
@@ -283,5 +288,8 @@ def test_plan_fonts_folder_links_shipped_fonts_and_refuses_unknown(tmp_path):
     folder = pages.font_folder(tmp_path / "fonts", ["DejaVuSans.ttf", "wqy-microhei.ttc"])
     assert sorted(p.name for p in folder.iterdir()) == ["DejaVuSans.ttf", "wqy-microhei.ttc"]
     assert all(p.resolve().is_file() for p in folder.iterdir())
+    (folder / "DejaVuSans.ttf").unlink()
+    (folder / "DejaVuSans.ttf").symlink_to(tmp_path / "gone.ttf")  # a stale link from an earlier run
+    assert pages.font_folder(folder, ["DejaVuSans.ttf"]) == folder and (folder / "DejaVuSans.ttf").resolve().is_file()
     with pytest.raises(UsageError, match="not among the shipped fonts"):
         pages.font_folder(tmp_path / "f2", ["NoSuchFont.ttf"])

@@ -69,9 +69,16 @@ def ocr_set(ocr_dir: Path, per_lang: int) -> list[dict]:
                     "prompt": meta["prompt"],
                     "lang": meta["lang"],
                     "true": [{"text": ln["text"], "box": tuple(ln["box"])} for ln in meta["lines"]],
+                    "target": meta["target"],
                 }
             )
     return out
+
+
+def answer_budget(queries: list[dict]) -> int:
+    """Tokens to let an answer run: the longest true target's UTF-8 bytes (a byte-level BPE never makes more
+    tokens than bytes) and room for the end token."""
+    return max((len(q["target"].encode("utf-8")) for q in queries), default=0) + 8
 
 
 def predict(checkpoint: Path, queries: list[dict], max_new_tokens: int, threads: int = 1) -> list[str]:

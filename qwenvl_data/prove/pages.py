@@ -93,6 +93,6 @@ def font_folder(out_dir: str | Path, names) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for n in names:
         link = out / n
-        if not link.exists():
-            link.symlink_to(shipped[n])
+        link.unlink(missing_ok=True)  # a link from an earlier run, perhaps to a venv since removed
+        link.symlink_to(shipped[n])
     return out
