@@ -548,6 +548,18 @@ def test_english_titles_of_brand_names_stay_english(text):
 @pytest.mark.parametrize(
     "text",
     [
+        "Tiramisu Mascarpone Recipe",  # two names and one English word: lid.176 unsure, the word decides
+        "Boho Kimono Jacket",
+    ],
+)
+def test_short_titles_of_names_and_one_english_word_stay_english(text):
+    """The short-caption lexicon share is taken of the words that are not names, as the other shares are."""
+    assert_english_only_with_setting(text, names_neutral=False)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
         "Vespa Primavera Scooter Helmet",  # vespa, primavera: Italian words English writes too (loans)
         "Pesto Genovese Pasta Recipe",
     ],

@@ -429,8 +429,9 @@ class LanguageDecision:
         hits, words = ev["lexicon"], ev["words"]
         share = np.where(ev["latin"] > 0, hits / np.maximum(ev["latin"], 1), 0.0) * (hits >= 2)
         # a short plain caption needs some of its words in the lexicon ("Zapatillas running mujer" has one of
-        # three): at least one, and short_min_lexicon_share of its words of 3+ letters
-        lexical = (hits > 0) & ((words > self.short_max_words) | (hits >= self.short_min_lexicon_share * ev["latin3"]))
+        # three): at least one, and short_min_lexicon_share of its words of 3+ letters that are not names (with
+        # names_neutral: "Tiramisu Mascarpone Recipe" is judged by Recipe, as the shares above are)
+        lexical = (hits > 0) & ((words > self.short_max_words) | (hits >= self.short_min_lexicon_share * ev["share_of"]))
         top_en = best == "en"
         # a foreign title: English only when lid.176 is as sure as for a short caption without lexicon words
         ft = ev["foreign_title"]
