@@ -56,6 +56,7 @@ LANGUAGE = {
     "loan_margin": (NUM + (None,), 0, 9),
     "names_neutral": ((bool, None), None, None),
     "compound_min_part": ((int, None), 1, None),
+    "foreign_rare_max_en": ((float, int, None), 0, 9),
     "lowercase": ((str,), None, None),
     "han_labels": ((list, tuple), None, None),
     "han_only_is_zh": ((bool,), None, None),

@@ -586,6 +586,18 @@ def test_foreign_titles_with_brand_names_are_still_dropped(text):
     assert row["reason"] == "language" and row["lang"] != "en", row
 
 
+@pytest.mark.parametrize("text", ["Zapatos tacón alto negro", "Blusa Farm estampada manga longa"])
+def test_foreign_titles_of_rarer_words_english_never_writes_are_dropped(text):
+    """tacón, estampada: words below foreign_min_zipf in their lists (es, pt), absent from English's."""
+    assert_foreign_only_with_setting(text, foreign_rare_max_en=None)
+
+
+@pytest.mark.parametrize("text", ["Quinoa Salad Bowl", "Bokeh Portrait Photography", "Pergola Patio Ideas"])
+def test_borrowed_words_english_writes_are_not_rare_foreign_words(text):
+    (row,) = judge([text])
+    assert (row["reason"], row["lang"]) == (None, "en"), row
+
+
 def test_a_wide_loan_margin_would_keep_a_title_case_foreign_title():
     text = "Sac Femme Cuir Noir"  # sac, femme, noir: French words English writes, far less often than French
     (row,) = judge([text])

@@ -134,10 +134,16 @@ def _zipf_and_rest(langs: tuple, min_zipf: float) -> tuple[dict[str, float], fro
 _FOREIGN, _ENGLISH, _KNOWN, _COMPOUND, _LOAN = 1, 2, 4, 8, 16
 
 
+@functools.lru_cache(maxsize=1)
+def _large_en_buckets() -> list:
+    """wordfreq's large English list, read once (the loans and the rare foreign words both look in it)."""
+    return _wordfreq_buckets("en", "large")
+
+
 def _large_en_zipf(words: frozenset) -> dict[str, float]:
     """English Zipf frequency of `words` in wordfreq's large English list (down to Zipf 1), 0 where absent."""
     out: dict[str, float] = {}
-    for i, bucket in enumerate(_wordfreq_buckets("en", "large")):
+    for i, bucket in enumerate(_large_en_buckets()):
         z = 9 - i / 100
         for w in bucket:
             if w in words and w not in out:
@@ -146,8 +152,22 @@ def _large_en_zipf(words: frozenset) -> dict[str, float]:
 
 
 @functools.lru_cache(maxsize=4)
+def rare_foreign(langs: tuple, min_zipf: float, max_en: float) -> frozenset:
+    """Words of the `langs` lists below `min_zipf` that wordfreq's large English list holds below `max_en`
+    (or not at all): estampado, tacón. Set operations only (built once per process, ~0.3 s)."""
+    rare = _zipf_and_rest(langs, min_zipf)[1]
+    last = int(round((9 - max_en) * 100))  # buckets 0..last hold the words of Zipf >= max_en
+    english = frozenset(itertools.chain.from_iterable(_large_en_buckets()[: last + 1]))
+    return rare - english
+
+
+@functools.lru_cache(maxsize=4)
 def origin_table(
-    lex: frozenset, langs: tuple, min_zipf: float, margin: float, loan_margin: float | None = None
+    lex: frozenset,
+    langs: tuple,
+    min_zipf: float,
+    margin: float,
+    loan_margin: float | None = None,
 ) -> dict[str, int]:
     """word -> bits: _FOREIGN (outside the lexicon, in a list of `langs` at Zipf >= min_zipf and `margin`
     above its English Zipf), _LOAN (such a word that English writes too: in the large English list at most
@@ -275,6 +295,7 @@ class LanguageDecision:
     loan_margin: float | None = None
     names_neutral: bool | None = False
     compound_min_part: int | None = None
+    foreign_rare_max_en: float | None = None
 
     def warm(self) -> None:
         """Load the model and the lexicon now (a process pool forked after this shares them)."""
@@ -283,7 +304,18 @@ class LanguageDecision:
             lexicon_sets(self.lexicon, tuple(self.lexicon_extra), tuple(x.lower() for x in self.foreign_words))
         if self.foreign_lexicon and self.lexicon:
             lex, _ = lexicon_sets(self.lexicon, tuple(self.lexicon_extra), tuple(x.lower() for x in self.foreign_words))
-            origin_table(lex, tuple(self.foreign_lexicon), self.foreign_min_zipf, self.foreign_margin, self.loan_margin)
+            self._origin_table(lex)
+            if self.foreign_rare_max_en is not None:
+                rare_foreign(tuple(self.foreign_lexicon), self.foreign_min_zipf, self.foreign_rare_max_en)
+
+    def _origin_table(self, lex: frozenset) -> dict[str, int]:
+        return origin_table(
+            lex,
+            tuple(self.foreign_lexicon or ()),
+            self.foreign_min_zipf,
+            self.foreign_margin,
+            self.loan_margin,
+        )
 
     def decide(self, s: pa.Array, words: Words | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(lang, score, accepted) for each caption of `s` (cleaned, non-null); `words`: its Words, when a
@@ -431,7 +463,9 @@ class LanguageDecision:
         # a short plain caption needs some of its words in the lexicon ("Zapatillas running mujer" has one of
         # three): at least one, and short_min_lexicon_share of its words of 3+ letters that are not names (with
         # names_neutral: "Tiramisu Mascarpone Recipe" is judged by Recipe, as the shares above are)
-        lexical = (hits > 0) & ((words > self.short_max_words) | (hits >= self.short_min_lexicon_share * ev["share_of"]))
+        lexical = (hits > 0) & (
+            (words > self.short_max_words) | (hits >= self.short_min_lexicon_share * ev["share_of"])
+        )
         top_en = best == "en"
         # a foreign title: English only when lid.176 is as sure as for a short caption without lexicon words
         ft = ev["foreign_title"]
@@ -528,13 +562,19 @@ class LanguageDecision:
             if self.lexicon
             else (frozenset(), frozenset())
         )
-        table = (
-            origin_table(lex, tuple(self.foreign_lexicon), self.foreign_min_zipf, self.foreign_margin, self.loan_margin)
-            if self.foreign_lexicon
-            else {}
-        )
+        table = self._origin_table(lex) if self.foreign_lexicon else {}
         words = w.vocab.take(pa.array(codes)).to_pylist()
-        flags = np.fromiter((table.get(x, 0) for x in words), dtype=np.int8, count=len(words))
+        if self.foreign_rare_max_en is not None and self.foreign_lexicon:
+            # another language's rarer words (below foreign_min_zipf there) that English hardly writes: estampado
+            rf = rare_foreign(tuple(self.foreign_lexicon), self.foreign_min_zipf, self.foreign_rare_max_en)
+            rare_flag = _KNOWN | _FOREIGN
+            flags = np.fromiter(
+                (table.get(x) or (rare_flag if len(x) >= 3 and x in rf and x not in lex else 0) for x in words),
+                dtype=np.int8,
+                count=len(words),
+            )
+        else:
+            flags = np.fromiter((table.get(x, 0) for x in words), dtype=np.int8, count=len(words))
         part = self.compound_min_part or 0
         if part:
             known = lex | neutral
