@@ -64,6 +64,8 @@ LANGUAGE = {
     "mixed_min_han_share": (NUM, 0, 1),
     "japanese_kanji": ((list, tuple, None), None, None),
     "japanese_kanji_min": ((int,), 1, None),
+    "japanese_kanji_likely": ((list, tuple, None), None, None),
+    "japanese_likely_min_score": (NUM, 0, 1),
     "english_words": ((list, tuple, None), None, None),
     "foreign_words": ((list, tuple, None), None, None),
 }

@@ -276,6 +276,22 @@ def test_japanese_without_kana_is_not_chinese(text):
     assert (row["reason"], row["lang"]) == ("language", "ja"), row
 
 
+@pytest.mark.parametrize("text", ["名古屋駅前広場", "新作販売開始"])
+def test_japanese_with_kanji_that_chinese_writes_only_in_hong_kong_is_japanese_where_lid176_is_sure(text):
+    """駅 広 売: in Hong Kong's supplement to Big5, so not sure kanji; lid.176 says ja at >= 0.9."""
+    (row,) = judge([text])
+    assert (row["reason"], row["lang"]) == ("language", "ja"), row
+    (before,) = judge([text], _rules_without(japanese_kanji_likely=None))
+    assert (before["reason"], before["lang"]) == (None, "zh"), before
+
+
+@pytest.mark.parametrize("text", ["今日円安进一步加剧", "九龍塘又一村", "眞係好正"])
+def test_likely_kanji_in_chinese_text_stay_chinese(text):
+    """円 beside simplified characters Japanese does not write (进 剧); Hong Kong text lid.176 is not sure of."""
+    (row,) = judge([text])
+    assert (row["reason"], row["lang"]) == (None, "zh"), row
+
+
 @pytest.mark.parametrize("text", ["港鐵東鐵綫沙田站", "啓德郵輪碼頭的日落", "衞生署大樓外觀", "台北市的捷運站"])
 def test_hong_kong_and_taiwan_variants_stay_chinese(text):
     (row,) = judge([text])
@@ -299,6 +315,39 @@ def test_captions_only_about_the_picture_are_placeholders(text):
     (row,) = judge([text])
     assert row["reason"] in ("placeholder_text", "text_length"), row
     assert row["reason"] == "placeholder_text" or len(text.split()) < 3
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Insert your image here",  # a template asking for a picture
+        "Drop your logo here",
+        "Artboard 2 copy 4",  # a design tool's default layer / file names
+        "Mask Group 7",
+        "图层 3 拷贝",
+        "product-shot copy 2",
+        "主图待更新",  # the picture's state on the site
+        "该图片已过期",
+    ],
+)
+def test_template_requests_default_layer_names_and_picture_states_are_placeholders(text):
+    (row,) = judge([text])
+    assert row["reason"] == "placeholder_text", row
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Layer cake with strawberries and cream",
+        "Group of friends at the beach",
+        "Copy of the Declaration of Independence",
+        "Add a photo of your dog to the contest",
+        "已更新的校园图片展",
+    ],
+)
+def test_captions_that_use_those_words_for_something_are_kept(text):
+    (row,) = judge([text])
+    assert row["reason"] is None, row
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,9 @@ A caption reaching this rule has passed the script rule, so it is written in Lat
 symbols, and possibly Greek). Each caption takes one path (all settings: configs/filter.yaml `language:`):
 
 - **Japanese kanji** (`japanese_kanji`): a caption holding a kanji that only Japanese writes (in shift_jis,
-  in neither gb2312 nor big5hkscs: 桜 満 産) is Japanese without kana, score 1.0, not Chinese.
+  in neither gb2312 nor big5hkscs: 桜 満 産) is Japanese without kana, score 1.0, not Chinese. One holding a
+  kanji that Chinese writes only in Hong Kong's supplement (`japanese_kanji_likely`: 駅 広 売, also the Hong
+  Kong forms 啓 綫 邨) is Japanese where lid.176 says ja at `japanese_likely_min_score` (京都駅前広場).
 - **Han only** (ideographs, no letters of another script): Chinese, decided by the script, score 1.0.
   lid.176 scatters short Chinese over zh/ja/wuu/yue; after the script rule removed every caption with
   kana there is nothing left for it to tell.
@@ -285,6 +287,8 @@ class LanguageDecision:
     mixed_min_han_share: float = 0.25
     japanese_kanji: tuple | None = ("shift_jis", "gb2312", "big5hkscs")
     japanese_kanji_min: int = 1
+    japanese_kanji_likely: tuple | None = None
+    japanese_likely_min_score: float = 0.9
     english_words: tuple = ()
     foreign_words: tuple = ()
     foreign_lexicon: tuple | None = None
@@ -307,6 +311,31 @@ class LanguageDecision:
             self._origin_table(lex)
             if self.foreign_rare_max_en is not None:
                 rare_foreign(tuple(self.foreign_lexicon), self.foreign_min_zipf, self.foreign_rare_max_en)
+
+    def _likely_japanese(self, s: pa.Array, han: np.ndarray, decided: np.ndarray, lang: np.ndarray, score: np.ndarray):
+        """Kanji that Japanese writes and Chinese only in Hong Kong's supplement (駅 広 売; also 啓 綫 邨, Hong
+        Kong forms): a caption holding one, and no simplified character of the second set that Japanese does not
+        write (兑 换), is Japanese when lid.176 gives ja at `japanese_likely_min_score`."""
+        rows = np.flatnonzero(han)
+        if not len(rows):
+            return
+        kl = tuple(self.japanese_kanji_likely or ())
+        cls = charset_only_class(kl[0], kl[1:])
+        sub = s.take(pa.array(rows))
+        # and no simplified character Japanese does not write (gb2312, not shift_jis: 兑 换), which only Chinese has
+        simplified = charset_only_class(kl[1], (kl[0],))
+        likely = pc.count_substring_regex(sub, f"[{cls}]").to_numpy(zero_copy_only=False) > 0
+        chinese = pc.count_substring_regex(sub, f"[{simplified}]").to_numpy(zero_copy_only=False) > 0
+        rows = rows[likely & ~chinese]
+        if not len(rows):
+            return
+        labels, probs = langid.raw_labels(langid.prepare(s.take(pa.array(rows)), self.max_chars), self.model, 0.05)
+        p_ja = np.array(
+            [sum(float(p) for lab, p in zip(labs, ps) if lab == "__label__ja") for labs, ps in zip(labels, probs)]
+        )
+        ja = rows[p_ja >= self.japanese_likely_min_score]
+        lang[ja], score[ja] = "ja", np.minimum(p_ja[p_ja >= self.japanese_likely_min_score], 1.0)
+        han[ja], decided[ja] = False, True
 
     def _origin_table(self, lex: frozenset) -> dict[str, int]:
         return origin_table(
@@ -341,6 +370,8 @@ class LanguageDecision:
             ja = hrows[n_ja >= self.japanese_kanji_min]
             lang[ja], score[ja] = "ja", 1.0
             han[ja], decided[ja] = False, True
+            if self.japanese_kanji_likely:
+                self._likely_japanese(s, han, decided, lang, score)
         model_rows = np.flatnonzero(~han & ~decided)  # Latin (or Greek, ...) captions
         model_text = s.take(pa.array(model_rows)) if len(model_rows) else pa.array([], pa.string())
         n_no_han = len(model_rows)  # model_text rows before this index hold no ideographs
