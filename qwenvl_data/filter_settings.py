@@ -57,6 +57,7 @@ LANGUAGE = {
     "names_neutral": ((bool, None), None, None),
     "compound_min_part": ((int, None), 1, None),
     "foreign_rare_max_en": ((float, int, None), 0, 9),
+    "share_needs_english_word": ((bool,), None, None),
     "lowercase": ((str,), None, None),
     "han_labels": ((list, tuple), None, None),
     "han_only_is_zh": ((bool,), None, None),

@@ -641,6 +641,12 @@ def test_foreign_titles_of_rarer_words_english_never_writes_are_dropped(text):
     assert_foreign_only_with_setting(text, foreign_rare_max_en=None)
 
 
+@pytest.mark.parametrize("text", ["Sac sport Puma homme grand format", "Sac voyage grand format cabine"])
+def test_titles_of_cognates_with_one_foreign_word_and_no_english_one_are_foreign_titles(text):
+    """sac, sport, grand, format make the English share; homme / voyage is French and no word is more English."""
+    assert_foreign_only_with_setting(text, share_needs_english_word=False)
+
+
 @pytest.mark.parametrize("text", ["Quinoa Salad Bowl", "Bokeh Portrait Photography", "Pergola Patio Ideas"])
 def test_borrowed_words_english_writes_are_not_rare_foreign_words(text):
     (row,) = judge([text])

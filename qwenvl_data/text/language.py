@@ -300,6 +300,7 @@ class LanguageDecision:
     names_neutral: bool | None = False
     compound_min_part: int | None = None
     foreign_rare_max_en: float | None = None
+    share_needs_english_word: bool = False
 
     def warm(self) -> None:
         """Load the model and the lexicon now (a process pool forked after this shares them)."""
@@ -438,13 +439,16 @@ class LanguageDecision:
         if self.foreign_lexicon or self.compound_min_part:
             # closed compounds of lexicon words (Dreamhouse, Paperwhite) count as lexicon words; a plain caption
             # whose words are mostly another language's (Camisa social masculina slim) is a foreign title
-            # (not needed where the share of lexicon words decides already: the few other words cannot be most)
+            # (with share_needs_english_word, also where the share of lexicon words decides: see below)
             decided_by_share = (
                 (ev["latin3"] >= self.english_share_min_words) & (ev["lexicon"] >= self.english_share * ev["latin3"])
                 if self.english_share is not None
                 else np.zeros(len(rows), dtype=bool)
             )
-            origin = self._word_origin(w, plain & ~han_text & ~decided_by_share)
+            # every plain caption's word origin: the share path is vetoed by a foreign word without an English one
+            origin = self._word_origin(
+                w, plain & ~han_text & (True if self.share_needs_english_word else ~decided_by_share)
+            )
             ev["lexicon"] = ev["lexicon"] + origin["compound"]
             foreign = origin["foreign"]
             has_foreign = foreign > 0
@@ -462,6 +466,10 @@ class LanguageDecision:
             ev["foreign_title"] = (
                 (foreign >= self.foreign_min_words) & (foreign > origin["english"]) & (2 * foreign >= share_of)
             )
+            if self.share_needs_english_word:
+                # "Sac de sport Puma homme grand format": cognates and lexicon words make the share, one word is
+                # another language's (homme) and none is a word English writes more often than those languages
+                ev["foreign_title"] |= decided_by_share & (origin["foreign"] > 0) & (origin["english"] == 0)
         else:
             ev["foreign_title"] = np.zeros(len(rows), dtype=bool)
             ev["share_of"] = ev["latin3"]
