@@ -305,6 +305,12 @@ class LanguageDecision:
     def warm(self) -> None:
         """Load the model and the lexicon now (a process pool forked after this shares them)."""
         langid.load_model(self.model)
+        if self.japanese_kanji:
+            charset_only_class(self.japanese_kanji[0], tuple(self.japanese_kanji[1:]))
+        if self.japanese_kanji_likely:
+            kl = tuple(self.japanese_kanji_likely)
+            charset_only_class(kl[0], kl[1:])
+            charset_only_class(kl[1], (kl[0],))
         if self.lexicon:
             lexicon_sets(self.lexicon, tuple(self.lexicon_extra), tuple(x.lower() for x in self.foreign_words))
         if self.foreign_lexicon and self.lexicon:
