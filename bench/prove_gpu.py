@@ -64,6 +64,25 @@ PLAN = {
 }
 
 
+TRAIN_ARGS = "--workers 4 --shuffle-buffer 1000"
+
+
+def command(run: Path, plan: Path) -> list[str]:
+    """The `qwenvl-data prove` command this bench runs (tests/test_prove_gpu_plan.py runs it shrunk on a CPU)."""
+    return [
+        sys.executable,
+        "-m",
+        "qwenvl_data.pipelines.cli",
+        "prove",
+        "--output",
+        str(run),
+        "--plan",
+        str(plan),
+        "--train-args",
+        TRAIN_ARGS,
+    ]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="bench_out/prove_gpu")
@@ -82,19 +101,7 @@ def main(argv=None) -> int:
         print("prove_gpu: no CUDA device; run `make prove` for the CPU experiment", file=sys.stderr)
         return 2
     t0 = time.time()
-    cmd = [
-        sys.executable,
-        "-m",
-        "qwenvl_data.pipelines.cli",
-        "prove",
-        "--output",
-        str(out / "run"),
-        "--plan",
-        str(out / "gpu_plan.json"),
-        "--train-args",
-        "--workers 4 --shuffle-buffer 1000",
-    ]
-    rc = subprocess.run(cmd).returncode
+    rc = subprocess.run(command(out / "run", out / "gpu_plan.json")).returncode
     if rc:
         return rc
     results = Path(a.results)
