@@ -647,6 +647,23 @@ def test_titles_of_cognates_with_one_foreign_word_and_no_english_one_are_foreign
     assert_foreign_only_with_setting(text, share_needs_english_word=False)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Portrait of Diego Rivera in Coyoacán",  # Coyoacán: a rarer Spanish word, capitalised beside English words
+        "Mural of Frida Kahlo in Coyoacán",
+    ],
+)
+def test_capitalised_rarer_foreign_words_in_english_captions_are_names(text):
+    (row,) = judge([text])
+    assert (row["reason"], row["lang"]) == (None, "en"), row
+
+
+def test_capitalised_rarer_foreign_words_without_english_words_still_count():
+    (row,) = judge(["Zapatos Tacón Alto Negro"])  # title case, no English function word: Tacón is Spanish
+    assert row["reason"] == "language" and row["lang"] != "en", row
+
+
 @pytest.mark.parametrize("text", ["Quinoa Salad Bowl", "Bokeh Portrait Photography", "Pergola Patio Ideas"])
 def test_borrowed_words_english_writes_are_not_rare_foreign_words(text):
     (row,) = judge([text])

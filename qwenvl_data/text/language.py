@@ -133,7 +133,7 @@ def _zipf_and_rest(langs: tuple, min_zipf: float) -> tuple[dict[str, float], fro
     return out, frozenset(itertools.chain.from_iterable(rest))
 
 
-_FOREIGN, _ENGLISH, _KNOWN, _COMPOUND, _LOAN = 1, 2, 4, 8, 16
+_FOREIGN, _ENGLISH, _KNOWN, _COMPOUND, _LOAN, _RARE = 1, 2, 4, 8, 16, 32
 
 
 @functools.lru_cache(maxsize=1)
@@ -457,6 +457,12 @@ class LanguageDecision:
             )
             ev["lexicon"] = ev["lexicon"] + origin["compound"]
             foreign = origin["foreign"]
+            if origin["rare_word"].any():
+                # in a caption with an English function word, a rarer foreign word written capitalised is a name
+                # ("Portrait of Frida Kahlo mural in Coyoacán"), no evidence either way
+                english = ev["english"] > 0
+                foreign = foreign - self._capitalised(captions, w, plain & ~han_text & english, origin["rare_word"])
+                origin["foreign"] = foreign
             has_foreign = foreign > 0
             if self.foreign_unknown:
                 # words in no list (antichoc) count with another language's words, where there is one of those
@@ -470,7 +476,9 @@ class LanguageDecision:
                 share_of = share_of - names + (np.where(has_foreign, unlisted, 0) if self.foreign_unknown else 0)
             ev["share_of"] = share_of
             ev["foreign_title"] = (
-                (foreign >= self.foreign_min_words) & (foreign > origin["english"]) & (2 * foreign >= share_of)
+                (foreign >= self.foreign_min_words)
+                & (foreign > origin["english"] + ev["english"])
+                & (2 * foreign >= share_of)
             )
             if self.share_needs_english_word:
                 # "Sac de sport Puma homme grand format": cognates and lexicon words make the share, one word is
@@ -565,6 +573,19 @@ class LanguageDecision:
         return best, p_best, p_en, p_han
 
     @staticmethod
+    def _capitalised(captions: pa.Array, w: Words, mask: np.ndarray, vocab_mask: np.ndarray) -> np.ndarray:
+        """Per caption of `mask` (zero elsewhere): its words of `vocab_mask` written capitalised in `captions`."""
+        out = np.zeros(w.n, dtype=np.int64)
+        rows = np.flatnonzero(mask)
+        if not len(rows):
+            return out
+        sub = w.take(rows)
+        cap = np.empty(len(sub.code), dtype=bool)
+        cap[np.argsort(sub.row, kind="stable")] = Words.capitalised(captions.take(pa.array(rows)))
+        out[rows] = np.bincount(sub.row[cap & vocab_mask[sub.code]], minlength=len(rows))
+        return out
+
+    @staticmethod
     def _names(captions: pa.Array, w: Words, mask: np.ndarray, origin: dict) -> tuple[np.ndarray, np.ndarray]:
         """Per caption of `mask` (zero elsewhere), its words of `origin['name_word']` written capitalised in
         `captions` (what `w` was split from): (all of them, those also in `origin['unknown_word']`). Hilfiger,
@@ -601,6 +622,7 @@ class LanguageDecision:
                 "unknown": zero,
                 "unknown_word": none,
                 "name_word": none,
+                "rare_word": none,
             }
         lex, neutral = (
             lexicon_sets(self.lexicon, tuple(self.lexicon_extra), tuple(x.lower() for x in self.foreign_words))
@@ -612,7 +634,7 @@ class LanguageDecision:
         if self.foreign_rare_max_en is not None and self.foreign_lexicon:
             # another language's rarer words (below foreign_min_zipf there) that English hardly writes: estampado
             rf = rare_foreign(tuple(self.foreign_lexicon), self.foreign_min_zipf, self.foreign_rare_max_en)
-            rare_flag = _KNOWN | _FOREIGN
+            rare_flag = _KNOWN | _FOREIGN | _RARE
             flags = np.fromiter(
                 (table.get(x) or (rare_flag if len(x) >= 3 and x in rf and x not in lex else 0) for x in words),
                 dtype=np.int8,
@@ -634,6 +656,8 @@ class LanguageDecision:
             m = np.zeros(nv, dtype=bool)
             m[codes] = (flags & bit) > 0
             out[name] = w.count(m)
+        out["rare_word"] = np.zeros(nv, dtype=bool)
+        out["rare_word"][codes] = (flags & _RARE) > 0
         m = np.zeros(nv, dtype=bool)
         if self.foreign_unknown and self.foreign_lexicon:
             # ASCII words of 3+ letters in no list at all (nor below foreign_min_zipf), cognates left out
