@@ -328,11 +328,22 @@ def test_captions_only_about_the_picture_are_placeholders(text):
         "product-shot copy 2",
         "主图待更新",  # the picture's state on the site
         "该图片已过期",
+        "本广告位招商",  # an empty ad slot
+        "Ad space available",
     ],
 )
 def test_template_requests_default_layer_names_and_picture_states_are_placeholders(text):
+    """(and an empty ad slot: see the parametrised list)"""
     (row,) = judge([text])
     assert row["reason"] == "placeholder_text", row
+
+
+def test_keyword_stuffing_counts_a_word_over_its_forms():
+    """11 words, carpet 3 times and carpets once (under 0.35 of them as words; 4 as a stem): stuffing."""
+    (row,) = judge(["carpet cleaning carpet cleaners carpets cleaned near me cheap carpet"])
+    assert row["reason"] == "placeholder_text", row
+    (row,) = judge(["Roofer on the roof of a roofing company building downtown"])  # a sentence
+    assert row["reason"] is None, row
 
 
 @pytest.mark.parametrize(
@@ -342,6 +353,7 @@ def test_template_requests_default_layer_names_and_picture_states_are_placeholde
         "Group of friends at the beach",
         "Copy of the Declaration of Independence",
         "Add a photo of your dog to the contest",
+        "Advertisement for Coca-Cola in a 1950s magazine",
         "已更新的校园图片展",
     ],
 )
@@ -661,6 +673,19 @@ def test_capitalised_rarer_foreign_words_in_english_captions_are_names(text):
 
 def test_capitalised_rarer_foreign_words_without_english_words_still_count():
     (row,) = judge(["Zapatos Tacón Alto Negro"])  # title case, no English function word: Tacón is Spanish
+    assert row["reason"] == "language" and row["lang"] != "en", row
+
+
+@pytest.mark.parametrize("text", ["VINTAGE DIE CAST FIRE TRUCK MODEL", "Open till late neon sign"])
+def test_foreign_function_words_that_are_english_words_are_no_evidence_alone(text):
+    """die, till: foreign_words the lexicon file marks as English too; alone they do not make a caption foreign."""
+    (row,) = judge([text])
+    assert (row["reason"], row["lang"]) == (None, "en"), row
+
+
+@pytest.mark.parametrize("text", ["Die Kinder spielen im Garten", "Till sjöss med båten i skärgården"])
+def test_those_words_still_count_beside_another_foreign_function_word(text):
+    (row,) = judge([text])
     assert row["reason"] == "language" and row["lang"] != "en", row
 
 

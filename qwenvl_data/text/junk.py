@@ -40,6 +40,10 @@ _FUNCTION_ARR = pa.array("the and with of for from to in on at by an is are or y
 _SENTENCE_ZH = re.compile(r"[的了在是和与着把被]")
 
 
+# English inflections stripped from words of 5+ letters when repeats are counted by stem (roofing, roofers -> roof)
+_ENDING = r"^([a-z]{3,}?)(?:ings|ing|ers|er|es|s)$"
+
+
 def _han_bigrams(item: str) -> set[str]:
     han = re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff]+", item)
     return {run[i : i + 2] for run in han for i in range(max(len(run) - 1, 0))}
@@ -126,7 +130,21 @@ class JunkRule:
             pc.greater_equal(pc.utf8_length(w.vocab), 2), pc.invert(pc.match_substring_regex(w.vocab, r"^[0-9]+$"))
         ).to_numpy(zero_copy_only=False)
         content = real & ~pc.is_in(w.vocab, value_set=_FUNCTION_ARR).to_numpy(zero_copy_only=False)
-        total, distinct, top = w.repeats(real, content)
+        total, distinct, _ = w.repeats(real, content)
+        # one content word's share is counted over its forms (roof, roofing, roofs: one stem)
+        stems = pc.dictionary_encode(pc.replace_substring_regex(w.vocab, _ENDING, r"\1"))
+        by_stem = Words(
+            stems.dictionary,
+            stems.indices.to_numpy(zero_copy_only=False).astype(np.int64)[w.code],
+            w.row,
+            w.n,
+        )
+        stem_real = np.zeros(len(stems.dictionary), dtype=bool)
+        stem_content = np.zeros(len(stems.dictionary), dtype=bool)
+        idx = stems.indices.to_numpy(zero_copy_only=False)
+        np.logical_or.at(stem_real, idx, real)
+        np.logical_or.at(stem_content, idx, content)
+        _, _, top = by_stem.repeats(stem_real, stem_content)
         return ((total >= 12) & (distinct < self.max_unique_share * total)) | (
             (total >= 8) & (top >= 3) & (top >= self.max_word_share * total)
         )

@@ -684,6 +684,19 @@ class LanguageDecision:
         out["name_word"] = m
         return out
 
+    def _foreign_function_words(self, w: Words) -> np.ndarray:
+        """Per caption: its `foreign_words`. Those the lexicon file marks as English too ('-' lines: die, per,
+        till, do, no) count only beside one that it does not ("JOHN DEERE TRACTOR TOY DIE CAST" has no evidence
+        of German; "Die Katze auf dem Dach" has)."""
+        fw = pa.array(list(self.foreign_words), pa.string())
+        if not self.lexicon:
+            return w.count(pc.is_in(w.vocab, value_set=fw))
+        neutral = neutral_words(self.lexicon)
+        weak_set = pc.filter(fw, pc.is_in(fw, value_set=neutral))
+        strong = w.count(pc.and_(pc.is_in(w.vocab, value_set=fw), pc.invert(pc.is_in(w.vocab, value_set=weak_set))))
+        weak = w.count(pc.is_in(w.vocab, value_set=weak_set))
+        return strong + np.where(strong > 0, weak, 0)
+
     def _evidence(self, w: Words) -> dict[str, np.ndarray]:
         """Per caption, from its words: English function words, foreign function words, words with
         accented letters, lexicon words, Latin words (letters only) and all words."""
@@ -695,7 +708,7 @@ class LanguageDecision:
         v = w.vocab
         return {
             "english": w.count(pc.is_in(v, value_set=pa.array(list(self.english_words), pa.string()))),
-            "foreign": w.count(pc.is_in(v, value_set=pa.array(list(self.foreign_words), pa.string()))),
+            "foreign": self._foreign_function_words(w),
             "accented": w.count(pc.match_substring_regex(v, _NON_ASCII_LETTER)),
             "lexicon": w.count(pc.is_in(v, value_set=lex)),
             "latin": w.count(pc.match_substring_regex(v, r"^[a-z'][a-z']+$")),
