@@ -293,3 +293,21 @@ def test_plan_fonts_folder_links_shipped_fonts_and_refuses_unknown(tmp_path):
     assert pages.font_folder(folder, ["DejaVuSans.ttf"]) == folder and (folder / "DejaVuSans.ttf").resolve().is_file()
     with pytest.raises(UsageError, match="not among the shipped fonts"):
         pages.font_folder(tmp_path / "f2", ["NoSuchFont.ttf"])
+
+
+def test_targets_against_a_run_left_out_are_not_measured():
+    """`--runs real` leaves the control out: its comparisons are not measured, never met (a 0.0 stand-in
+    would make any real score beat it)."""
+    from qwenvl_data.prove import evaluate, report
+
+    real = evaluate.score(
+        [{"true": (100, 100, 300, 300), "lang": "en", "uid": "g"}],
+        [{"true": [{"text": "cat", "box": (10, 10, 90, 40)}], "lang": "en", "uid": "o"}],
+        ["<box>(100,100),(300,300)</box>"],
+        ["<ref>cat</ref><quad>(10,10),(90,10),(90,40),(10,40)</quad>"],
+    )
+    results = {"real": real, "shuffled": evaluate.score([], [], [], []), "constant": real}
+    met = report.targets(results)
+    assert met == {"grounding_acc>=0.30": True, "grounding_acc>=3x_shuffled": None, "ocr_char_acc>=2x_shuffled": None}
+    text = report.markdown(results, {"command": "t", "seconds": 1.0, "timings": {}, "targets": met})
+    assert "grounding_acc>=3x_shuffled not measured" in text and "ocr_char_acc>=2x_shuffled not measured" in text
