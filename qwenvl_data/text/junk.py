@@ -125,26 +125,15 @@ class JunkRule:
 
     def _stuffed(self, w: Words) -> np.ndarray:
         """(c), vectorised: 12+ words with few different ones, or 8+ words one content word dominates
-        (words of 2+ characters, numbers left out)."""
-        real = pc.and_(
-            pc.greater_equal(pc.utf8_length(w.vocab), 2), pc.invert(pc.match_substring_regex(w.vocab, r"^[0-9]+$"))
-        ).to_numpy(zero_copy_only=False)
-        content = real & ~pc.is_in(w.vocab, value_set=_FUNCTION_ARR).to_numpy(zero_copy_only=False)
-        total, distinct, _ = w.repeats(real, content)
-        # one content word's share is counted over its forms (roof, roofing, roofs: one stem)
+        (words of 2+ characters, numbers left out). A word is counted over its English forms (roof, roofing,
+        roofs: one stem), in one pass over (caption, stem) pairs."""
         stems = pc.dictionary_encode(pc.replace_substring_regex(w.vocab, _ENDING, r"\1"))
-        by_stem = Words(
-            stems.dictionary,
-            stems.indices.to_numpy(zero_copy_only=False).astype(np.int64)[w.code],
-            w.row,
-            w.n,
-        )
-        stem_real = np.zeros(len(stems.dictionary), dtype=bool)
-        stem_content = np.zeros(len(stems.dictionary), dtype=bool)
-        idx = stems.indices.to_numpy(zero_copy_only=False)
-        np.logical_or.at(stem_real, idx, real)
-        np.logical_or.at(stem_content, idx, content)
-        _, _, top = by_stem.repeats(stem_real, stem_content)
+        v = stems.dictionary
+        w = Words(v, stems.indices.to_numpy(zero_copy_only=False).astype(np.int64)[w.code], w.row, w.n)
+        real = pc.and_(pc.greater_equal(pc.utf8_length(v), 2), pc.invert(pc.match_substring_regex(v, r"^[0-9]+$")))
+        real_np = real.to_numpy(zero_copy_only=False)
+        content = real_np & ~pc.is_in(v, value_set=_FUNCTION_ARR).to_numpy(zero_copy_only=False)
+        total, distinct, top = w.repeats(real_np, content)
         return ((total >= 12) & (distinct < self.max_unique_share * total)) | (
             (total >= 8) & (top >= 3) & (top >= self.max_word_share * total)
         )
