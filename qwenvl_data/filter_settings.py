@@ -204,6 +204,12 @@ class FilterSettings:
             raise UsageError(
                 f"filter.language.lowercase must be mostly_upper, always or never, got {lang_cfg['lowercase']!r}"
             )
+        likely = lang_cfg.get("japanese_kanji_likely")
+        if likely is not None and (len(likely) < 2 or not all(isinstance(x, str) for x in likely)):
+            raise UsageError(
+                "filter.language.japanese_kanji_likely must name at least two character sets (Japanese's, then "
+                f"the Chinese ones: [shift_jis, gb2312, cp950]), got {likely!r}"
+            )
         languages = tuple(cfg.get("languages") or ())
         known = {f.name for f in fields(LanguageDecision)}
         lang_kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in lang_cfg.items() if k in known}

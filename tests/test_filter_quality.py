@@ -7,6 +7,7 @@ import copy
 import pyarrow as pa
 import pytest
 
+from qwenvl_data.errors import UsageError
 from qwenvl_data.pipelines import eval_filter
 from qwenvl_data.pipelines.filter import load_config
 from qwenvl_data.rules import PairRules
@@ -213,6 +214,13 @@ def test_placeholder_and_keyword_junk_has_its_own_reason(text):
         "A black cat, a white dog and a brown rabbit sitting together in the garden",
         "2021新款女装 韩版 宽松 显瘦 百搭 连衣裙 夏季",
         "The image of a lighthouse at night",
+        # words of the placeholder classes (layer names, templates, ad slots, picture states) used for something
+        "Layer cake with strawberries and cream",
+        "Group of friends at the beach",
+        "Copy of the Declaration of Independence",
+        "Add a photo of your dog to the contest",
+        "Advertisement for Coca-Cola in a 1950s magazine",
+        "已更新的校园图片展",
     ],
 )
 def test_real_captions_with_lists_are_not_junk(text):
@@ -285,6 +293,12 @@ def test_japanese_with_kanji_that_chinese_writes_only_in_hong_kong_is_japanese_w
     assert (before["reason"], before["lang"]) == (None, "zh"), before
 
 
+@pytest.mark.parametrize("value", [["shift_jis"], "shift_jis", [1, 2]])
+def test_likely_kanji_setting_needs_two_character_sets(value):
+    with pytest.raises(UsageError, match="japanese_kanji_likely"):
+        _rules_without(japanese_kanji_likely=value)
+
+
 @pytest.mark.parametrize("text", ["今日円安进一步加剧", "九龍塘又一村", "眞係好正"])
 def test_likely_kanji_in_chinese_text_stay_chinese(text):
     """円 beside simplified characters Japanese does not write (进 剧); Hong Kong text lid.176 is not sure of."""
@@ -343,22 +357,6 @@ def test_keyword_stuffing_counts_a_word_over_its_forms():
     (row,) = judge(["carpet cleaning carpet cleaners carpets cleaned near me cheap carpet"])
     assert row["reason"] == "placeholder_text", row
     (row,) = judge(["Roofer on the roof of a roofing company building downtown"])  # a sentence
-    assert row["reason"] is None, row
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "Layer cake with strawberries and cream",
-        "Group of friends at the beach",
-        "Copy of the Declaration of Independence",
-        "Add a photo of your dog to the contest",
-        "Advertisement for Coca-Cola in a 1950s magazine",
-        "已更新的校园图片展",
-    ],
-)
-def test_captions_that_use_those_words_for_something_are_kept(text):
-    (row,) = judge([text])
     assert row["reason"] is None, row
 
 

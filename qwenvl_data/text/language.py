@@ -461,7 +461,7 @@ class LanguageDecision:
                 # in a caption with an English function word, a rarer foreign word written capitalised is a name
                 # ("Portrait of Frida Kahlo mural in Coyoacán"), no evidence either way
                 english = ev["english"] > 0
-                foreign = foreign - self._capitalised(captions, w, plain & ~han_text & english, origin["rare_word"])
+                foreign = foreign - self._capitalised(captions, w, plain & ~han_text & english, origin["rare_word"])[0]
                 origin["foreign"] = foreign
             has_foreign = foreign > 0
             if self.foreign_unknown:
@@ -573,35 +573,32 @@ class LanguageDecision:
         return best, p_best, p_en, p_han
 
     @staticmethod
-    def _capitalised(captions: pa.Array, w: Words, mask: np.ndarray, vocab_mask: np.ndarray) -> np.ndarray:
-        """Per caption of `mask` (zero elsewhere): its words of `vocab_mask` written capitalised in `captions`."""
-        out = np.zeros(w.n, dtype=np.int64)
+    def _capitalised(captions: pa.Array, w: Words, mask: np.ndarray, *vocab_masks: np.ndarray) -> list[np.ndarray]:
+        """Per caption of `mask` (zero elsewhere), for each of `vocab_masks`: its words of that mask written
+        capitalised in `captions` (what `w` was split from). `w` keeps its words in batch order (model rows are
+        not in that order: mixed Han captions come last); within a caption the order is the split order."""
+        outs = [np.zeros(w.n, dtype=np.int64) for _ in vocab_masks]
         rows = np.flatnonzero(mask)
         if not len(rows):
-            return out
+            return outs
         sub = w.take(rows)
         cap = np.empty(len(sub.code), dtype=bool)
         cap[np.argsort(sub.row, kind="stable")] = Words.capitalised(captions.take(pa.array(rows)))
-        out[rows] = np.bincount(sub.row[cap & vocab_mask[sub.code]], minlength=len(rows))
-        return out
+        for out, m in zip(outs, vocab_masks):
+            out[rows] = np.bincount(sub.row[cap & m[sub.code]], minlength=len(rows))
+        return outs
 
-    @staticmethod
-    def _names(captions: pa.Array, w: Words, mask: np.ndarray, origin: dict) -> tuple[np.ndarray, np.ndarray]:
-        """Per caption of `mask` (zero elsewhere), its words of `origin['name_word']` written capitalised in
-        `captions` (what `w` was split from): (all of them, those also in `origin['unknown_word']`). Hilfiger,
-        Taycan; a lower-case unlisted word (zijwieltjes) is no name."""
-        names, unlisted = np.zeros(w.n, dtype=np.int64), np.zeros(w.n, dtype=np.int64)
-        rows = np.flatnonzero(mask)
-        if not len(rows) or not origin["name_word"].any():
-            return names, unlisted
-        sub = w.take(rows)
-        # `sub` keeps its words in the order of the batch the Words were split from (model rows are not in that
-        # order: mixed Han captions come last); within a caption the order is the split order
-        cap = np.empty(len(sub.code), dtype=bool)
-        cap[np.argsort(sub.row, kind="stable")] = Words.capitalised(captions.take(pa.array(rows)))
-        named = cap & origin["name_word"][sub.code]
-        names[rows] = np.bincount(sub.row[named], minlength=len(rows))
-        unlisted[rows] = np.bincount(sub.row[named & origin["unknown_word"][sub.code]], minlength=len(rows))
+    @classmethod
+    def _names(cls, captions: pa.Array, w: Words, mask: np.ndarray, origin: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Per caption of `mask` (zero elsewhere), its words of `origin['name_word']` written capitalised:
+        (all of them, those also in `origin['unknown_word']`). Hilfiger, Taycan; a lower-case unlisted word
+        (zijwieltjes) is no name."""
+        if not origin["name_word"].any():
+            zero = np.zeros(w.n, dtype=np.int64)
+            return zero, zero.copy()
+        names, unlisted = cls._capitalised(
+            captions, w, mask, origin["name_word"], origin["name_word"] & origin["unknown_word"]
+        )
         return names, unlisted
 
     def _word_origin(self, w: Words, mask: np.ndarray) -> dict[str, np.ndarray]:
