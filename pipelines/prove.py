@@ -98,6 +98,7 @@ def run(args) -> int:
             evaluate.predict(ckpt, ocr, ocr_budget, plan.threads),
         )
         results[r] = evaluate.score(grounding, ocr, *answers[r])
+        results[r]["reading"] = evaluate.text_token_accuracy(ckpt, ocr, plan.threads)
     answers["constant"] = evaluate.constant_answers(out / "train", grounding, ocr)
     results["constant"] = evaluate.score(grounding, ocr, *answers["constant"])
     for r in ("real", "shuffled"):  # a run left out still gets a row, marked by n = 0

@@ -232,6 +232,15 @@ def test_prove_plumbing_end_to_end(tmp_path):
     results = {
         "real": evaluate.score(grounding, ocr, evaluate.predict(ckpt, grounding, 4), evaluate.predict(ckpt, ocr, 4))
     }
+    reading = evaluate.text_token_accuracy(ckpt, ocr)
+    text_tokens = {lang: 0 for lang in evaluate.LANGS}
+    for q in ocr:
+        text_tokens[q["lang"]] += sum(
+            len(encoder.tok(ln["text"], add_special_tokens=False)["input_ids"]) for ln in q["true"]
+        )
+    assert reading["n"] == {**text_tokens, "all": sum(text_tokens.values())}  # every text token, nothing else
+    assert all(0 <= reading[k]["all"] <= 1 for k in ("own", "other"))
+    results["real"]["reading"] = reading
     const = evaluate.constant_answers(out / "train", grounding, ocr)
     assert len(set(const[0])) == 1 and const[0][0].startswith("<box>")
     results["constant"] = evaluate.score(grounding, ocr, *const)
@@ -240,6 +249,10 @@ def test_prove_plumbing_end_to_end(tmp_path):
     met = report.write(out, results, {"command": "test", "seconds": 1.0, "timings": timings, "plan": {}})
     assert set(met) == {"grounding_acc>=0.30", "grounding_acc>=3x_shuffled", "ocr_char_acc>=2x_shuffled"}
     assert (out / "prove.md").read_text().count("| constant |") == 3
+    assert (
+        "| real | all | " + f"{reading['own']['all']:.3f} | {reading['other']['all']:.3f} |"
+        in (out / "prove.md").read_text()
+    )
     report.figure(out, grounding, const[0], ocr, const[1])
     assert (out / "prove.png").stat().st_size > 10_000
 

@@ -100,6 +100,53 @@ def predict(checkpoint: Path, queries: list[dict], max_new_tokens: int, threads:
     return answers
 
 
+def text_token_accuracy(checkpoint: Path, queries: list[dict], threads: int = 1) -> dict:
+    """Teacher-forced reading of held-out OCR pages: the share of the target's text tokens (those between
+    `<ref>` and `</ref>`) that the model's most likely next token gets right, given the page's own image
+    ("own") and given the next page's image in the set ("other": every page rolled by one).
+
+    Greedy answers score a whole page at once and a wrong line count can floor them at 0; this asks, token by
+    token with the true text before it, whether the pixels help: a model that reads scores higher with its
+    own image, a model that ignores the image scores the same with both.
+    -> {"own"|"other": {lang|all: acc}, "n": {lang|all: text tokens scored}}.
+    """
+    import torch
+
+    from qwenvl_data.model.chat import load_model, prompt_segments
+    from qwenvl_data.model.data import load_image, normalise
+
+    model, encoder, meta = load_model(checkpoint)
+    ref, end = (encoder.tok.convert_tokens_to_ids(t) for t in ("<ref>", "</ref>"))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    out: dict = {}
+    try:
+        for name, shift in (("own", 0), ("other", 1)):
+            hits: Counter[str] = Counter()
+            total: Counter[str] = Counter()
+            for i, q in enumerate(queries):
+                image = queries[(i + shift) % len(queries)]["image"]
+                segs = prompt_segments(q["prompt"], meta["stage"]) + [{"text": q["target"], "loss": True}]
+                ids, _, _ = encoder.encode(segs, append_eot=True)
+                x = torch.from_numpy(ids.astype("int64"))[None]
+                pixels = normalise(torch.from_numpy(load_image(image, model.image_size))[None])
+                with torch.no_grad():
+                    guess = model(x, pixels)[0, :-1].argmax(-1).tolist()
+                inside = False
+                for g, t in zip(guess, x[0, 1:].tolist()):
+                    if t in (ref, end):
+                        inside = t == ref
+                    elif inside:
+                        for key in (q["lang"], "all"):
+                            hits[key] += g == t
+                            total[key] += 1
+            out[name] = {k: (hits[k] / total[k] if total[k] else None) for k in (*LANGS, "all")}
+            out["n"] = {k: total[k] for k in (*LANGS, "all")}
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
 def score(grounding: list[dict], ocr: list[dict], g_answers: list[str], o_answers: list[str]) -> dict:
     """{'grounding': {lang|all: scores}, 'ocr': {lang|all: scores}} for one run's answers."""
     g_rows = [

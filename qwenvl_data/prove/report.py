@@ -75,6 +75,19 @@ def markdown(results: dict, meta: dict) -> str:
                 f"{_fmt(o['char_acc'])} | {_fmt(o['word_acc'])} | {_fmt(o['line_miou'])} | "
                 f"{_fmt(o['line_acc'])} | {g['n']} / {o['n']} |"
             )
+    reading = [(run, results[run].get("reading")) for run in RUNS if results[run].get("reading")]
+    if reading:  # teacher-forced: does the model's next text token depend on the pixels?
+        lines += [
+            "",
+            "Reading, teacher-forced (held-out OCR pages: share of the true text tokens the model's next-token "
+            "guess gets right, with the page's own image and with another page's image):",
+            "",
+            "| run | lang | own image | another page's image |",
+            "|---|---|---|---|",
+        ]
+        for run, r in reading:
+            for lang in ("en", "zh", "all"):
+                lines.append(f"| {run} | {lang} | {_fmt(r['own'][lang])} | {_fmt(r['other'][lang])} |")
     lines += [
         "",
         "Targets (both languages pooled): "
