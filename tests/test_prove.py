@@ -163,7 +163,7 @@ def test_packed_samples_restart_positions_and_do_not_attend_to_each_other():
     assert not torch.allclose(alone, leaky, atol=1e-3)
 
 
-def test_prove_plumbing_end_to_end(tmp_path):
+def test_prove_plumbing_end_to_end(tmp_path, monkeypatch):
     """The shortened experiment: data and shards through the real commands, a one-step stage-2 model
     from `qwenvl-train`, held-out answers through the chat path, the table and the figure. The numbers
     are noise; what is checked is where every piece comes from and that it lands in the report."""
@@ -232,7 +232,14 @@ def test_prove_plumbing_end_to_end(tmp_path):
     results = {
         "real": evaluate.score(grounding, ocr, evaluate.predict(ckpt, grounding, 4), evaluate.predict(ckpt, ocr, 4))
     }
+    import qwenvl_data.model.data as model_data
+
+    seen, load = [], model_data.load_image
+    monkeypatch.setattr(model_data, "load_image", lambda data, size: seen.append(data) or load(data, size))
     reading = evaluate.text_token_accuracy(ckpt, ocr)
+    pages = [q["image"] for q in ocr]
+    assert seen == pages + pages[1:] + pages[:1]  # own images, then every page given the next page's image
+    assert evaluate.text_token_accuracy(ckpt, ocr[:1])["other"]["all"] is None  # one page: no other image
     text_tokens = {lang: 0 for lang in evaluate.LANGS}
     for q in ocr:
         text_tokens[q["lang"]] += sum(

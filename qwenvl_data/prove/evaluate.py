@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 from qwenvl_data.shards import iter_tar_samples
@@ -81,29 +82,45 @@ def answer_budget(queries: list[dict]) -> int:
     return max((len(q["target"].encode("utf-8")) for q in queries), default=0) + 8
 
 
-def predict(checkpoint: Path, queries: list[dict], max_new_tokens: int, threads: int = 1) -> list[str]:
-    """Answers of a checkpoint, exactly as `qwenvl-chat --checkpoint C --image I --prompt P` gives them."""
+@contextmanager
+def _checkpoint(checkpoint: Path, threads: int):
+    """(model, encoder, stage, pixels) for one checkpoint as `qwenvl-chat` loads it, with torch held at
+    `threads` (token-by-token decoding of a tiny model: extra threads only contend); pixels(bytes) is the
+    normalised (1, 3, S, S) image at the checkpoint's resolution."""
     import torch
 
-    from qwenvl_data.model.chat import generate, load_model, prompt_segments
+    from qwenvl_data.model.chat import load_model
     from qwenvl_data.model.data import load_image, normalise
 
     model, encoder, meta = load_model(checkpoint)
-    answers, before = [], torch.get_num_threads()
-    torch.set_num_threads(threads)  # token-by-token decoding of a tiny model: extra threads only contend
+
+    def pixels(data: bytes):
+        return normalise(torch.from_numpy(load_image(data, model.image_size))[None])
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
-        for q in queries:
-            image = normalise(torch.from_numpy(load_image(q["image"], model.image_size))[None])
-            answers.append(generate(model, encoder, image, prompt_segments(q["prompt"], meta["stage"]), max_new_tokens))
+        yield model, encoder, meta["stage"], pixels
     finally:
         torch.set_num_threads(before)
-    return answers
+
+
+def predict(checkpoint: Path, queries: list[dict], max_new_tokens: int, threads: int = 1) -> list[str]:
+    """Answers of a checkpoint, exactly as `qwenvl-chat --checkpoint C --image I --prompt P` gives them."""
+    from qwenvl_data.model.chat import generate, prompt_segments
+
+    with _checkpoint(checkpoint, threads) as (model, encoder, stage, pixels):
+        return [
+            generate(model, encoder, pixels(q["image"]), prompt_segments(q["prompt"], stage), max_new_tokens)
+            for q in queries
+        ]
 
 
 def text_token_accuracy(checkpoint: Path, queries: list[dict], threads: int = 1) -> dict:
     """Teacher-forced reading of held-out OCR pages: the share of the target's text tokens (those between
     `<ref>` and `</ref>`) that the model's most likely next token gets right, given the page's own image
-    ("own") and given the next page's image in the set ("other": every page rolled by one).
+    ("own") and given the next page's image in the set ("other": every page rolled by one; None with fewer
+    than two pages, where there is no other image).
 
     Greedy answers score a whole page at once and a wrong line count can floor them at 0; this asks, token by
     token with the true text before it, whether the pixels help: a model that reads scores higher with its
@@ -112,38 +129,30 @@ def text_token_accuracy(checkpoint: Path, queries: list[dict], threads: int = 1)
     """
     import torch
 
-    from qwenvl_data.model.chat import load_model, prompt_segments
-    from qwenvl_data.model.data import load_image, normalise
+    from qwenvl_data.model.chat import prompt_segments
 
-    model, encoder, meta = load_model(checkpoint)
-    ref, end = (encoder.tok.convert_tokens_to_ids(t) for t in ("<ref>", "</ref>"))
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    out: dict = {}
-    try:
-        for name, shift in (("own", 0), ("other", 1)):
+    keys = (*LANGS, "all")
+    out: dict = {"other": dict.fromkeys(keys)}
+    with _checkpoint(checkpoint, threads) as (model, encoder, stage, pixels):
+        ref, end = (encoder.tok.convert_tokens_to_ids(t) for t in ("<ref>", "</ref>"))
+        for name, shift in (("own", 0), ("other", 1)) if len(queries) > 1 else (("own", 0),):
             hits: Counter[str] = Counter()
             total: Counter[str] = Counter()
             for i, q in enumerate(queries):
-                image = queries[(i + shift) % len(queries)]["image"]
-                segs = prompt_segments(q["prompt"], meta["stage"]) + [{"text": q["target"], "loss": True}]
-                ids, _, _ = encoder.encode(segs, append_eot=True)
-                x = torch.from_numpy(ids.astype("int64"))[None]
-                pixels = normalise(torch.from_numpy(load_image(image, model.image_size))[None])
+                segs = prompt_segments(q["prompt"], stage) + [{"text": q["target"], "loss": True}]
+                ids = torch.from_numpy(encoder.encode(segs, append_eot=True)[0].astype("int64"))[None]
                 with torch.no_grad():
-                    guess = model(x, pixels)[0, :-1].argmax(-1).tolist()
+                    guess = model(ids, pixels(queries[(i + shift) % len(queries)]["image"]))[0, :-1].argmax(-1)
                 inside = False
-                for g, t in zip(guess, x[0, 1:].tolist()):
+                for g, t in zip(guess.tolist(), ids[0, 1:].tolist()):
                     if t in (ref, end):
                         inside = t == ref
                     elif inside:
                         for key in (q["lang"], "all"):
                             hits[key] += g == t
                             total[key] += 1
-            out[name] = {k: (hits[k] / total[k] if total[k] else None) for k in (*LANGS, "all")}
-            out["n"] = {k: total[k] for k in (*LANGS, "all")}
-    finally:
-        torch.set_num_threads(before)
+            out[name] = {k: (hits[k] / total[k] if total[k] else None) for k in keys}
+            out["n"] = {k: total[k] for k in keys}
     return out
 
 
