@@ -290,6 +290,9 @@ def test_report_names_the_scenes_and_steps_it_learnt_from():
         ({"twins": 1.5}, "twins is a chance from 0 to 1"),
         ({"ocr_pages": [1, 2]}, "ocr_pages is a mapping of synth_ocr settings"),
         ({"ocr_fonts": "DejaVuSans.ttf"}, "ocr_fonts is a list of font file names"),
+        ({"ocr_line_units": {"en": [1, 2]}}, "ocr_line_units maps en and zh"),
+        ({"ocr_line_units": {"en": [0, 2], "zh": [1]}}, "ocr_line_units[en] must be a list of counts"),
+        ({"ocr_line_units": {"en": [2], "zh": []}}, "ocr_line_units[zh] must be a list of counts"),
     ],
 )
 def test_bad_plan_is_one_line(tmp_path, capsys, fields, message):
@@ -313,6 +316,18 @@ def test_plan_fonts_folder_links_shipped_fonts_and_refuses_unknown(tmp_path):
     assert pages.font_folder(folder, ["DejaVuSans.ttf"]) == folder and (folder / "DejaVuSans.ttf").resolve().is_file()
     with pytest.raises(UsageError, match="not among the shipped fonts"):
         pages.font_folder(tmp_path / "f2", ["NoSuchFont.ttf"])
+
+
+def test_corpus_rows_draw_their_units_from_the_plan():
+    from qwenvl_data.prove import pages
+
+    assert pages.corpus_rows(3) == pages.corpus_rows(3, units={"en": [1, 1, 2], "zh": [1, 2, 3]})  # the default
+    rows = pages.corpus_rows(3, per_lang=200, units={"en": [3, 4], "zh": [5]})
+    en = [len(r["text"].split()) for r in rows if r["lang"] == "en"]
+    zh = [len(r["text"]) for r in rows if r["lang"] == "zh"]
+    assert set(en) == {3, 4} and set(zh) == {5} and len(en) == len(zh) == 200
+    assert all(w in pages.EN_WORDS for r in rows if r["lang"] == "en" for w in r["text"].split())
+    assert all(c in pages.ZH_CHARS for r in rows if r["lang"] == "zh" for c in r["text"])
 
 
 def test_targets_against_a_run_left_out_are_not_measured():

@@ -64,6 +64,8 @@ class Plan:
     vocab: int = 512
     ocr_font_sizes: tuple = (32, 40)  # pixels on the 224-px page: 16-20 px once resized to 112
     ocr_pages: dict = field(default_factory=dict)  # more `synth_ocr:` settings over pages.SYNTH_SETTINGS
+    # English words and Chinese characters per corpus row: each row draws its count from these lists
+    ocr_line_units: dict = field(default_factory=lambda: {k: list(v) for k, v in pages.LINE_UNITS.items()})
     # File names among the fonts synth-ocr ships with (`synth-ocr --fonts` gets a folder of just these);
     # empty: all of them (seven DejaVu faces incl. serif, bold, italic, mono; WenQuanYi Micro Hei)
     ocr_fonts: tuple = ()
@@ -107,6 +109,7 @@ class Plan:
         if isinstance(self.ocr_fonts, str) or not all(isinstance(f, str) for f in self.ocr_fonts):
             raise UsageError(f"plan: ocr_fonts is a list of font file names, got {self.ocr_fonts!r}")
         self.ocr_fonts = tuple(self.ocr_fonts)
+        pages.check_units(self.ocr_line_units)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -153,6 +156,7 @@ def make_data(out: Path, plan: Plan, timings: dict):
         raw / "ocr_inputs",
         plan.seed,
         {"long_side": plan.side, "font_sizes": list(plan.ocr_font_sizes), **plan.ocr_pages},
+        plan.ocr_line_units,
     )
     fonts = pages.font_folder(raw / "fonts", plan.ocr_fonts) if plan.ocr_fonts else None
     timings["scenes"] = round(time.time() - t0, 1)

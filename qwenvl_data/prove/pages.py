@@ -2,7 +2,7 @@
 
 `synth-ocr` draws the pages itself (its own renderer, quads and targets); this module only writes
 what a user would hand it: a parquet corpus with `text` and `lang` columns (one or two words of a
-small English vocabulary, one to three common Chinese characters) and a YAML `synth_ocr:` section for
+small English vocabulary, one to three common Chinese characters, by default) and a YAML `synth_ocr:` section for
 small, clean pages with at most two large lines, so a tiny model can learn to read them on a CPU.
 """
 
@@ -63,21 +63,43 @@ SYNTH_SETTINGS = {
 }
 
 
-def corpus_rows(seed: int = 0, per_lang: int = 400) -> list[dict]:
+# Units per corpus row (English words, Chinese characters): each row draws its count from these, uniformly.
+LINE_UNITS = {"en": (1, 1, 2), "zh": (1, 2, 3)}
+
+
+def corpus_rows(seed: int = 0, per_lang: int = 400, units: dict | None = None) -> list[dict]:
+    """`per_lang` rows of each language; `units` overrides LINE_UNITS ({lang: counts to draw from})."""
     rng = random.Random(seed)
+    counts = check_units({**LINE_UNITS, **(units or {})})
     rows = []
     for _ in range(per_lang):
-        rows.append({"text": " ".join(rng.choice(EN_WORDS) for _ in range(rng.choice((1, 1, 2)))), "lang": "en"})
-        rows.append({"text": "".join(rng.choice(ZH_CHARS) for _ in range(rng.choice((1, 2, 3)))), "lang": "zh"})
+        rows.append({"text": " ".join(rng.choice(EN_WORDS) for _ in range(rng.choice(counts["en"]))), "lang": "en"})
+        rows.append({"text": "".join(rng.choice(ZH_CHARS) for _ in range(rng.choice(counts["zh"]))), "lang": "zh"})
     return rows
 
 
-def write_inputs(out_dir: str | Path, seed: int = 0, settings: dict | None = None) -> tuple[Path, Path]:
+def check_units(units) -> dict:
+    """{lang: counts} for en and zh, each a non-empty list of counts from 1 to 12, or a UsageError naming it."""
+    if not isinstance(units, dict) or set(units) != {"en", "zh"}:
+        raise UsageError(f"plan: ocr_line_units maps en and zh to lists of counts, got {units!r}")
+    for lang, v in units.items():
+        if not (
+            isinstance(v, (list, tuple))
+            and v
+            and all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 12 for n in v)
+        ):
+            raise UsageError(f"plan: ocr_line_units[{lang}] must be a list of counts from 1 to 12, got {v!r}")
+    return {lang: tuple(v) for lang, v in units.items()}
+
+
+def write_inputs(
+    out_dir: str | Path, seed: int = 0, settings: dict | None = None, units: dict | None = None
+) -> tuple[Path, Path]:
     """-> (corpus parquet, synth-ocr config YAML) under out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     corpus = out / "corpus.parquet"
-    pq.write_table(pa.Table.from_pylist(corpus_rows(seed)), corpus)
+    pq.write_table(pa.Table.from_pylist(corpus_rows(seed, units=units)), corpus)
     config = out / "synth_ocr.yaml"
     config.write_text(yaml.safe_dump({"synth_ocr": {**SYNTH_SETTINGS, **(settings or {})}}, sort_keys=True))
     return corpus, config
