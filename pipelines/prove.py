@@ -14,10 +14,11 @@ against the shuffled run and the best constant answer. Writes OUT/prove.md, prov
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shlex
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 from qwenvl_data.errors import UsageError
@@ -90,20 +91,27 @@ def run(args) -> int:
     answers, results, eval_seconds = {}, {}, {}
 
     def train_and_evaluate(r: str):
-        """One run on its own core: training (a subprocess), then its held-out answers, so that the run which
-        ends first is scored while the other still trains (each thread waits on its subprocess without the GIL)."""
+        """One run on its own core: training (a subprocess), then its held-out answers in a worker process, so
+        that the run which ends first is scored while the other still trains and two runs ending together are
+        scored on both cores (this thread only waits, holding no GIL)."""
         experiment.train_run(out, plan, r, shards[r], timings, extra)
         t = time.time()
         ckpt = experiment.last_stage(out, r)
-        answers[r] = (
-            evaluate.predict(ckpt, grounding, 24, plan.threads),
-            evaluate.predict(ckpt, ocr, ocr_budget, plan.threads),
-        )
-        results[r] = evaluate.score(grounding, ocr, *answers[r])
-        results[r]["reading"] = evaluate.text_token_accuracy(ckpt, ocr, plan.threads)
+        g_answers, o_answers, reading = scorers.submit(
+            evaluate.answer_run, ckpt, grounding, ocr, ocr_budget, plan.threads
+        ).result()
+        answers[r] = (g_answers, o_answers)
+        results[r] = evaluate.score(grounding, ocr, g_answers, o_answers)
+        results[r]["reading"] = reading
         eval_seconds[r] = round(time.time() - t, 1)
 
-    with ThreadPoolExecutor(len(runs)) as pool:  # the runs are independent: one core each
+    # spawn, not fork: the workers start clean instead of copying a process with threads running
+    with (
+        ProcessPoolExecutor(len(runs), mp_context=multiprocessing.get_context("spawn")) as scorers,
+        ThreadPoolExecutor(len(runs)) as pool,  # the runs are independent: one core each
+    ):
+        for _ in runs:  # the workers import torch and the model while the runs train, not after
+            scorers.submit(evaluate.warm)
         pending = [pool.submit(train_and_evaluate, r) for r in runs]
         t1 = time.time()  # the best constant answers read the training split meanwhile
         answers["constant"] = evaluate.constant_answers(out / "train", grounding, ocr)

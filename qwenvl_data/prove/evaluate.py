@@ -156,6 +156,21 @@ def text_token_accuracy(checkpoint: Path, queries: list[dict], threads: int = 1)
     return out
 
 
+def warm() -> None:
+    """Import what answer_run needs (torch, transformers, the model) in a fresh worker ahead of time."""
+    import qwenvl_data.model.chat  # noqa: F401
+
+
+def answer_run(checkpoint: Path, grounding: list[dict], ocr: list[dict], ocr_budget: int, threads: int = 1):
+    """One run's held-out answers and its teacher-forced reading: (grounding answers, OCR answers, reading).
+    A module-level function so that `prove` can run it in a worker process per run (each on its own core)."""
+    return (
+        predict(checkpoint, grounding, 24, threads),
+        predict(checkpoint, ocr, ocr_budget, threads),
+        text_token_accuracy(checkpoint, ocr, threads),
+    )
+
+
 def score(grounding: list[dict], ocr: list[dict], g_answers: list[str], o_answers: list[str]) -> dict:
     """{'grounding': {lang|all: scores}, 'ocr': {lang|all: scores}} for one run's answers."""
     g_rows = [
