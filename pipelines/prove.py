@@ -19,9 +19,10 @@ import shlex
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from qwenvl_data.errors import UsageError
+from qwenvl_data.errors import BadInput, UsageError
 from qwenvl_data.prove import evaluate, experiment, report
 
 PRESETS = {
@@ -97,9 +98,12 @@ def run(args) -> int:
         experiment.train_run(out, plan, r, shards[r], timings, extra)
         t = time.time()
         ckpt = experiment.last_stage(out, r)
-        g_answers, o_answers, reading = scorers.submit(
-            evaluate.answer_run, ckpt, grounding, ocr, ocr_budget, plan.threads
-        ).result()
+        try:
+            g_answers, o_answers, reading = scorers.submit(
+                evaluate.answer_run, ckpt, grounding, ocr, ocr_budget, plan.threads
+            ).result()
+        except BrokenProcessPool:  # killed (out of memory, a signal): one line, not the pool's traceback
+            raise BadInput(f"scoring the {r} run ({ckpt}): its worker process died") from None
         answers[r] = (g_answers, o_answers)
         results[r] = evaluate.score(grounding, ocr, g_answers, o_answers)
         results[r]["reading"] = reading

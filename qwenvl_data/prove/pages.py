@@ -68,9 +68,9 @@ LINE_UNITS = {"en": (1, 1, 2), "zh": (1, 2, 3)}
 
 
 def corpus_rows(seed: int = 0, per_lang: int = 400, units: dict | None = None) -> list[dict]:
-    """`per_lang` rows of each language; `units` overrides LINE_UNITS ({lang: counts to draw from})."""
+    """`per_lang` rows of each language; `units` ({lang: counts to draw from}, both languages) replaces LINE_UNITS."""
     rng = random.Random(seed)
-    counts = check_units({**LINE_UNITS, **(units or {})})
+    counts = check_units(units or LINE_UNITS)
     rows = []
     for _ in range(per_lang):
         rows.append({"text": " ".join(rng.choice(EN_WORDS) for _ in range(rng.choice(counts["en"]))), "lang": "en"})
