@@ -6,6 +6,7 @@ qwenvl-train flags) with the data sizes and steps shrunk."""
 import importlib.util
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -13,8 +14,10 @@ import torch
 from qwenvl_data.model.config import ModelConfig
 from qwenvl_data.model.qwenvl import QwenVL, count_params
 from qwenvl_data.prove import experiment
+from qwenvl_data.shards import iter_tar_samples
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "prove_gpu.py"
+PROBE = BENCH.parent / "prove_probe.py"
 
 
 def _bench():
@@ -49,6 +52,7 @@ def test_gpu_bench_command_runs_end_to_end_shrunk(tmp_path):
         threads=1,
         stage1=dict(plan["stage1"], steps=1, **{"batch-size": 2}),
         stage2=dict(plan["stage2"], steps=1, **{"batch-size": 1}),
+        ocr_pages={"shard_size": 4},  # several OCR shards per language, for the visual probe below
     )
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     cmd = bench.command(tmp_path / "run", tmp_path / "plan.json")
@@ -61,3 +65,24 @@ def test_gpu_bench_command_runs_end_to_end_shrunk(tmp_path):
     runs = tmp_path / "run" / "runs" / "real"
     assert (runs / "stage1").is_dir() and (runs / "stage2").is_dir()  # the paper's order: stage 1, then 2
     assert (tmp_path / "run" / "prove.png").stat().st_size > 10_000
+
+    # bench/prove_probe.py reads the same run: pages' first units as labels, trains the plan's tower + adapter
+    spec = importlib.util.spec_from_file_location("prove_probe", PROBE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    tars = sorted((tmp_path / "run" / "train" / "ocr").glob("synthdog-zh-*.tar"))
+    images, labels = mod.read_pages(tars, 100, 224)
+    truth = []
+    for tar in tars:
+        for _, files in iter_tar_samples(tar):
+            truth.append(json.loads(files["json"])["lines"][0]["words"][0]["text"])
+    assert images.shape == (len(truth), 224, 224, 3) and [mod.UNITS[i] for i in labels] == truth
+    for stem in ("patch", "conv", "conv-gn"):
+        out = tmp_path / f"probe_{stem}.json"
+        cmd = [sys.executable, str(PROBE), "--data", str(tmp_path / "run"), "--stem", stem, "--seconds", "0.5"]
+        done = subprocess.run([*cmd, "--batch-size", "2", "--json", str(out)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        result = json.loads(out.read_text())
+        assert result["stem"] == stem and result["steps"] >= 1 and 0 <= result["acc"]["all"] <= 1
+    done = subprocess.run([sys.executable, str(PROBE), "--data", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "plan.json" in done.stderr
