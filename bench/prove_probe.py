@@ -17,7 +17,9 @@ shards of each language, never trained on) every 200 steps. Chance is 1/40, the 
 - `conv-gn`: the same with a GroupNorm over each image's whole map after every convolution (its tokens
   at patchify's scale; `conv`'s start about 8x smaller, under the position code).
 
-Measured (README): 300 s on one core, `patch` 0.10, `conv` 0.52, `conv-gn` 0.03 (after 1,456 steps).
+Measured (README; bench/results/prove_probe_*.json; the default plan's pages, 300 s on one core, two
+probes at a time on a 2-core machine): `patch` 0.075 (2,260 steps; seed 1: 0.070), `conv` 0.261 (1,608
+steps), `conv-gn` 0.040 (1,448 steps). End to end the `conv` stem did not make the model read (README).
 """
 
 from __future__ import annotations
