@@ -4,9 +4,11 @@
 qwenvl-train flags) with the data sizes and steps shrunk."""
 
 import importlib.util
+import io
 import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import torch
@@ -71,12 +73,38 @@ def test_gpu_bench_command_runs_end_to_end_shrunk(tmp_path):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     tars = sorted((tmp_path / "run" / "train" / "ocr").glob("synthdog-zh-*.tar"))
-    images, labels = mod.read_pages(tars, 100, 224)
-    truth = []
+    images, labels, rejected = mod.read_pages(tars, 100, 224)
+    truth, good = [], []
     for tar in tars:
         for _, files in iter_tar_samples(tar):
             truth.append(json.loads(files["json"])["lines"][0]["words"][0]["text"])
-    assert images.shape == (len(truth), 224, 224, 3) and [mod.UNITS[i] for i in labels] == truth
+            good.append(files)
+    assert images.shape == (len(truth), 224, 224, 3) and [mod.UNITS[i] for i in labels] == truth and not rejected
+    # bad pages are counted by reason and left out; the good ones around them are all kept
+    page = json.loads(good[0]["json"])
+    bad = [
+        ("g1", good[0]),
+        ("j1", {"json": b"{not json", "jpg": good[0]["jpg"]}),
+        ("j2", {"json": json.dumps({**page, "lines": []}).encode(), "jpg": good[0]["jpg"]}),
+        (
+            "u1",
+            {"json": json.dumps({**page, "lines": [{"words": [{"text": "zebra"}]}]}).encode(), "jpg": good[0]["jpg"]},
+        ),
+        ("m1", {"json": good[1]["json"]}),
+        ("i1", {"json": good[1]["json"], "jpg": b"not a jpeg"}),
+        ("g2", good[1]),
+    ]
+    mixed = tmp_path / "mixed.tar"
+    with tarfile.open(mixed, "w") as tf:
+        for key, files in bad:
+            for ext, data in files.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    images, labels, rejected = mod.read_pages([mixed], 100, 112)
+    assert [mod.UNITS[i] for i in labels] == truth[:2] and images.shape == (2, 112, 112, 3)
+    assert rejected == {"bad_json": 2, "unknown_unit": 1, "missing_image": 1, "bad_image": 1}
+    params = set()
     for stem in ("patch", "conv", "conv-gn"):
         out = tmp_path / f"probe_{stem}.json"
         cmd = [sys.executable, str(PROBE), "--data", str(tmp_path / "run"), "--stem", stem, "--seconds", "0.5"]
@@ -84,5 +112,11 @@ def test_gpu_bench_command_runs_end_to_end_shrunk(tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
         result = json.loads(out.read_text())
         assert result["stem"] == stem and result["steps"] >= 1 and 0 <= result["acc"]["all"] <= 1
+        assert result["pages"]["train"] + result["pages"]["test"] == 2 * len(truth)
+        params.add(result["params"])
+    assert len(params) == 3  # each stem is a different tower, not the same one three times
     done = subprocess.run([sys.executable, str(PROBE), "--data", str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "plan.json" in done.stderr
+    bad_arg = [sys.executable, str(PROBE), "--data", str(tmp_path / "run"), "--batch-size", "0"]
+    done = subprocess.run(bad_arg, capture_output=True, text=True)
+    assert done.returncode == 2 and "--batch-size: must be positive, got 0" in done.stderr.splitlines()[-1]
