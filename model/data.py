@@ -29,7 +29,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 
-from qwenvl_data.errors import BadInput, UsageError
+from qwenvl_data.errors import BadInput, QwenVLDataError, UsageError
 from qwenvl_data.shards.reader import scan
 
 from .tokenizer import IGNORE, TextEncoder
@@ -260,17 +260,30 @@ class StageLoader:
             )
         )
         carried = Counter()  # rejects of an all-rejected batch ride on the next batch, so none is lost
-        for batch in source:
-            worker, epoch, taken = batch.pop("_position")
-            if not batch["samples"]:
-                carried.update(batch["rejected"])
-                continue
-            if carried:
-                batch["rejected"] = dict(carried + Counter(batch["rejected"]))
-                carried = Counter()
-            position["taken"] += 1
-            position["workers"][worker] = [epoch, taken]
-            yield batch, json.loads(json.dumps(position))
+        try:
+            for batch in source:
+                worker, epoch, taken = batch.pop("_position")
+                if not batch["samples"]:
+                    carried.update(batch["rejected"])
+                    continue
+                if carried:
+                    batch["rejected"] = dict(carried + Counter(batch["rejected"]))
+                    carried = Counter()
+                position["taken"] += 1
+                position["workers"][worker] = [epoch, taken]
+                yield batch, json.loads(json.dumps(position))
+        except QwenVLDataError as e:
+            raise _own_line(e) from None
+
+
+def _own_line(e: QwenVLDataError) -> QwenVLDataError:
+    """A loader worker's error as its own one line: torch re-raises it in the main process with the
+    worker's traceback in the message ("Caught UsageError in DataLoader worker process 0. Original ...")."""
+    lines = str(e).strip().splitlines()
+    if len(lines) <= 1:
+        return e
+    prefix = f"{type(e).__module__}.{type(e).__qualname__}: "
+    return type(e)(lines[-1][len(prefix) :] if lines[-1].startswith(prefix) else lines[-1])
 
 
 class _WorkerStreams(torch.utils.data.IterableDataset):

@@ -282,6 +282,26 @@ def test_rejects_of_an_all_rejected_batch_are_not_lost(encoder, tmp_path):
     assert total == {"bad_json": 2}
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_no_usable_sample_is_one_line_also_from_a_loader_worker(encoder, tmp_path, workers):
+    # e.g. `qwenvl-train --data out/ocr` (task shards, not training shards): every sample is rejected; from a
+    # DataLoader worker torch re-raises the error with the worker's traceback in its message
+    from qwenvl_data.errors import UsageError
+
+    _, jpg = _caption_sample()
+    with ShardWriter(tmp_path, 0, "stage1") as w:
+        for i in range(3):
+            w.add(f"bad{i}", {"img0.jpg": jpg, "json": "{not json"})
+        w.close()
+    loader = StageLoader(tmp_path, encoder, 1, 56, 512, batch_size=1, workers=workers, shuffle_buffer=1)
+    with pytest.raises(UsageError) as e:
+        for _ in loader.batches():
+            pass
+    message = str(e.value)
+    assert "\n" not in message and message.startswith("no usable training samples for worker 0 of rank 0")
+    assert "{'bad_json': 3}" in message
+
+
 def test_loss_on_labelled_positions_equals_the_full_causal_lm_loss():
     cfg = load_config("tiny")
     model = QwenVL(cfg, 56, 500, 3)
