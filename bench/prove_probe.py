@@ -16,11 +16,14 @@ is 1/40, the most common unit ~0.06. A page that cannot be read is counted by re
 - `conv`: an "early convolutions" stem (Xiao et al. 2021): 3x3 stride 2 and 3x3 stride 1 convolutions
   (16 channels, GELU after each) then a (patch/2)-square convolution of stride patch/2 to the token width;
 - `conv-gn`: the same with a GroupNorm over each image's whole map after every convolution (its tokens
-  at patchify's scale; `conv`'s start about 8x smaller, under the position code).
+  at patchify's scale; `conv`'s start about 8x smaller, under the position code);
+- `conv-scaled`: `conv` with its last convolution started 7.5x larger (its tokens start at patchify's
+  scale, std 0.83 on the default pages, without a norm).
 
 Measured (README; bench/results/prove_probe_*.json; the default plan's pages, 300 s of training on one
 core, two probes at a time on a 2-core machine): `patch` 0.107 (2,790 steps; seed 1: 0.079), `conv` 0.485
-(2,023 steps), `conv-gn` 0.033 (1,885 steps). End to end the `conv` stem did not make the model read (README).
+(2,023 steps), `conv-gn` 0.033 (1,885 steps); a later session (a faster machine): `conv` 0.668 (2,373 steps),
+`conv-scaled` 0.714 (2,318 steps). End to end neither `conv` stem made the model read (README).
 """
 
 from __future__ import annotations
@@ -51,7 +54,9 @@ from qwenvl_data.shards import iter_tar_samples  # noqa: E402
 UNITS = list(EN_WORDS) + list(ZH_CHARS)
 
 
-def conv_stem(patch_size: int, width: int, channels: int = 16, norm: bool = False) -> nn.Sequential:
+def conv_stem(
+    patch_size: int, width: int, channels: int = 16, norm: bool = False, gain: float = 1.0
+) -> nn.Sequential:
     half = patch_size // 2
     layers: list[nn.Module] = []
     for cin, stride in ((3, 2), (channels, 1)):
@@ -59,6 +64,8 @@ def conv_stem(patch_size: int, width: int, channels: int = 16, norm: bool = Fals
         layers += [nn.GroupNorm(1, channels)] if norm else []
         layers.append(nn.GELU())
     layers.append(nn.Conv2d(channels, width, half, stride=half, bias=False))
+    with torch.no_grad():
+        layers[-1].weight.mul_(gain)
     layers += [nn.GroupNorm(1, width)] if norm else []
     return nn.Sequential(*layers)
 
@@ -107,7 +114,7 @@ def positive(kind):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="a make prove output folder (OUT/prove)")
-    ap.add_argument("--stem", choices=("patch", "conv", "conv-gn"), default="patch")
+    ap.add_argument("--stem", choices=("patch", "conv", "conv-gn", "conv-scaled"), default="patch")
     ap.add_argument("--seconds", type=positive(float), default=300, help="training time (evaluation not counted)")
     ap.add_argument("--train-pages", type=positive(int), default=4000, help="per language")
     ap.add_argument("--test-pages", type=positive(int), default=500, help="per language")
@@ -138,7 +145,8 @@ def main(argv=None) -> int:
     torch.manual_seed(a.seed)
     tower = build_vision_tower(cfg.vision, size)
     if a.stem != "patch":
-        tower.conv1 = conv_stem(cfg.vision.patch_size, cfg.vision.width, norm=a.stem == "conv-gn")
+        gain = 7.5 if a.stem == "conv-scaled" else 1.0
+        tower.conv1 = conv_stem(cfg.vision.patch_size, cfg.vision.width, norm=a.stem == "conv-gn", gain=gain)
     adapter = Resampler(cfg.adapter, cfg.vision.width, cfg.llm.hidden_size)
     head = nn.Linear(cfg.llm.hidden_size, len(UNITS))
     params = [p for m in (tower, adapter, head) for p in m.parameters()]
