@@ -54,9 +54,7 @@ from qwenvl_data.shards import iter_tar_samples  # noqa: E402
 UNITS = list(EN_WORDS) + list(ZH_CHARS)
 
 
-def conv_stem(
-    patch_size: int, width: int, channels: int = 16, norm: bool = False, gain: float = 1.0
-) -> nn.Sequential:
+def conv_stem(patch_size: int, width: int, channels: int = 16, norm: bool = False, gain: float = 1.0) -> nn.Sequential:
     half = patch_size // 2
     layers: list[nn.Module] = []
     for cin, stride in ((3, 2), (channels, 1)):
