@@ -68,6 +68,20 @@ def conv_stem(patch_size: int, width: int, channels: int = 16, norm: bool = Fals
     return nn.Sequential(*layers)
 
 
+# --stem: the conv_stem settings in place of patchify (None: the tower's own patchify convolution)
+STEMS: dict[str, dict | None] = {
+    "patch": None,
+    "conv": {},
+    "conv-gn": {"norm": True},
+    "conv-scaled": {"gain": 7.5},  # tokens start at patchify's scale (std 0.11 -> 0.83 on the default pages)
+}
+
+
+def stem_for(name: str, patch_size: int, width: int) -> nn.Module | None:
+    settings = STEMS[name]
+    return None if settings is None else conv_stem(patch_size, width, **settings)
+
+
 def read_pages(tars: list[Path], limit: int, size: int) -> tuple[np.ndarray, np.ndarray, Counter]:
     """(images uint8 [n, size, size, 3], first-unit labels, rejected pages by reason) from synth-ocr shards,
     in shard order, at most `limit` pages. A page that is not a readable make-prove page is counted, not fatal."""
@@ -112,7 +126,7 @@ def positive(kind):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="a make prove output folder (OUT/prove)")
-    ap.add_argument("--stem", choices=("patch", "conv", "conv-gn", "conv-scaled"), default="patch")
+    ap.add_argument("--stem", choices=sorted(STEMS), default="patch")
     ap.add_argument("--seconds", type=positive(float), default=300, help="training time (evaluation not counted)")
     ap.add_argument("--train-pages", type=positive(int), default=4000, help="per language")
     ap.add_argument("--test-pages", type=positive(int), default=500, help="per language")
@@ -142,9 +156,9 @@ def main(argv=None) -> int:
 
     torch.manual_seed(a.seed)
     tower = build_vision_tower(cfg.vision, size)
-    if a.stem != "patch":
-        gain = 7.5 if a.stem == "conv-scaled" else 1.0
-        tower.conv1 = conv_stem(cfg.vision.patch_size, cfg.vision.width, norm=a.stem == "conv-gn", gain=gain)
+    stem = stem_for(a.stem, cfg.vision.patch_size, cfg.vision.width)
+    if stem is not None:
+        tower.conv1 = stem
     adapter = Resampler(cfg.adapter, cfg.vision.width, cfg.llm.hidden_size)
     head = nn.Linear(cfg.llm.hidden_size, len(UNITS))
     params = [p for m in (tower, adapter, head) for p in m.parameters()]

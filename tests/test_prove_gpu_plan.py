@@ -116,11 +116,12 @@ def test_gpu_bench_command_runs_end_to_end_shrunk(tmp_path):
         params.add(result["params"])
     assert len(params) == 3  # each stem is a different tower, not the same one three times
     x = torch.randn(2, 3, 56, 56)
-    with torch.no_grad():  # conv-scaled: the same stem with its last convolution's start 7.5x larger
+    with torch.no_grad():  # conv-scaled (as --stem builds it): the conv stem with its last convolution's start 7.5x
         torch.manual_seed(0)
-        plain = mod.conv_stem(14, 32)(x)
+        plain = mod.stem_for("conv", 14, 32)(x)
         torch.manual_seed(0)
-        assert torch.allclose(mod.conv_stem(14, 32, gain=7.5)(x), 7.5 * plain, rtol=1e-4, atol=1e-6)
+        assert torch.allclose(mod.stem_for("conv-scaled", 14, 32)(x), 7.5 * plain, rtol=1e-4, atol=1e-6)
+    assert mod.stem_for("patch", 14, 32) is None and set(mod.STEMS) == {"patch", "conv", "conv-gn", "conv-scaled"}
     done = subprocess.run([sys.executable, str(PROBE), "--data", str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "plan.json" in done.stderr
     bad_arg = [sys.executable, str(PROBE), "--data", str(tmp_path / "run"), "--batch-size", "0"]
