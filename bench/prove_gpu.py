@@ -42,7 +42,7 @@ PLAN = {
             "patch_size": 14,
             "pos_init": "sincos",
         },
-        "adapter": {"num_queries": 64, "heads": 8, "query_grid": 8, "init": "local"},
+        "adapter": {"num_queries": 64, "heads": 8, "query_grid": 8, "init": "local", "center": True},
         "llm": {
             "hidden_size": 384,
             "intermediate_size": 1024,

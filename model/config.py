@@ -39,6 +39,10 @@ class AdapterConfig:
     # grid cell (see model/adapter.py); a small model trained from scratch needs it to see where things are.
     init: str = "random"
     local_scale: float = 5.0  # "local" only: sharpness of the starting pool (5 ~ a 3x3 neighbourhood)
+    # Subtract each image's mean visual token (over its queries) from all of them. Off: Qwen-VL's adapter. A
+    # model trained from scratch otherwise learns, within its first ~100 steps, to make every visual token one
+    # large constant vector (an attention sink; model/adapter.py) and may never start to use the image.
+    center: bool = False
 
 
 @dataclass
@@ -87,6 +91,8 @@ class ModelConfig:
             problems.append(f"vision.pos_init must be 'random' or 'sincos', got {v.pos_init!r}")
         if a.init not in ("random", "local"):
             problems.append(f"adapter.init must be 'random' or 'local', got {a.init!r}")
+        if not isinstance(a.center, bool):
+            problems.append(f"adapter.center must be true or false, got {a.center!r}")
         if a.query_grid**2 != a.num_queries:
             problems.append(f"adapter.num_queries {a.num_queries} must be query_grid**2 ({a.query_grid}**2)")
         width = self.llm.hidden_size if not self.llm.pretrained else None  # a pretrained LLM sets its own

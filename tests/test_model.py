@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from qwenvl_data.model.adapter import Resampler, sincos_2d  # noqa: E402
 from qwenvl_data.model.chat import pixel_boxes  # noqa: E402
-from qwenvl_data.model.config import AdapterConfig, load_config  # noqa: E402
+from qwenvl_data.model.config import AdapterConfig, ModelConfig, load_config  # noqa: E402
 from qwenvl_data.model.data import StageLoader  # noqa: E402
 from qwenvl_data.model.fixtures import SAMPLE_TEXT, SYSTEM, train_tokenizer, write_stage_shards  # noqa: E402
 from qwenvl_data.model.qwenvl import QwenVL  # noqa: E402
@@ -224,6 +224,32 @@ def test_local_adapter_init_pools_each_querys_own_cell():
         Resampler(AdapterConfig(num_queries=36, heads=6, query_grid=6, init="local"), 48, 132)
 
 
+def test_centred_adapter_outputs_cannot_collapse_to_one_token():
+    torch.manual_seed(0)
+    patches = torch.randn(3, 64, 48)
+    plain = Resampler(AdapterConfig(num_queries=36, heads=4, query_grid=6, init="local"), 48, 128)
+    centred = Resampler(AdapterConfig(num_queries=36, heads=4, query_grid=6, init="local", center=True), 48, 128)
+    centred.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        a, b = plain(patches), centred(patches)
+        # the same weights: centring takes each image's mean token off its tokens and changes nothing else
+        assert torch.allclose(b, a - a.mean(1, keepdim=True), atol=1e-5)
+        assert b.mean(1).abs().max() < 1e-5 and a.mean(1).abs().max() > 0.1
+        # the collapse a scratch model trains into (every token one large constant vector, made here by
+        # a final LayerNorm that ignores its input) reaches the LLM as that constant, and centred as nothing
+        bias = torch.randn(128)
+        for m in (plain, centred):
+            m.ln_post.weight.zero_()
+            m.ln_post.bias.copy_(bias)
+        collapsed, kept = plain(patches), centred(patches)
+    assert collapsed.norm(dim=-1).mean() > 10 and (collapsed - collapsed[:, :1]).norm(dim=-1).max() < 1e-3 * 10
+    assert kept.norm(dim=-1).max() < 1e-3
+    cfg = load_config("tiny").to_dict()
+    cfg["adapter"].update(init="local", center=True)
+    model = QwenVL(ModelConfig.from_dict(cfg), 56, 500, 3)
+    assert model.adapter.center and ModelConfig.from_dict(model.cfg.to_dict()).adapter.center
+
+
 def test_sincos_vit_positions():
     from qwenvl_data.errors import UsageError
     from qwenvl_data.model.config import VisionConfig
@@ -324,6 +350,7 @@ def test_loss_on_labelled_positions_equals_the_full_causal_lm_loss():
         ({"adapter": {"heads": 3}}, "adapter.heads 3 must divide the LLM width 64"),
         ({"adapter": {"num_queries": 60}}, "adapter.num_queries 60 must be query_grid**2"),
         ({"adapter": {"heads": 32, "init": "local"}}, "divisible by 4 x adapter.heads 32"),
+        ({"adapter": {"center": "yes"}}, "adapter.center must be true or false, got 'yes'"),
     ],
 )
 def test_bad_model_config_is_one_usage_error(change, message):
