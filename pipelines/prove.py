@@ -1,6 +1,6 @@
 """`qwenvl-data prove`: does a model trained on our shards learn to point and to read? (`make prove`)
 
-    qwenvl-data prove --output out/prove                  # CPU, tiny model, 7,000 steps: 12-21 min on 2 cores
+    qwenvl-data prove --output out/prove                  # CPU, tiny model, 5,000 steps: ~15-20 min on 2 cores
     qwenvl-data prove --output /tmp/p --preset smoke      # plumbing only, a minute; learns nothing
 
 A controlled experiment through the project's own commands: scenes with English/Chinese referring
