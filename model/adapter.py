@@ -12,7 +12,7 @@
   as the LLM, which cannot use the image yet, makes the visual tokens an attention sink); the model then
   learns from the pixels only if it escapes in time, and sometimes it does not (64 queries, seed 0: the
   image changed no logit by more than 3e-4 after 4,000 steps). Centred, the tokens cannot become one
-  constant: the spread stays at 4-8% of the norm and the image matters from the first hundred steps.
+  constant, and the image moves the logits by 4.7 at step 200 (uncentred: 0.013).
 """
 
 from __future__ import annotations
