@@ -32,7 +32,7 @@ TINY = {
     # LLM learns the text prior only (measured: held-out grounding 0.00-0.05 at any length we could run)
     "vision": {"width": 96, "layers": 3, "head_width": 32, "mlp_ratio": 2.0, "patch_size": 14, "pos_init": "sincos"},
     # center: without it the adapter's outputs collapse to one constant token in the first ~100 steps and
-    # the model may never escape (model/adapter.py); measured, seed 0: held-out grounding 1.000 against 0.625
+    # the model may never escape (model/adapter.py); measured, seed 0, 7,000 steps: held-out grounding 1.000 vs 0.625
     "adapter": {"num_queries": 36, "heads": 4, "query_grid": 6, "init": "local", "center": True},
     "llm": {
         "hidden_size": 128,
