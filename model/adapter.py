@@ -8,7 +8,7 @@
 - `center` (off in Qwen-VL; on in the prove plans) subtracts each image's mean output token from all of
   them. Trained from scratch, the adapter otherwise turns within ~100 steps into a map of every image to one
   large constant vector (measured on the prove plan: the spread of its outputs across queries and images
-  fell from 3% of their norm at the start to 0.2% by step 100; with 64 queries 0.1% by step 1,000 at 4x the norm,
+  fell from 3% of their norm at the start to 0.2% by step 100; with 64 queries 0.001% by step 1,000 at 4x the norm,
   as the LLM, which cannot use the image yet, makes the visual tokens an attention sink); the model then
   learns from the pixels only if it escapes in time, and sometimes it does not (64 queries, seed 0: the
   image changed no logit by more than 3e-4 after 4,000 steps). Centred, the tokens cannot become one
