@@ -64,6 +64,58 @@ def test_grounding_metrics_on_hand_made_answers():
     assert metrics.iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
 
 
+def test_grounding_tells_another_object_from_nothing(tmp_path):
+    """Scenes of several objects: every held-out query knows all its image's object boxes (from the converted
+    shards, checked against the VG files), and the scores say whether a miss boxed another object or nothing,
+    per objects in the scene, up to the report's table."""
+    from qwenvl_data.prove import evaluate, experiment, report
+
+    scenes.write_vg(tmp_path / "vg", seed=3, count=8, counts=(1, 3))
+    regions = json.loads((tmp_path / "vg" / "region_descriptions.json").read_text())
+    truth = {
+        entry["id"]: sorted(
+            {
+                box_to_bins((r["x"], r["y"], r["x"] + r["width"], r["y"] + r["height"]), 224, 224)
+                for r in entry["regions"]
+            }
+        )
+        for entry in regions
+    }
+    assert {len(b) for b in truth.values()} == {1, 3}
+    convert_dataset("vg-regions", tmp_path / "vg", tmp_path / "tasks", shard_size=1000)
+    queries = evaluate.grounding_set(tmp_path / "tasks", 100)
+    assert len(queries) == 2 * sum(len(b) for b in truth.values())  # every object, in both languages
+    for q in queries:
+        assert [tuple(b) for b in q["scene"]] == truth[int(q["image_ref"].split("/")[-1].split(".")[0])]
+        assert tuple(q["true"]) in [tuple(b) for b in q["scene"]]
+    # answers: the named object, another object of the scene, and an empty corner
+    answers = []
+    for i, q in enumerate(queries):
+        other = next((b for b in q["scene"] if tuple(b) != tuple(q["true"])), None)
+        box = q["true"] if i % 3 == 0 else other if i % 3 == 1 and other else (0, 0, 5, 5)
+        answers.append("<box>({},{}),({},{})</box>".format(*box))
+    scores = evaluate.score(queries, [], answers, [])
+    by = scores["grounding_by_objects"]
+    assert set(by) == {"1", "3"} and by["1"]["n"] + by["3"]["n"] == len(queries)
+    for n, g in by.items():
+        rows = [(i, q) for i, q in enumerate(queries) if len(q["scene"]) == int(n)]
+        named = sum(i % 3 == 0 for i, _ in rows)
+        other = sum(i % 3 == 1 and len(q["scene"]) > 1 for i, q in rows)
+        assert g["acc"] == pytest.approx(named / len(rows)) and g["any_acc"] == pytest.approx(
+            (named + other) / len(rows)
+        )
+    assert by["3"]["any_acc"] > by["3"]["acc"]  # another object is "found an object", not "named object"
+    assert scores["grounding"]["all"]["any_acc"] is not None
+    assert metrics.grounding_scores([{"pred": None, "true": (0, 0, 9, 9)}])["any_acc"] is None  # no scene: unknown
+    empty = evaluate.score([], [], [], [])
+    meta = {"command": "t", "seconds": 1.0, "timings": {}, "plan": experiment.Plan().to_dict(), "targets": {}}
+    text = report.markdown({"real": scores, "shuffled": empty, "constant": empty}, meta)
+    g3 = by["3"]
+    assert f"| real | 3 | {g3['n']} | {g3['acc']:.3f} | {g3['any_acc']:.3f} | {g3['miou']:.3f} |" in text
+    one = {**scores, "grounding_by_objects": {"1": by["1"]}}  # scenes of one object: no such table
+    assert "| real | 1 |" not in report.markdown({"real": one, "shuffled": empty, "constant": empty}, meta)
+
+
 def test_ocr_metrics_on_hand_made_answers():
     true = [{"text": "red map", "box": (100, 100, 500, 200)}, {"text": "sun", "box": (100, 300, 300, 400)}]
     answer = "<ref>red mop</ref><quad>(100,100),(500,100),(500,200),(100,200)</quad><ref>sun</ref>"

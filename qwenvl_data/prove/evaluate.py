@@ -9,6 +9,7 @@ the answers are parsed with `boxes.parse_refs` and scored per language (qwenvl_d
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from contextlib import contextmanager
@@ -27,14 +28,21 @@ def _image(files: dict) -> bytes | None:
 
 
 def grounding_set(tasks_dir: Path, per_lang: int) -> list[dict]:
-    """The first `per_lang` held-out ref_grounding queries of each language, in shard order."""
+    """The first `per_lang` held-out ref_grounding queries of each language, in shard order. Each query also
+    carries `scene`: the boxes of every object its image has an expression for (its own included, each once),
+    read from all held-out samples of that image, so a wrong answer can be told apart as "boxed another
+    object" or "boxed nothing" (metrics.grounding_scores' `any_acc`)."""
     out: list[dict] = []
     taken: Counter[str] = Counter()
+    scenes: dict[str, set] = {}
     for tar in sorted(Path(tasks_dir).rglob("*.tar")):
         for _, files in iter_tar_samples(tar):
             meta = json.loads(files["json"])
             if meta["task"] != "ref_grounding":
                 continue
+            image = _image(files)
+            key = hashlib.sha256(image).hexdigest() if image else meta["uid"]
+            scenes.setdefault(key, set()).add(tuple(meta["objects"][0]["box"]))
             ref = meta["objects"][0]["ref"]
             lang = guess_lang(ref)  # the VG converter labels every region English
             if taken[lang] >= per_lang:
@@ -43,7 +51,8 @@ def grounding_set(tasks_dir: Path, per_lang: int) -> list[dict]:
             out.append(
                 {
                     "uid": meta["uid"],
-                    "image": _image(files),
+                    "image": image,
+                    "image_key": key,
                     "prompt": meta["prompt"],
                     "ref": ref,
                     "lang": lang,
@@ -51,6 +60,8 @@ def grounding_set(tasks_dir: Path, per_lang: int) -> list[dict]:
                     "image_ref": meta.get("image_ref"),
                 }
             )
+    for q in out:
+        q["scene"] = sorted(scenes[q.pop("image_key")])
     return out
 
 
@@ -172,12 +183,21 @@ def answer_run(checkpoint: Path, grounding: list[dict], ocr: list[dict], ocr_bud
 
 
 def score(grounding: list[dict], ocr: list[dict], g_answers: list[str], o_answers: list[str]) -> dict:
-    """{'grounding': {lang|all: scores}, 'ocr': {lang|all: scores}} for one run's answers."""
+    """{'grounding': {lang|all: scores}, 'ocr': {lang|all: scores}, 'grounding_by_objects': {objects in the
+    scene: scores, both languages}} for one run's answers."""
     g_rows = [
-        {"pred": metrics.first_box(a), "true": q["true"], "lang": q["lang"]} for q, a in zip(grounding, g_answers)
+        {"pred": metrics.first_box(a), "true": q["true"], "lang": q["lang"], "scene": q.get("scene")}
+        for q, a in zip(grounding, g_answers)
     ]
     o_rows = [{"pred": metrics.ocr_lines(a), "true": q["true"], "lang": q["lang"]} for q, a in zip(ocr, o_answers)]
-    return {"grounding": _per_lang(g_rows, metrics.grounding_scores), "ocr": _per_lang(o_rows, metrics.ocr_scores)}
+    # both languages pooled, by objects in the query's scene: with several, is a miss another object or nothing?
+    counts = sorted({len(r["scene"]) for r in g_rows if r["scene"]})
+    by_objects = {str(n): metrics.grounding_scores([r for r in g_rows if len(r["scene"] or ()) == n]) for n in counts}
+    return {
+        "grounding": _per_lang(g_rows, metrics.grounding_scores),
+        "ocr": _per_lang(o_rows, metrics.ocr_scores),
+        "grounding_by_objects": by_objects,
+    }
 
 
 def _per_lang(rows, fn) -> dict:

@@ -60,15 +60,25 @@ def words_of(text: str, lang: str) -> list[str]:
 
 
 def grounding_scores(rows: list[dict]) -> dict:
-    """rows: [{'pred': bins or None, 'true': bins}] -> accuracy (IoU >= 0.5), mean IoU, parsed share."""
+    """rows: [{'pred': bins or None, 'true': bins, 'scene' (optional): every object's box in the image}] ->
+    accuracy (IoU >= 0.5), mean IoU, parsed share, and, when every row has its scene, `any_acc`: the share
+    whose box hits some object of the scene (IoU >= 0.5), the named one or another. With several objects,
+    any_acc high and acc low is a model that finds objects but does not pick the one the words name;
+    both low, one that does not find objects."""
     if not rows:
-        return {"n": 0, "acc": None, "miou": None, "parsed": None}
+        return {"n": 0, "acc": None, "miou": None, "parsed": None, "any_acc": None}
     ious = [iou(r["pred"], r["true"]) if r["pred"] is not None else 0.0 for r in rows]
+    scenes = [r.get("scene") for r in rows]
+    any_acc = None
+    if all(scenes):
+        hits = [r["pred"] is not None and any(iou(r["pred"], b) >= 0.5 for b in r["scene"]) for r in rows]
+        any_acc = sum(hits) / len(rows)
     return {
         "n": len(rows),
         "acc": sum(v >= 0.5 for v in ious) / len(rows),
         "miou": sum(ious) / len(rows),
         "parsed": sum(r["pred"] is not None for r in rows) / len(rows),
+        "any_acc": any_acc,
     }
 
 

@@ -75,6 +75,22 @@ def markdown(results: dict, meta: dict) -> str:
                 f"{_fmt(o['char_acc'])} | {_fmt(o['word_acc'])} | {_fmt(o['line_miou'])} | "
                 f"{_fmt(o['line_acc'])} | {g['n']} / {o['n']} |"
             )
+    by_objects = [(run, results[run].get("grounding_by_objects") or {}) for run in RUNS]
+    if any(int(n) > 1 for _, per_count in by_objects for n in per_count):  # scenes of several objects
+        lines += [
+            "",
+            "Grounding by objects in the scene (both languages; *any object*: the box hits some object of the "
+            "scene, the named one or another. A model that finds objects but ignores the words scores about "
+            "any object / objects):",
+            "",
+            "| run | objects | n | named object (IoU≥0.5) | any object | mean IoU |",
+            "|---|---|---|---|---|---|",
+        ]
+        for run, per_count in by_objects:
+            for n, g in sorted(per_count.items(), key=lambda kv: int(kv[0])):
+                lines.append(
+                    f"| {run} | {n} | {g['n']} | {_fmt(g['acc'])} | {_fmt(g['any_acc'])} | {_fmt(g['miou'])} |"
+                )
     reading = [(run, results[run].get("reading")) for run in RUNS if results[run].get("reading")]
     if reading:  # teacher-forced: does the model's next text token depend on the pixels?
         lines += [
