@@ -309,11 +309,14 @@ def test_webdataset_to_tuple_and_decode(each_family):
 
 
 def test_wids_index(each_family, made):
+    """wids as the dataset card tells users to call it: local shards read in place. (By default wids copies
+    each shard to /tmp/_wids_cache under its path and keeps reading that copy: a later run whose temporary
+    folder has the same path, or shards rewritten in place, would read stale samples.)"""
     import wids
 
     for sub in KINDS.values():
         folder = made / sub
-        ds = wids.ShardListDataset(str(folder / "wids-index.json"))
+        ds = wids.ShardListDataset(str(folder / "wids-index.json"), localname=lambda url: url)
         want = truth(sorted(folder.glob("*.tar")))
         assert len(ds) == len(want), sub
         got = sorted((ds[i] for i in range(len(ds))), key=lambda s: s["__key__"])
@@ -321,6 +324,27 @@ def test_wids_index(each_family, made):
             assert sample["__key__"] == key and {k[1:] for k in sample if k.startswith(".")} == set(files)
             for ext, data in files.items():
                 same_value(ext, sample["." + ext], data)
+
+
+def test_wids_in_place_reads_shards_rewritten_at_the_same_path(tmp_path):
+    """The card's `localname=lambda url: url`: a shard rewritten at the same path is read anew (wids' default
+    cache would keep serving the first copy), and nothing is copied out of the folder."""
+    import wids
+
+    from qwenvl_data.shards import ShardWriter
+    from qwenvl_data.shards.loaders import write_loader_index
+
+    out = tmp_path / "shards"
+    names = set()
+    for run in ("first", "second"):
+        with ShardWriter(out, 0, "fam") as w:
+            w.add("000000", {"json": {"run": run}})
+            w.close()
+        write_loader_index(out)
+        names |= {p.name for p in out.glob("*.tar")}
+        ds = wids.ShardListDataset(str(out / "wids-index.json"), localname=lambda url: url)
+        assert len(ds) == 1 and ds[0][".json"]["run"] == run
+    assert len(names) == 1  # the same path both times
 
 
 @pytest.mark.parametrize("streaming", [False, True])

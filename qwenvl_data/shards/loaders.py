@@ -1,8 +1,11 @@
 """What other loaders want beside our shards: a wids index and a Hugging Face dataset card.
 
-- `wids-index.json`: wids (`wids.ShardListDataset("OUT/wids-index.json")`) needs each shard's sample
-  count up front; we take it from the shard's stats sidecar (reader.expected_count), or count the tar.
-  URLs are relative to the index, so a folder can be moved or synced as a whole.
+- `wids-index.json`: wids (`wids.ShardListDataset("OUT/wids-index.json", localname=lambda url: url)`)
+  needs each shard's sample count up front; we take it from the shard's stats sidecar
+  (reader.expected_count), or count the tar. URLs are relative to the index, so a folder can be moved or
+  synced as a whole. `localname` makes wids read local shards in place: by default it copies each one to
+  /tmp/_wids_cache keyed by its path and never checks the copy again, so shards rewritten at the same path
+  (a rerun into the same OUT) would be read stale.
 - `README.md`, a dataset card with one config per shard family and its features: HF `datasets` infers a
   json column's struct from the first 5 samples and silently drops a key that first appears later (task
   extras like `objects` vary by task); `load_dataset("OUT", "<family>")` reads the features from the card
@@ -77,7 +80,9 @@ def dataset_card(out: Path, names: list[str]) -> str:
     return (
         f"---\n{head}---\n# {out.name}\n\nWebdataset shards written by qwenvl-data, one member set per "
         f'family (docs/CONTRACTS.md). `load_dataset("{out.name}", "<family>")` reads a family with '
-        f'the features below; `wids.ShardListDataset("{out.name}/{WIDS_INDEX}")` reads them all.\n'
+        f'the features below; `wids.ShardListDataset("{out.name}/{WIDS_INDEX}", localname=lambda url: url)` '
+        "reads them all, in place (without `localname`, wids copies each shard to /tmp/_wids_cache under its "
+        "path and keeps reading that copy after the shards are rewritten there).\n"
     )
 
 
