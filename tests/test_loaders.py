@@ -326,10 +326,12 @@ def test_wids_index(each_family, made):
                 same_value(ext, sample["." + ext], data)
 
 
-def test_wids_in_place_reads_shards_rewritten_at_the_same_path(tmp_path):
+def test_wids_in_place_reads_shards_rewritten_at_the_same_path(tmp_path, monkeypatch):
     """The card's `localname=lambda url: url`: a shard rewritten at the same path is read anew (wids' default
-    cache would keep serving the first copy), and nothing is copied out of the folder."""
+    cache would keep serving the first copy), and nothing is copied to wids' cache folder."""
     import wids
+
+    monkeypatch.setenv("WIDS_CACHE", str(tmp_path / "wids_cache"))  # wids' default cache, were it used
 
     from qwenvl_data.shards import ShardWriter
     from qwenvl_data.shards.loaders import write_loader_index
@@ -345,6 +347,7 @@ def test_wids_in_place_reads_shards_rewritten_at_the_same_path(tmp_path):
         ds = wids.ShardListDataset(str(out / "wids-index.json"), localname=lambda url: url)
         assert len(ds) == 1 and ds[0][".json"]["run"] == run
     assert len(names) == 1  # the same path both times
+    assert not (tmp_path / "wids_cache").exists()  # read in place, never copied
 
 
 @pytest.mark.parametrize("streaming", [False, True])
